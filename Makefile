@@ -1,0 +1,72 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+export DEBUG ?= true
+
+.PHONY: run test test-fast lint sysdeps venv devdeps browser migrate bench bench-quick soak clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# mysqlclient compiles against the MariaDB/MySQL client headers.
+sysdeps:
+	@if ! pkg-config --exists mariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing pkg-config and libmariadb-dev (needed to build mysqlclient)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pkg-config libmariadb-dev >/dev/null; \
+	  else \
+	    echo "mysqlclient needs pkg-config and the MariaDB/MySQL client headers. Install them, e.g.:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install pkg-config libmariadb-dev"; \
+	    echo "  macOS:         brew install pkg-config mysql-client"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.deps: requirements.txt | $(PY)
+	$(MAKE) --no-print-directory sysdeps
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.devdeps: requirements-dev.txt requirements.txt $(VENV)/.deps
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.deps
+devdeps: $(VENV)/.devdeps
+
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The browser tests need Chromium: sudo apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+run: venv migrate
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py showconfig
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)
+
+test: devdeps browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: devdeps
+	$(PY) -m pytest -m "not e2e and not browser and not faults" $(PYTEST_ARGS)
+
+lint: devdeps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf var staticfiles

@@ -1,0 +1,168 @@
+"""Shape and type-check order data. Semantic rules (future, horizon, caps) live in the services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orders.models import Execution, MisfirePolicy, Notification, Order, RepeatUnit
+from orders.schedule import is_valid_time_zone, zone
+
+MAX_INTERVAL = 2_147_483_647
+MAX_EXECUTIONS = 1_000_000
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class ZonedDateTimeField(serializers.Field):
+    """ISO 8601 text. A naive value is read in the order's time zone (resolved later, when the zone is
+    known); output carries the order's offset."""
+
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 date-time such as 2030-01-31T09:00:00+01:00.",
+        "range": "The date-time is out of range.",
+    }
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            value = parse_datetime(data.strip())
+        except ValueError:
+            self.fail("invalid")
+        if value is None:
+            self.fail("invalid")
+        assert value is not None
+        if value.tzinfo is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                self.fail("range")
+        return value
+
+    def to_representation(self, value: datetime) -> str:
+        order = getattr(self.parent, "instance", None)
+        tz_name = getattr(order, "time_zone", None) if isinstance(order, Order) else None
+        tz = zone(tz_name) if tz_name and is_valid_time_zone(tz_name) else UTC
+        return value.astimezone(tz).isoformat()
+
+
+class OrderSerializer(serializers.ModelSerializer[Order]):
+    order_id = serializers.IntegerField(read_only=True)
+    user_id = serializers.IntegerField(read_only=True)
+    schedule_time = serializers.SerializerMethodField()
+    next_run_at = serializers.SerializerMethodField()
+    last_run_at = serializers.SerializerMethodField()
+    executions_remaining = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "order_id",
+            "user_id",
+            "order_name",
+            "schedule_time",
+            "status",
+            "job_id",
+            "is_recurring",
+            "repeat_interval",
+            "repeat_unit",
+            "max_executions",
+            "executions_count",
+            "executions_remaining",
+            "time_zone",
+            "misfire_policy",
+            "next_run_at",
+            "last_run_at",
+            "last_result",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def _zoned(self, order: Order, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        tz = zone(order.time_zone) if is_valid_time_zone(order.time_zone) else UTC
+        return value.astimezone(tz).isoformat()
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_schedule_time(self, order: Order) -> str | None:
+        return self._zoned(order, order.schedule_time)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_next_run_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.next_run_at)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_last_run_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.last_run_at)
+
+
+class OrderWriteSerializer(serializers.Serializer[Any]):
+    """Input for create (all required fields) and update (partial=True for PATCH).
+
+    Read-only fields (order_id, user, status, executions_count, job_id, next_run_at, ...) are ignored
+    if sent: the server owns them.
+    """
+
+    order_name = serializers.CharField(max_length=255, trim_whitespace=False)
+    schedule_time = ZonedDateTimeField(required=False, allow_null=True)
+    is_recurring = serializers.BooleanField(required=False, default=False)
+    repeat_interval = serializers.IntegerField(min_value=1, max_value=MAX_INTERVAL, required=False, allow_null=True)
+    repeat_unit = serializers.ChoiceField(choices=RepeatUnit.choices, required=False, allow_null=True)
+    max_executions = serializers.IntegerField(min_value=1, max_value=MAX_EXECUTIONS, required=False, allow_null=True)
+    time_zone = serializers.CharField(max_length=64, required=False)
+    misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False)
+
+    def validate_time_zone(self, value: str) -> str:
+        if not is_valid_time_zone(value):
+            raise serializers.ValidationError("Unknown time zone: use an IANA name such as Europe/Berlin.")
+        return value
+
+    def validate_order_name(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Enter a name.")
+        return value
+
+
+class ExecutionSerializer(serializers.ModelSerializer[Execution]):
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "occurrence",
+            "kind",
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "status",
+            "attempts",
+            "error",
+            "attempt_history",
+            "result_ref",
+        ]
+        read_only_fields = fields
+
+
+class NotificationSerializer(serializers.ModelSerializer[Notification]):
+    order_id = serializers.IntegerField(read_only=True, allow_null=True)
+    read = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Notification
+        fields = ["id", "order_id", "kind", "message", "created_at", "read_at", "read"]
+        read_only_fields = fields
+
+    def get_read(self, notification: Notification) -> bool:
+        return notification.read_at is not None
+
+
+class UpcomingSerializer(serializers.Serializer[Any]):
+    order_id = serializers.IntegerField()
+    time_zone = serializers.CharField()
+    upcoming = serializers.ListField(child=serializers.DateTimeField())

@@ -1,0 +1,247 @@
+"""The orders API. Views shape requests and responses; every write is a service call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from orders import selectors, services
+from orders.api.pagination import OrderPagination
+from orders.api.serializers import (
+    ExecutionSerializer,
+    NotificationSerializer,
+    OrderSerializer,
+    OrderWriteSerializer,
+    UpcomingSerializer,
+)
+from orders.models import Order, OrderStatus
+from orders.schedule import ScheduleOverflow, resolve_wall_time, upcoming, zone
+
+CREATE_EXAMPLES = [
+    OpenApiExample(
+        "One-time order",
+        value={"order_name": "Buy 10 AAPL", "schedule_time": "2030-01-31T09:00:00+01:00"},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Recurring order",
+        value={
+            "order_name": "Weekly restock",
+            "schedule_time": "2030-01-06T09:00:00",
+            "time_zone": "Europe/Berlin",
+            "is_recurring": True,
+            "repeat_interval": 1,
+            "repeat_unit": "weeks",
+            "max_executions": 10,
+            "misfire_policy": "run_once",
+        },
+        request_only=True,
+    ),
+]
+
+
+def _user(request: Request) -> User:
+    # IsAuthenticated (the default permission) guarantees a real user here.
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _user_time_zone(request: Request) -> str:
+    return getattr(request.user, "time_zone", None) or "UTC"
+
+
+def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
+    """Validated serializer data -> service arguments (naive times read in the order's zone)."""
+    changes = dict(data)
+    tz_name = changes.get("time_zone") or time_zone
+    if changes.get("schedule_time") is not None:
+        try:
+            changes["schedule_time"] = resolve_wall_time(changes["schedule_time"], tz_name)
+        except ScheduleOverflow as exc:
+            raise ValidationError({"schedule_time": ["The date-time is out of range."]}) from exc
+    return changes
+
+
+class OrderListCreateView(APIView):
+    pagination_class = OrderPagination
+
+    @extend_schema(
+        responses=OrderSerializer(many=True),
+        parameters=[
+            OpenApiParameter("status", str, enum=list(OrderStatus.values)),
+            OpenApiParameter("is_recurring", bool),
+            OpenApiParameter("search", str, description="Part of the order name (case-insensitive)."),
+            OpenApiParameter("ordering", str, enum=sorted(selectors.ORDERINGS)),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description="At most 200."),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        errors: dict[str, str] = {}
+        status_filter = params.get("status") or None
+        if status_filter and status_filter not in OrderStatus.values:
+            errors["status"] = f"Choose one of: {', '.join(OrderStatus.values)}."
+        recurring: bool | None = None
+        if params.get("is_recurring") not in (None, ""):
+            raw = params["is_recurring"].lower()
+            if raw in ("true", "1"):
+                recurring = True
+            elif raw in ("false", "0"):
+                recurring = False
+            else:
+                errors["is_recurring"] = "Use true or false."
+        ordering = params.get("ordering") or None
+        if ordering and ordering not in selectors.ORDERINGS:
+            errors["ordering"] = f"Choose one of: {', '.join(sorted(selectors.ORDERINGS))}."
+        search = params.get("search") or None
+        if search and len(search) > 255:
+            errors["search"] = "At most 255 characters."
+        if errors:
+            raise ValidationError(errors)
+        qs = selectors.order_list_for_user(
+            user=request.user, status=status_filter, is_recurring=recurring, search=search, ordering=ordering
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(OrderSerializer(page, many=True).data)
+
+    @extend_schema(request=OrderWriteSerializer, responses={201: OrderSerializer}, examples=CREATE_EXAMPLES)
+    def post(self, request: Request) -> Response:
+        serializer = OrderWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes = _changes_from(dict(serializer.validated_data), time_zone=_user_time_zone(request))
+        changes.setdefault("time_zone", _user_time_zone(request))
+        order = services.order_create(user=_user(request), definition=services.OrderDefinition(**changes))
+        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderCreateView(OrderListCreateView):
+    """The original system's path, kept for its clients: POST only."""
+
+    http_method_names = ["post", "options"]
+
+    @extend_schema(
+        request=OrderWriteSerializer,
+        responses={201: OrderSerializer},
+        examples=CREATE_EXAMPLES,
+        operation_id="orders_create_legacy",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class OrderDetailView(APIView):
+    def _order(self, request: Request, order_id: str) -> Order:
+        return selectors.order_get_for_user(user=request.user, order_id=order_id)
+
+    @extend_schema(responses=OrderSerializer)
+    def get(self, request: Request, order_id: str) -> Response:
+        return Response(OrderSerializer(self._order(request, order_id)).data)
+
+    def _update(self, request: Request, order_id: str, *, partial: bool) -> Response:
+        order = self._order(request, order_id)
+        serializer = OrderWriteSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        changes = _changes_from(dict(serializer.validated_data), time_zone=order.time_zone)
+        order = services.order_update(order=order, changes=changes)
+        return Response(OrderSerializer(order).data)
+
+    @extend_schema(request=OrderWriteSerializer, responses=OrderSerializer)
+    def put(self, request: Request, order_id: str) -> Response:
+        return self._update(request, order_id, partial=False)
+
+    @extend_schema(request=OrderWriteSerializer, responses=OrderSerializer)
+    def patch(self, request: Request, order_id: str) -> Response:
+        return self._update(request, order_id, partial=True)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, order_id: str) -> Response:
+        services.order_delete(order=self._order(request, order_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrderExecutionsView(APIView):
+    pagination_class = OrderPagination
+
+    @extend_schema(responses=ExecutionSerializer(many=True))
+    def get(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get_for_user(user=request.user, order_id=order_id)
+        paginator = self.pagination_class()
+        qs: QuerySet[Any] = selectors.execution_list_for_order(order=order)
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(ExecutionSerializer(page, many=True).data)
+
+
+def upcoming_for(order: Order, count: int) -> list[str]:
+    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING, OrderStatus.PAUSED):
+        return []
+    remaining = order.executions_remaining
+    if remaining is not None:
+        count = min(count, remaining)
+    if order.next_run_at is None and order.status != OrderStatus.PAUSED:
+        return []
+    times = upcoming(services.order_grid(order), order.next_grid_index, count)
+    tz = zone(order.time_zone)
+    return [t.astimezone(tz).isoformat() for t in times]
+
+
+class OrderUpcomingView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("count", int, description="1 to 100 (default 5).")],
+        responses=UpcomingSerializer,
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get_for_user(user=request.user, order_id=order_id)
+        raw = request.query_params.get("count", "5")
+        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+            raise ValidationError({"count": "A whole number from 1 to 100."})
+        return Response({"order_id": order.pk, "time_zone": order.time_zone, "upcoming": upcoming_for(order, int(raw))})
+
+
+class OrderActionView(APIView):
+    """POST /pause, /resume, /run-now, /retry."""
+
+    action: str = ""
+
+    @extend_schema(request=None, responses=OrderSerializer)
+    def post(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get_for_user(user=request.user, order_id=order_id)
+        operation = {
+            "pause": services.order_pause,
+            "resume": services.order_resume,
+            "run-now": services.order_run_now,
+            "retry": services.order_retry,
+        }[self.action]
+        operation(order=order)
+        order.refresh_from_db()
+        code = status.HTTP_202_ACCEPTED if self.action in ("run-now", "retry") else status.HTTP_200_OK
+        return Response(OrderSerializer(order).data, status=code)
+
+
+class NotificationListView(APIView):
+    pagination_class = OrderPagination
+
+    @extend_schema(parameters=[OpenApiParameter("unread", bool)], responses=NotificationSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        unread = request.query_params.get("unread", "").lower() in ("1", "true")
+        qs = selectors.notification_list_for_user(user=request.user, unread_only=unread)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)
+
+
+class NotificationReadView(APIView):
+    @extend_schema(request=None, responses=NotificationSerializer)
+    def post(self, request: Request, notification_id: str) -> Response:
+        notification = selectors.notification_get_for_user(user=request.user, notification_id=notification_id)
+        services.notification_mark_read(notification=notification)
+        return Response(NotificationSerializer(notification).data)

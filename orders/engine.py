@@ -1,0 +1,446 @@
+"""The execution side of the order services: what the RQ jobs and the reconcile command call.
+
+Delivery is at-least-once (a job can be handed out twice, a worker can die mid-run); the effect is
+once per occurrence because every step re-reads the order under a row lock and checks that the job
+still describes the order's current state:
+- an occurrence job carries (order id, schedule version, grid index) and is taken only while the
+  order still points at exactly that slot of exactly that definition;
+- an execution job (manual run, retry) carries (execution id, attempt) and is taken only while the
+  execution waits for exactly that attempt.
+Taking an occurrence writes the Execution row (unique per order and occurrence), counts it and
+schedules the following occurrence in the same transaction; the executor runs outside any
+transaction; finishing records the outcome under the lock again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from orders import scheduling
+from orders.events import log_event
+from orders.executors import ExecutionContext
+from orders.models import Execution, ExecutionKind, ExecutionStatus, MisfirePolicy, Order, OrderStatus
+from orders.notifications import notify_occurrence_failed
+from orders.schedule import ScheduleOverflow, first_index_due_after, is_misfire, occurrence_due
+from orders.services import (
+    _has_remaining,
+    _safe_redis,
+    _schedule_execution_job,
+    _schedule_next,
+    order_grid,
+    settle_status,
+)
+
+logger = logging.getLogger(__name__)
+
+# A job that arrives this little ahead of its due time (rq-scheduler's whole-second storage) waits
+# in place; one that arrives earlier is put back in the schedule.
+EARLY_WAIT_LIMIT_SECONDS = 2.0
+# How long an occurrence waits when the previous run of the same order is still going.
+OVERLAP_POSTPONE_SECONDS = 1.0
+# Skipped occurrences recorded one by one per catch-up (the rest are summarised in the log).
+MAX_SKIPPED_ROWS = 1000
+
+
+@dataclass
+class Taken:
+    execution_id: int
+    attempt: int
+    context: ExecutionContext
+
+
+def _lease_deadline(now: datetime) -> datetime:
+    return now + timedelta(seconds=scheduling.job_timeout() + 5)
+
+
+def _context(order: Order, execution: Execution) -> ExecutionContext:
+    return ExecutionContext(
+        order_id=order.pk,
+        user_id=order.user_id,
+        order_name=order.order_name,
+        occurrence=execution.occurrence,
+        attempt=execution.attempts,
+        scheduled_for=execution.scheduled_for,
+        idempotency_key=f"order-{order.pk}-occurrence-{execution.occurrence}",
+    )
+
+
+def _postpone_occurrence(order: Order, seconds: float) -> None:
+    """Move the order's pending occurrence job later without changing its due time."""
+    job_id = scheduling.new_job_id(order.pk, f"v{order.schedule_version}-k{order.next_grid_index}")
+    order.job_id = job_id
+    order.save(update_fields=["job_id"])
+    order_id, version, k = order.pk, order.schedule_version, order.next_grid_index
+    at = timezone.now() + timedelta(seconds=seconds)
+    transaction.on_commit(
+        lambda: _safe_redis(
+            scheduling.schedule_occurrence, job_id=job_id, order_id=order_id, version=version, grid_index=k, due=at
+        )
+    )
+
+
+def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
+    """Record grid slots first..stop-1 as skipped (they do not count as executions)."""
+    grid = order_grid(order)
+    rows = []
+    for k in range(first, min(stop, first + MAX_SKIPPED_ROWS)):
+        order.occurrence_seq += 1
+        rows.append(
+            Execution(
+                order=order,
+                occurrence=order.occurrence_seq,
+                kind=ExecutionKind.SCHEDULED,
+                schedule_version=order.schedule_version,
+                grid_index=k,
+                scheduled_for=occurrence_due(grid, k),
+                status=ExecutionStatus.SKIPPED,
+                finished_at=now,
+            )
+        )
+    Execution.objects.bulk_create(rows)
+    log_event(
+        "skipped",
+        order_id=order.pk,
+        user_id=order.user_id,
+        status="skipped",
+        occurrence=rows[0].occurrence if rows else None,
+        grid_from=first,
+        grid_to=stop - 1,
+        count=stop - first,
+    )
+
+
+@transaction.atomic
+def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | None:
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None or order.schedule_version != version or order.next_grid_index != grid_index:
+        return None  # deleted, redefined, paused/resumed, or this slot was already taken
+    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING) or not _has_remaining(order):
+        return None
+    now = timezone.now()
+    grid = order_grid(order)
+    due = occurrence_due(grid, grid_index)
+    if now < due:
+        _postpone_occurrence(order, (due - now).total_seconds())
+        return None
+    if Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists():
+        # Two runs of one order never overlap: wait for the one in progress.
+        _postpone_occurrence(order, OVERLAP_POSTPONE_SECONDS)
+        return None
+
+    run_this = True
+    next_index = grid_index + 1
+    if is_misfire(grid, grid_index, now, settings.ORDER_MISFIRE_GRACE_SECONDS):
+        ahead = first_index_due_after(grid, now, from_index=grid_index + 1)
+        if order.misfire_policy == MisfirePolicy.SKIP:
+            run_this = False
+            _record_skipped(order, grid_index, ahead, now)
+            next_index = ahead
+        elif order.misfire_policy == MisfirePolicy.RUN_ONCE:
+            # This late run is the one catch-up run; the slots it stands for are skipped.
+            _record_skipped(order, grid_index + 1, ahead, now)
+            next_index = ahead
+        # run_all: every missed slot runs in turn, each scheduled as soon as the previous is taken.
+
+    taken: Taken | None = None
+    fields = ["occurrence_seq", "next_grid_index", "next_run_at", "job_id", "status", "updated_at"]
+    if run_this:
+        order.occurrence_seq += 1
+        order.executions_count += 1
+        order.last_run_at = now
+        execution = Execution.objects.create(
+            order=order,
+            occurrence=order.occurrence_seq,
+            kind=ExecutionKind.SCHEDULED,
+            schedule_version=version,
+            grid_index=grid_index,
+            scheduled_for=due,
+            started_at=now,
+            status=ExecutionStatus.RUNNING,
+            attempts=1,
+            lease_expires_at=_lease_deadline(now),
+            job_id=order.job_id,
+        )
+        fields += ["executions_count", "last_run_at"]
+        taken = Taken(execution.pk, 1, _context(order, execution))
+        log_event(
+            "started",
+            order_id=order.pk,
+            user_id=order.user_id,
+            job_id=order.job_id,
+            occurrence=execution.occurrence,
+            attempt=1,
+            status=ExecutionStatus.RUNNING,
+            scheduled_for=due.isoformat(),
+            started_at=now.isoformat(),
+        )
+    if order.is_recurring and _has_remaining(order):
+        try:
+            occurrence_due(grid, next_index)
+            _schedule_next(order, grid_index=next_index, now=now)
+        except ScheduleOverflow:
+            order.next_grid_index, order.next_run_at, order.job_id = next_index, None, ""
+    else:
+        # Nothing more on the grid; moving the index makes any duplicate of this job stale.
+        order.next_grid_index, order.next_run_at, order.job_id = next_index, None, ""
+    order.status = OrderStatus.RUNNING if run_this else order.status
+    if not run_this:
+        settle_status(order)
+    order.save(update_fields=fields)
+    return taken
+
+
+@transaction.atomic
+def execution_take(*, execution_id: int, attempt: int) -> Taken | None:
+    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
+    if order_id is None:
+        return None
+    # Lock order before execution, everywhere, so that no two paths can deadlock.
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    if order is None or execution is None:
+        return None
+    if execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING):
+        return None
+    if execution.attempts != attempt - 1 or order.status == OrderStatus.PAUSED:
+        return None
+    now = timezone.now()
+    if Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists():
+        _schedule_execution_job(execution, due=now + timedelta(seconds=OVERLAP_POSTPONE_SECONDS))
+        execution.save(update_fields=["job_id"])
+        return None
+    execution.status = ExecutionStatus.RUNNING
+    execution.attempts = attempt
+    execution.started_at = execution.started_at or now
+    execution.lease_expires_at = _lease_deadline(now)
+    execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at"])
+    order.status = OrderStatus.RUNNING
+    order.last_run_at = now
+    order.save(update_fields=["status", "last_run_at", "updated_at"])
+    log_event(
+        "started",
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=execution.job_id,
+        occurrence=execution.occurrence,
+        attempt=attempt,
+        status=ExecutionStatus.RUNNING,
+        scheduled_for=execution.scheduled_for.isoformat(),
+        started_at=now.isoformat(),
+    )
+    return Taken(execution.pk, attempt, _context(order, execution))
+
+
+def retry_delay_seconds(attempt: int) -> float:
+    """Exponential backoff after the given failed attempt: base, 2 x base, 4 x base, ... capped."""
+    delay: float = settings.ORDER_RETRY_BASE_DELAY_SECONDS * (2 ** (attempt - 1))
+    return float(min(delay, settings.ORDER_RETRY_MAX_DELAY_SECONDS))
+
+
+@transaction.atomic
+def execution_finish(*, execution_id: int, attempt: int, result_ref: str = "", error: str = "") -> None:
+    """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts."""
+    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
+    if order_id is None:
+        return
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    if order is None or execution is None:
+        return  # deleted while running: nothing to record
+    if execution.status != ExecutionStatus.RUNNING or execution.attempts != attempt:
+        logger.warning("discarding a late outcome for execution %s attempt %s", execution_id, attempt)
+        return
+    now = timezone.now()
+    succeeded = not error
+    execution.attempt_history = [
+        *execution.attempt_history,
+        {
+            "attempt": attempt,
+            "finished_at": now.isoformat(),
+            "status": "succeeded" if succeeded else "failed",
+            "error": error[:2000],
+        },
+    ]
+    execution.lease_expires_at = None
+    base = {"order_id": order.pk, "user_id": order.user_id, "occurrence": execution.occurrence, "attempt": attempt}
+    if succeeded:
+        execution.status = ExecutionStatus.SUCCEEDED
+        execution.finished_at = now
+        execution.result_ref = result_ref[:128]
+        execution.error = ""
+        order.last_result = ExecutionStatus.SUCCEEDED
+        log_event("succeeded", job_id=execution.job_id, status=ExecutionStatus.SUCCEEDED, result_ref=result_ref, **base)
+    else:
+        execution.error = error[:5000]
+        log_event("failed", job_id=execution.job_id, status=ExecutionStatus.FAILED, error=error[:500], **base)
+        if attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
+            execution.status = ExecutionStatus.RETRYING
+            delay = retry_delay_seconds(attempt)
+            _schedule_execution_job(execution, due=now + timedelta(seconds=delay))
+            log_event(
+                "retried",
+                job_id=execution.job_id,
+                status=ExecutionStatus.RETRYING,
+                retry_in_seconds=delay,
+                **{**base, "attempt": attempt + 1},
+            )
+        elif attempt < settings.ORDER_MAX_ATTEMPTS:
+            # Paused meanwhile: resume schedules the retry.
+            execution.status = ExecutionStatus.RETRYING
+            execution.job_id = ""
+        else:
+            execution.status = ExecutionStatus.FAILED
+            execution.finished_at = now
+            order.last_result = ExecutionStatus.FAILED
+    execution.save()
+    if order.status == OrderStatus.RUNNING:
+        order.status = OrderStatus.SCHEDULED
+    settle_status(order)
+    order.save(update_fields=["status", "last_result", "next_run_at", "updated_at"])
+    if execution.status == ExecutionStatus.FAILED and order.status != OrderStatus.FAILED:
+        notify_occurrence_failed(order, execution.occurrence, execution.error)
+    if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        log_event(
+            "completed" if order.status == OrderStatus.COMPLETED else "failed",
+            order_id=order.pk,
+            user_id=order.user_id,
+            status=order.status,
+            executions_count=order.executions_count,
+        )
+
+
+def execute(taken: Taken) -> None:
+    """Run the configured executor for a taken attempt and record its outcome."""
+    executor = import_string(settings.ORDER_EXECUTOR)
+    try:
+        ref = executor(taken.context) or ""
+    except Exception as exc:  # noqa: BLE001 - any executor failure is an attempt that failed
+        message = f"{type(exc).__name__}: {exc}"
+        execution_finish(execution_id=taken.execution_id, attempt=taken.attempt, error=message)
+        return
+    execution_finish(execution_id=taken.execution_id, attempt=taken.attempt, result_ref=str(ref))
+
+
+def wait_until_due(order_id: int, version: int, grid_index: int) -> None:
+    """rq-scheduler can hand a job out up to a second early: wait here rather than start early."""
+    order = Order.objects.filter(pk=order_id, schedule_version=version, next_grid_index=grid_index).first()
+    if order is None:
+        return
+    try:
+        due = occurrence_due(order_grid(order), grid_index)
+    except ScheduleOverflow:
+        return
+    wait = (due - timezone.now()).total_seconds()
+    if 0 < wait <= EARLY_WAIT_LIMIT_SECONDS:
+        time.sleep(wait + 0.001)
+
+
+# --- repair ---------------------------------------------------------------------------------------
+
+
+def recover_abandoned(now: datetime | None = None) -> int:
+    """Attempts whose worker died (lease passed) count as failed attempts and are retried."""
+    now = now or timezone.now()
+    recovered = 0
+    stale = Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
+    for execution_id, attempts in stale.values_list("id", "attempts")[:1000]:
+        execution_finish(
+            execution_id=execution_id,
+            attempt=attempts,
+            error="WorkerLost: the worker running this attempt stopped before finishing",
+        )
+        recovered += 1
+    return recovered
+
+
+@dataclass
+class ReconcileReport:
+    scheduled: int = 0
+    requeued_executions: int = 0
+    removed_orphans: int = 0
+    recovered_abandoned: int = 0
+    checked: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"checked {self.checked} active orders: scheduled {self.scheduled} missing jobs, "
+            f"re-queued {self.requeued_executions} pending executions, removed {self.removed_orphans} orphan jobs, "
+            f"recovered {self.recovered_abandoned} abandoned runs"
+        )
+
+
+def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
+    """Make Redis match the database (the source of truth)."""
+    report = ReconcileReport()
+    _safe_redis(scheduling.clean_started_registry)
+    report.recovered_abandoned = recover_abandoned()
+    wanted: set[str] = set()
+
+    active = Order.objects.filter(status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING)).order_by("pk")
+    last_pk = 0
+    while True:
+        batch = list(active.filter(pk__gt=last_pk).values_list("pk", "job_id", "next_run_at")[:batch_size])
+        if not batch:
+            break
+        last_pk = batch[-1][0]
+        report.checked += len(batch)
+        job_ids = [job_id for _, job_id, _ in batch if job_id]
+        wanted.update(job_ids)
+        live = scheduling.live_job_ids(job_ids)
+        for pk, job_id, next_run_at in batch:
+            if next_run_at is not None and job_id not in live:
+                report.scheduled += _reschedule_order(pk)
+    pending = Execution.objects.filter(
+        status__in=(ExecutionStatus.PENDING, ExecutionStatus.RETRYING),
+        order__status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING),
+    ).values_list("pk", "job_id")
+    pending_list = list(pending)
+    wanted.update(job_id for _, job_id in pending_list if job_id)
+    live_exec = scheduling.live_job_ids([job_id for _, job_id in pending_list])
+    for pk, job_id in pending_list:
+        if job_id not in live_exec:
+            report.requeued_executions += _requeue_execution(pk)
+    for job_id in scheduling.all_order_job_ids() - wanted:
+        # A job whose order is gone or inactive (it would do nothing anyway): drop it.
+        if not Order.objects.filter(job_id=job_id).exists() and not Execution.objects.filter(job_id=job_id).exists():
+            scheduling.cancel(job_id)
+            report.removed_orphans += 1
+    return report
+
+
+@transaction.atomic
+def _reschedule_order(order_id: int) -> int:
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None or order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING):
+        return 0
+    if order.next_run_at is None or scheduling.live_job_ids([order.job_id]):
+        return 0
+    _schedule_next(order, grid_index=order.next_grid_index, now=timezone.now())
+    order.save(update_fields=["job_id", "next_run_at", "next_grid_index"])
+    return 1
+
+
+@transaction.atomic
+def _requeue_execution(execution_id: int) -> int:
+    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
+    if order_id is None:
+        return 0
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    if order is None or execution is None or order.status == OrderStatus.PAUSED:
+        return 0
+    if execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING):
+        return 0
+    if execution.job_id and scheduling.live_job_ids([execution.job_id]):
+        return 0
+    _schedule_execution_job(execution, due=None)
+    execution.save(update_fields=["job_id"])
+    return 1

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RepeatUnit(models.TextChoices):
+    SECONDS = "seconds"
+    MINUTES = "minutes"
+    HOURS = "hours"
+    DAYS = "days"
+    WEEKS = "weeks"
+
+
+class OrderStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class MisfirePolicy(models.TextChoices):
+    RUN_ONCE = "run_once", "Run once, then back on the grid"
+    SKIP = "skip", "Skip missed runs"
+    RUN_ALL = "run_all", "Run every missed run"
+
+
+class Order(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
+    order_name = models.CharField(max_length=255)
+    # The anchor of the grid: occurrence k of the current definition is due at schedule_time + (k-1) x interval.
+    schedule_time = models.DateTimeField()
+    time_zone = models.CharField(max_length=64, default="UTC")
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.SCHEDULED)
+    job_id = models.CharField(max_length=64, blank=True, default="")
+    is_recurring = models.BooleanField(default=False)
+    repeat_interval = models.PositiveIntegerField(null=True, blank=True)
+    # NULL (not "") for one-time orders: the original schema and API use null here.
+    repeat_unit = models.CharField(max_length=8, choices=RepeatUnit.choices, null=True, blank=True)  # noqa: DJ001
+    max_executions = models.PositiveIntegerField(null=True, blank=True)
+    executions_count = models.PositiveIntegerField(default=0)
+    misfire_policy = models.CharField(max_length=8, choices=MisfirePolicy.choices, default=MisfirePolicy.RUN_ONCE)
+
+    # Engine state (read-only through the API).
+    # Bumped by every change of definition or state; a job carrying an older version does nothing.
+    schedule_version = models.PositiveIntegerField(default=1)
+    # Grid index (1-based, of the current definition) of the next occurrence to be taken.
+    next_grid_index = models.PositiveIntegerField(default=1)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    # Total executions allowed: max_executions for recurring orders (None = unlimited); for a
+    # one-time order, the executions it had before its current definition plus one.
+    execution_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Sequence of Execution.occurrence numbers handed out so far.
+    occurrence_seq = models.PositiveIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.CharField(max_length=16, blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "status"]),
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["status", "next_run_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_name} (#{self.pk})"
+
+    @property
+    def order_id(self) -> int:
+        return self.pk
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (OrderStatus.SCHEDULED, OrderStatus.RUNNING)
+
+    @property
+    def executions_remaining(self) -> int | None:
+        if self.execution_limit is None:
+            return None
+        return max(self.execution_limit - self.executions_count, 0)
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ExecutionKind(models.TextChoices):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+
+
+class Execution(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="executions")
+    occurrence = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=ExecutionKind.choices, default=ExecutionKind.SCHEDULED)
+    schedule_version = models.PositiveIntegerField(default=1)
+    grid_index = models.PositiveIntegerField(null=True, blank=True)
+    scheduled_for = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    # One entry per attempt: {"attempt", "started_at", "finished_at", "status", "error"}.
+    attempt_history = models.JSONField(default=list, blank=True)
+    result_ref = models.CharField(max_length=128, blank=True, default="")
+    job_id = models.CharField(max_length=64, blank=True, default="")
+    # A running attempt whose lease has passed belonged to a worker that died; reconcile retries it.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurrence"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "occurrence"], name="uniq_execution_order_occurrence"),
+        ]
+        indexes = [
+            models.Index(fields=["order", "status"]),
+            models.Index(fields=["status", "lease_expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} occurrence {self.occurrence} ({self.status})"
+
+
+class Notification(models.Model):
+    class Kind(models.TextChoices):
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return self.message

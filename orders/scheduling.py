@@ -1,0 +1,169 @@
+"""The one module that talks to Redis scheduling (rq and rq-scheduler).
+
+The database is the source of truth; what lives here is a copy of the schedule that reconcile
+can rebuild at any time. Nothing in this module touches the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq_scheduler import Scheduler
+
+from orders.schedule import scheduler_time
+
+logger = logging.getLogger(__name__)
+
+OCCURRENCE_FUNC = "orders.jobs.run_occurrence"
+EXECUTION_FUNC = "orders.jobs.run_execution"
+HEARTBEAT_KEY = "orders:scheduler:heartbeat"
+LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+# Finished jobs are useless once their effect is in the database: keep them only briefly.
+RESULT_TTL_SECONDS = 60
+
+_connection: redis.Redis | None = None
+
+
+def connection() -> redis.Redis:
+    global _connection
+    if _connection is None:
+        _connection = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+        )
+    return _connection
+
+
+def queue() -> Queue:
+    return Queue(settings.ORDER_QUEUE, connection=connection(), default_timeout=job_timeout())
+
+
+def scheduler(interval: float = 1.0) -> Scheduler:
+    return Scheduler(queue_name=settings.ORDER_QUEUE, connection=connection(), interval=interval)
+
+
+def job_timeout() -> int:
+    # The executor's own limit plus room for the bookkeeping around it.
+    return int(settings.ORDER_EXECUTION_TIMEOUT_SECONDS) + 30
+
+
+def new_job_id(order_id: int, label: str) -> str:
+    """Job ids are unique per scheduling act, so a re-delivered or replaced job never shares a hash."""
+    return f"order-{order_id}-{label}-{uuid.uuid4().hex[:12]}"
+
+
+def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | None) -> None:
+    """Put a job in the queue now (due is None or past) or in rq-scheduler's sorted set."""
+    now = datetime.now(UTC)
+    if due is None or scheduler_time(due) <= now:
+        queue().enqueue(
+            func,
+            args=args,
+            job_id=job_id,
+            job_timeout=job_timeout(),
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=7 * 86400,
+        )
+    else:
+        scheduler().enqueue_at(
+            scheduler_time(due),
+            func,
+            *args,
+            job_id=job_id,
+            timeout=job_timeout(),
+            job_result_ttl=RESULT_TTL_SECONDS,
+            queue_name=settings.ORDER_QUEUE,
+        )
+
+
+def schedule_occurrence(*, job_id: str, order_id: int, version: int, grid_index: int, due: datetime) -> None:
+    _place(job_id, OCCURRENCE_FUNC, (order_id, version, grid_index), due)
+
+
+def schedule_execution(*, job_id: str, execution_id: int, attempt: int, due: datetime | None) -> None:
+    """A job for one attempt of a given execution row (manual runs, retries)."""
+    _place(job_id, EXECUTION_FUNC, (execution_id, attempt), due)
+
+
+def cancel(job_id: str) -> None:
+    """Remove a job so it never starts. A job already started is left alone: it re-reads the order
+    and sees that its definition is gone."""
+    if not job_id:
+        return
+    conn = connection()
+    conn.zrem(Scheduler.scheduled_jobs_key, job_id)
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except Exception:  # noqa: BLE001 - a missing or unreadable job is already cancelled
+        return
+    if job.get_status(refresh=False) == JobStatus.STARTED:
+        return
+    queue().remove(job_id)
+    job.delete(remove_from_queue=False)
+
+
+def live_job_ids(job_ids: Iterable[str]) -> set[str]:
+    """Which of these jobs are alive in Redis (scheduled, queued, started or deferred)."""
+    ids = [j for j in job_ids if j]
+    if not ids:
+        return set()
+    conn = connection()
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.zscore(Scheduler.scheduled_jobs_key, job_id)
+        pipe.hget(f"rq:job:{job_id}", "status")
+    replies = pipe.execute()
+    live: set[str] = set()
+    for i, job_id in enumerate(ids):
+        score, status = replies[2 * i], replies[2 * i + 1]
+        if status is None:
+            continue
+        if status.decode() == JobStatus.SCHEDULED:
+            # rq-scheduler writes the hash, then the sorted-set entry: only both make it live.
+            if score is not None:
+                live.add(job_id)
+        elif status.decode() in LIVE_STATUSES:
+            live.add(job_id)
+    return live
+
+
+def all_order_job_ids() -> set[str]:
+    """Every order job id known to the schedule or the queue (for reconcile's orphan sweep)."""
+    conn = connection()
+    raw: list[bytes] = conn.zrange(Scheduler.scheduled_jobs_key, 0, -1)  # type: ignore[assignment]
+    ids = {j.decode() for j in raw}
+    ids.update(queue().get_job_ids())
+    return {j for j in ids if j.startswith("order-")}
+
+
+def clean_started_registry() -> None:
+    """Let rq move jobs of dead workers out of the started registry (marks them abandoned)."""
+    StartedJobRegistry(queue=queue()).cleanup()
+
+
+def write_heartbeat() -> None:
+    connection().set(HEARTBEAT_KEY, repr(time.time()), ex=120)
+
+
+def read_heartbeat() -> float | None:
+    raw = connection().get(HEARTBEAT_KEY)
+    return float(raw) if raw is not None else None
+
+
+def redis_ok() -> bool:
+    try:
+        return bool(connection().ping())
+    except redis.RedisError:
+        return False
+
+
+def scheduled_count() -> int:
+    return int(connection().zcard(Scheduler.scheduled_jobs_key))

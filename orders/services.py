@@ -1,0 +1,465 @@
+"""Every write to orders, shared by the pages, the API, the admin, the jobs and the commands.
+
+Services take keyword arguments, validate, write the database in one transaction, and touch Redis
+only after that transaction commits (rq-scheduler ignores transactions). They raise
+django.core.exceptions.ValidationError with field errors for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from orders import scheduling
+from orders.events import log_event
+from orders.models import (
+    Execution,
+    ExecutionKind,
+    ExecutionStatus,
+    MisfirePolicy,
+    Order,
+    OrderStatus,
+    RepeatUnit,
+)
+from orders.schedule import (
+    Grid,
+    ScheduleOverflow,
+    first_index_due_after,
+    interval_seconds,
+    is_valid_time_zone,
+    occurrence_due,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_FIELDS = ("schedule_time", "time_zone", "is_recurring", "repeat_interval", "repeat_unit", "max_executions")
+INFLIGHT = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.RETRYING)
+
+
+@dataclass
+class OrderDefinition:
+    """What a user can set on an order. schedule_time is aware (naive input is resolved by the caller)."""
+
+    order_name: str
+    schedule_time: datetime | None
+    is_recurring: bool = False
+    repeat_interval: int | None = None
+    repeat_unit: str | None = None
+    max_executions: int | None = None
+    time_zone: str = "UTC"
+    misfire_policy: str = MisfirePolicy.RUN_ONCE
+
+
+def order_grid(order: Order) -> Grid:
+    if order.is_recurring:
+        return Grid(order.schedule_time, order.time_zone, order.repeat_interval, order.repeat_unit)
+    return Grid(order.schedule_time, order.time_zone)
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+def _validate_definition(
+    definition: OrderDefinition, *, now: datetime, schedule_time_changed: bool, executions_count: int = 0
+) -> None:
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    name = definition.order_name
+    if not name or not name.strip():
+        add("order_name", "Enter a name.")
+    elif len(name) > 255:
+        add("order_name", "At most 255 characters.")
+    elif "\x00" in name:
+        add("order_name", "The name cannot contain NUL characters.")
+
+    if not is_valid_time_zone(definition.time_zone):
+        add("time_zone", f"Unknown time zone {definition.time_zone!r}: use an IANA name such as Europe/Berlin.")
+
+    if definition.misfire_policy not in MisfirePolicy.values:
+        add("misfire_policy", f"Choose one of: {', '.join(MisfirePolicy.values)}.")
+
+    st = definition.schedule_time
+    if st is None:
+        add("schedule_time", "This field is required.")
+    elif schedule_time_changed:
+        if st < now - timedelta(seconds=settings.ORDER_PAST_GRACE_SECONDS):
+            add("schedule_time", "The time must be in the future.")
+        elif st > now + timedelta(days=settings.ORDER_SCHEDULE_HORIZON_DAYS):
+            add("schedule_time", f"The time must be within {settings.ORDER_SCHEDULE_HORIZON_DAYS} days.")
+
+    if definition.is_recurring:
+        if definition.repeat_interval is None:
+            add("repeat_interval", "A recurring order needs an interval.")
+        elif definition.repeat_interval < 1:
+            add("repeat_interval", "The interval must be at least 1.")
+        if definition.repeat_unit is None:
+            add("repeat_unit", "A recurring order needs a unit.")
+        elif definition.repeat_unit not in RepeatUnit.values:
+            add("repeat_unit", f"Choose one of: {', '.join(RepeatUnit.values)}.")
+        if definition.max_executions is not None:
+            if definition.max_executions < 1:
+                add("max_executions", "Must be at least 1, or empty for unlimited.")
+            elif definition.max_executions < executions_count:
+                add(
+                    "max_executions",
+                    f"This order has already run {executions_count} times; the maximum cannot be lower.",
+                )
+        if not errors and definition.repeat_interval and definition.repeat_unit and st is not None:
+            if (
+                interval_seconds(definition.repeat_interval, definition.repeat_unit)
+                < settings.ORDER_MIN_INTERVAL_SECONDS
+            ):
+                add(
+                    "repeat_interval",
+                    f"The interval must be at least {settings.ORDER_MIN_INTERVAL_SECONDS} seconds.",
+                )
+            else:
+                grid = Grid(st, definition.time_zone, definition.repeat_interval, definition.repeat_unit)
+                try:
+                    # Refuse definitions whose second run cannot even be represented.
+                    occurrence_due(grid, 2)
+                except ScheduleOverflow:
+                    add("repeat_interval", "The interval is so large that the next run would never come.")
+    if errors:
+        raise ValidationError(errors)
+
+
+def _check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None:
+    active = Order.objects.filter(user=user, status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING))
+    if exclude_order_id is not None:
+        active = active.exclude(pk=exclude_order_id)
+    if active.count() >= settings.ORDER_MAX_ACTIVE_PER_USER:
+        raise ValidationError(
+            {"non_field_errors": [f"You can have at most {settings.ORDER_MAX_ACTIVE_PER_USER} active orders."]}
+        )
+
+
+# --- scheduling helpers (database side) ------------------------------------------------------------------
+
+
+def _schedule_next(order: Order, *, grid_index: int, now: datetime) -> None:
+    """Point the order at grid occurrence `grid_index` and place its job after commit.
+
+    The caller holds the row lock and saves the order.
+    """
+    grid = order_grid(order)
+    try:
+        due = occurrence_due(grid, grid_index)
+    except ScheduleOverflow:
+        order.next_run_at = None
+        order.job_id = ""
+        return
+    order.next_grid_index = grid_index
+    order.next_run_at = due
+    job_id = scheduling.new_job_id(order.pk, f"v{order.schedule_version}-k{grid_index}")
+    order.job_id = job_id
+    order_id, version = order.pk, order.schedule_version
+    transaction.on_commit(
+        lambda: _safe_redis(
+            scheduling.schedule_occurrence,
+            job_id=job_id,
+            order_id=order_id,
+            version=version,
+            grid_index=grid_index,
+            due=due,
+        )
+    )
+
+
+def _cancel_after_commit(job_id: str) -> None:
+    if job_id:
+        transaction.on_commit(lambda: _safe_redis(scheduling.cancel, job_id))
+
+
+def _safe_redis(func: Any, *args: Any, **kwargs: Any) -> None:
+    """Redis writes happen after commit; if Redis is down the database still holds the truth and
+    reconcile (run by the scheduler every minute) places the job once Redis is back."""
+    try:
+        func(*args, **kwargs)
+    except Exception:
+        logger.warning("Redis write failed; reconcile will repair it", exc_info=True)
+
+
+def _has_remaining(order: Order) -> bool:
+    return order.execution_limit is None or order.executions_count < order.execution_limit
+
+
+def _apply_schedule(order: Order, *, now: datetime, restart_grid: bool) -> None:
+    """(Re)compute the engine state after a definition change and schedule the next occurrence."""
+    order.schedule_version += 1
+    _cancel_after_commit(order.job_id)
+    order.job_id = ""
+    order.next_run_at = None
+    if order.is_recurring:
+        order.execution_limit = order.max_executions
+    # A new anchor starts the grid again; the same anchor with a new interval or unit continues
+    # from the first slot still ahead.
+    restart = restart_grid or not order.is_recurring
+    grid_index = 1 if restart else first_index_due_after(order_grid(order), now)
+    if order.status == OrderStatus.PAUSED:
+        order.next_grid_index = grid_index
+        return
+    if _has_remaining(order):
+        _schedule_next(order, grid_index=grid_index, now=now)
+        if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+            order.status = OrderStatus.SCHEDULED
+    else:
+        order.next_grid_index = grid_index
+        settle_status(order)
+
+
+# --- user-facing operations -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_create(*, user: User, definition: OrderDefinition) -> Order:
+    now = timezone.now()
+    if definition.schedule_time is None and definition.is_recurring:
+        definition.schedule_time = now
+    _validate_definition(definition, now=now, schedule_time_changed=True)
+    assert definition.schedule_time is not None  # validated above
+    _check_active_cap(user)
+    order = Order(
+        user=user,
+        order_name=definition.order_name,
+        schedule_time=definition.schedule_time,
+        time_zone=definition.time_zone,
+        is_recurring=definition.is_recurring,
+        repeat_interval=definition.repeat_interval if definition.is_recurring else None,
+        repeat_unit=definition.repeat_unit if definition.is_recurring else None,
+        max_executions=definition.max_executions if definition.is_recurring else None,
+        misfire_policy=definition.misfire_policy,
+        execution_limit=definition.max_executions if definition.is_recurring else 1,
+        status=OrderStatus.SCHEDULED,
+        schedule_version=1,
+    )
+    order.save()
+    _schedule_next(order, grid_index=1, now=now)
+    order.save(update_fields=["next_grid_index", "next_run_at", "job_id"])
+    log_event("created", order_id=order.pk, user_id=user.pk, job_id=order.job_id, status=order.status)
+    return order
+
+
+def order_definition(order: Order) -> OrderDefinition:
+    return OrderDefinition(
+        order_name=order.order_name,
+        schedule_time=order.schedule_time,
+        is_recurring=order.is_recurring,
+        repeat_interval=order.repeat_interval,
+        repeat_unit=order.repeat_unit,
+        max_executions=order.max_executions,
+        time_zone=order.time_zone,
+        misfire_policy=order.misfire_policy,
+    )
+
+
+@transaction.atomic
+def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
+    """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    now = timezone.now()
+    current = order_definition(order)
+    allowed = set(OrderDefinition.__dataclass_fields__)
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in sorted(unknown)})
+    new = OrderDefinition(**{**current.__dict__, **changes})
+    converting = new.is_recurring != current.is_recurring
+    if not new.is_recurring:
+        new.repeat_interval = new.repeat_unit = new.max_executions = None
+    schedule_changed = any(getattr(new, f) != getattr(current, f) for f in SCHEDULE_FIELDS)
+    schedule_time_changed = new.schedule_time != current.schedule_time
+    # A one-time order needs a time still ahead; a recurring order's anchor is usually past.
+    needs_new_time = new.schedule_time is None or new.schedule_time <= now
+    if converting and not new.is_recurring and not schedule_time_changed and needs_new_time:
+        raise ValidationError({"schedule_time": ["Give the time at which the one-time order should run."]})
+    _validate_definition(
+        new, now=now, schedule_time_changed=schedule_time_changed, executions_count=order.executions_count
+    )
+    if schedule_changed and order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        _check_active_cap(order.user, exclude_order_id=order.pk)
+
+    for field_name, value in new.__dict__.items():
+        setattr(order, field_name, value)
+    if schedule_changed:
+        if not order.is_recurring:
+            # A one-time order runs exactly once more under its new definition.
+            order.execution_limit = order.executions_count + 1
+        _apply_schedule(order, now=now, restart_grid=schedule_time_changed or converting)
+    order.save()
+    event = "converted" if converting else "updated"
+    log_event(
+        event,
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=order.job_id,
+        status=order.status,
+        is_recurring=order.is_recurring,
+    )
+    return order
+
+
+@transaction.atomic
+def order_pause(*, order: Order) -> Order:
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status == OrderStatus.PAUSED:
+        return order
+    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING):
+        raise ValidationError({"status": [f"A {order.status} order cannot be paused."]})
+    order.schedule_version += 1
+    _cancel_after_commit(order.job_id)
+    order.job_id = ""
+    order.status = OrderStatus.PAUSED
+    order.save(update_fields=["schedule_version", "job_id", "status", "updated_at"])
+    log_event("paused", order_id=order.pk, user_id=order.user_id, status=order.status)
+    return order
+
+
+@transaction.atomic
+def order_resume(*, order: Order) -> Order:
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != OrderStatus.PAUSED:
+        raise ValidationError({"status": ["Only a paused order can be resumed."]})
+    _check_active_cap(order.user, exclude_order_id=order.pk)
+    now = timezone.now()
+    order.status = OrderStatus.SCHEDULED
+    order.schedule_version += 1
+    if _has_remaining(order):
+        # The grid is unchanged: a slot that fell due while paused is handled by the misfire policy.
+        _schedule_next(order, grid_index=order.next_grid_index, now=now)
+    else:
+        order.next_run_at = None
+    for execution in order.executions.filter(status__in=(ExecutionStatus.PENDING, ExecutionStatus.RETRYING)):
+        _schedule_execution_job(execution, due=None)
+        execution.save(update_fields=["job_id"])
+    settle_status(order)
+    order.save()
+    log_event("resumed", order_id=order.pk, user_id=order.user_id, job_id=order.job_id, status=order.status)
+    return order
+
+
+@transaction.atomic
+def order_delete(*, order: Order) -> None:
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    _cancel_after_commit(order.job_id)
+    for job_id in order.executions.filter(status__in=INFLIGHT).exclude(job_id="").values_list("job_id", flat=True):
+        _cancel_after_commit(job_id)
+    log_event("deleted", order_id=order.pk, user_id=order.user_id, job_id=order.job_id, status="deleted")
+    order.delete()
+
+
+@transaction.atomic
+def order_run_now(*, order: Order) -> Execution:
+    """An extra execution now. It counts towards max_executions; the grid is not moved."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status == OrderStatus.PAUSED:
+        raise ValidationError({"status": ["Resume the order before running it."]})
+    if not _has_remaining(order):
+        raise ValidationError({"max_executions": ["This order has no executions left."]})
+    now = timezone.now()
+    order.occurrence_seq += 1
+    order.executions_count += 1
+    execution = Execution.objects.create(
+        order=order,
+        occurrence=order.occurrence_seq,
+        kind=ExecutionKind.MANUAL,
+        schedule_version=order.schedule_version,
+        scheduled_for=now,
+        status=ExecutionStatus.PENDING,
+    )
+    _schedule_execution_job(execution, due=None)
+    execution.save(update_fields=["job_id"])
+    if not _has_remaining(order):
+        # That was the last allowed execution: the scheduled occurrence must not run as well.
+        order.schedule_version += 1
+        _cancel_after_commit(order.job_id)
+        order.job_id = ""
+        order.next_run_at = None
+    if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        order.status = OrderStatus.SCHEDULED
+    order.save()
+    log_event(
+        "run_now",
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=execution.job_id,
+        occurrence=execution.occurrence,
+        status=order.status,
+    )
+    return execution
+
+
+@transaction.atomic
+def order_retry(*, order: Order) -> Execution:
+    """Re-run the most recent occurrence that failed for good (one more attempt)."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status == OrderStatus.PAUSED:
+        raise ValidationError({"status": ["Resume the order before retrying it."]})
+    execution = order.executions.filter(status=ExecutionStatus.FAILED).order_by("-occurrence").first()
+    if execution is None:
+        raise ValidationError({"non_field_errors": ["This order has no failed execution to retry."]})
+    execution.status = ExecutionStatus.RETRYING
+    _schedule_execution_job(execution, due=None)
+    execution.save(update_fields=["status", "job_id"])
+    if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        order.status = OrderStatus.SCHEDULED
+        order.save(update_fields=["status", "updated_at"])
+    log_event(
+        "retried",
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=execution.job_id,
+        occurrence=execution.occurrence,
+        attempt=execution.attempts + 1,
+        status=execution.status,
+    )
+    return execution
+
+
+def _schedule_execution_job(execution: Execution, *, due: datetime | None) -> None:
+    attempt = execution.attempts + 1
+    job_id = scheduling.new_job_id(execution.order_id, f"x{execution.occurrence}-a{attempt}")
+    execution.job_id = job_id
+    execution_id = execution.pk
+    transaction.on_commit(
+        lambda: _safe_redis(
+            scheduling.schedule_execution, job_id=job_id, execution_id=execution_id, attempt=attempt, due=due
+        )
+    )
+
+
+def settle_status(order: Order) -> None:
+    """Derive the order's status from its executions and schedule (caller holds the lock and saves)."""
+    if order.status == OrderStatus.PAUSED:
+        return
+    statuses = set(order.executions.filter(status__in=INFLIGHT).values_list("status", flat=True))
+    previous = order.status
+    if ExecutionStatus.RUNNING in statuses:
+        order.status = OrderStatus.RUNNING
+    elif statuses or (order.next_run_at is not None and order.job_id):
+        order.status = OrderStatus.SCHEDULED
+    else:
+        order.status = OrderStatus.FAILED if order.last_result == ExecutionStatus.FAILED else OrderStatus.COMPLETED
+        order.next_run_at = None
+        if previous != order.status:
+            from orders.notifications import notify_order_finished
+
+            notify_order_finished(order)
+
+
+@transaction.atomic
+def notification_mark_read(*, notification: Any) -> None:
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        notification.save(update_fields=["read_at"])

@@ -1,0 +1,59 @@
+"""Shared fixtures: real MariaDB (or the embedded SQLite) and a real Redis DB index, flushed per test."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from orders import scheduling
+
+_emails = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis_and_log() -> Iterator[None]:
+    conn = scheduling.connection()
+    conn.flushdb()
+    settings.ORDER_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    settings.ORDER_LOG_FILE.write_text("")
+    yield
+    conn.flushdb()
+
+
+def make_user(email: str | None = None, password: str = "correct-horse-battery-9", **extra: Any) -> Any:
+    from accounts.models import User
+
+    email = email or f"user{next(_emails)}@example.com"
+    return User.objects.create_user(email=email, password=password, **extra)
+
+
+@pytest.fixture
+def alice(db: Any) -> Any:
+    return make_user("alice@example.com")
+
+
+@pytest.fixture
+def bob(db: Any) -> Any:
+    return make_user("bob@example.com")
+
+
+def api_client_for(user: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    return client
+
+
+@pytest.fixture
+def alice_api(alice: Any) -> APIClient:
+    return api_client_for(alice)
+
+
+@pytest.fixture
+def bob_api(bob: Any) -> APIClient:
+    return api_client_for(bob)
