@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import Http404
 
 from orders.models import Execution, Notification, Order, OrderStatus
+from orders.schedule import upcoming, zone
+from orders.services import order_grid
 
 MAX_ID = 2**63 - 1
 ORDERINGS = {
@@ -59,6 +62,24 @@ def order_get_for_user(*, user: Any, order_id: Any) -> Order:
     if order is None:
         raise Http404("Not found.")
     return order
+
+
+def upcoming_runs(*, order: Order, count: int) -> list[datetime]:
+    """The next `count` due times of the order (aware, in the order's time zone); none once it has
+    finished, and never more than the executions it has left."""
+    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING, OrderStatus.PAUSED):
+        return []
+    remaining = order.executions_remaining
+    if remaining is not None:
+        count = min(count, remaining)
+    if order.next_run_at is None and order.status != OrderStatus.PAUSED:
+        return []
+    tz = zone(order.time_zone)
+    return [t.astimezone(tz) for t in upcoming(order_grid(order), order.next_grid_index, count)]
+
+
+def upcoming_for(order: Order, count: int) -> list[str]:
+    return [t.isoformat() for t in upcoming_runs(order=order, count=count)]
 
 
 def execution_list_for_order(*, order: Order) -> QuerySet[Execution]:

@@ -23,7 +23,7 @@ from orders.api.serializers import (
     UpcomingSerializer,
 )
 from orders.models import Order, OrderStatus
-from orders.schedule import ScheduleOverflow, resolve_wall_time, upcoming, zone
+from orders.schedule import ScheduleOverflow, resolve_wall_time
 
 CREATE_EXAMPLES = [
     OpenApiExample(
@@ -181,19 +181,6 @@ class OrderExecutionsView(APIView):
         return paginator.get_paginated_response(ExecutionSerializer(page, many=True).data)
 
 
-def upcoming_for(order: Order, count: int) -> list[str]:
-    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING, OrderStatus.PAUSED):
-        return []
-    remaining = order.executions_remaining
-    if remaining is not None:
-        count = min(count, remaining)
-    if order.next_run_at is None and order.status != OrderStatus.PAUSED:
-        return []
-    times = upcoming(services.order_grid(order), order.next_grid_index, count)
-    tz = zone(order.time_zone)
-    return [t.astimezone(tz).isoformat() for t in times]
-
-
 class OrderUpcomingView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("count", int, description="1 to 100 (default 5).")],
@@ -204,7 +191,9 @@ class OrderUpcomingView(APIView):
         raw = request.query_params.get("count", "5")
         if not raw.isdigit() or not 1 <= int(raw) <= 100:
             raise ValidationError({"count": "A whole number from 1 to 100."})
-        return Response({"order_id": order.pk, "time_zone": order.time_zone, "upcoming": upcoming_for(order, int(raw))})
+        return Response(
+            {"order_id": order.pk, "time_zone": order.time_zone, "upcoming": selectors.upcoming_for(order, int(raw))}
+        )
 
 
 class OrderActionView(APIView):
