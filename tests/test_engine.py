@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_two_runs_of_one_order_never_overlap(tmp_path: Path) -> None:
             time.sleep(0.2)
     runs = ran(order)
     assert [r.status for r in runs] == ["succeeded"] * 3
-    for before, after in zip(runs, runs[1:], strict=False):
+    for before, after in pairwise(runs):
         assert before.finished_at is not None and after.started_at is not None
         assert after.started_at >= before.finished_at
 
@@ -131,7 +132,7 @@ def test_update_mid_run_leaves_exactly_one_chain() -> None:
     assert len(runs) == 4
     assert len({r.schedule_version for r in runs[1:]}) == 1
     later = [r.scheduled_for for r in runs[1:]]
-    assert all((b - a) == timedelta(seconds=2) for a, b in zip(later, later[1:], strict=False))
+    assert all((b - a) == timedelta(seconds=2) for a, b in pairwise(later))
 
 
 def test_convert_one_time_to_recurring_and_back() -> None:
