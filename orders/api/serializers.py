@@ -28,7 +28,8 @@ class ZonedDateTimeField(serializers.Field):
     }
 
     def to_internal_value(self, data: Any) -> datetime:
-        if not isinstance(data, str):
+        # Python 3.11's fromisoformat (used by parse_datetime) stops at a NUL and accepts the rest.
+        if not isinstance(data, str) or not data.isprintable():
             self.fail("invalid")
         try:
             value = parse_datetime(data.strip())
@@ -49,6 +50,15 @@ class ZonedDateTimeField(serializers.Field):
         tz_name = getattr(order, "time_zone", None) if isinstance(order, Order) else None
         tz = zone(tz_name) if tz_name and is_valid_time_zone(tz_name) else UTC
         return value.astimezone(tz).isoformat()
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only JSON strings: DRF's would turn 12 or 1.5 into "12" / "1.5"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
 
 
 class OrderSerializer(serializers.ModelSerializer[Order]):
@@ -110,13 +120,13 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
     if sent: the server owns them.
     """
 
-    order_name = serializers.CharField(max_length=255, trim_whitespace=False)
+    order_name = StrictCharField(max_length=255, trim_whitespace=False)
     schedule_time = ZonedDateTimeField(required=False, allow_null=True)
     is_recurring = serializers.BooleanField(required=False, default=False)
     repeat_interval = serializers.IntegerField(min_value=1, max_value=MAX_INTERVAL, required=False, allow_null=True)
     repeat_unit = serializers.ChoiceField(choices=RepeatUnit.choices, required=False, allow_null=True)
     max_executions = serializers.IntegerField(min_value=1, max_value=MAX_EXECUTIONS, required=False, allow_null=True)
-    time_zone = serializers.CharField(max_length=64, required=False)
+    time_zone = StrictCharField(max_length=64, required=False)
     misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False)
 
     def validate_time_zone(self, value: str) -> str:

@@ -120,6 +120,8 @@ class OrderListCreateView(APIView):
         serializer.is_valid(raise_exception=True)
         changes = _changes_from(dict(serializer.validated_data), time_zone=_user_time_zone(request))
         changes.setdefault("time_zone", _user_time_zone(request))
+        # Absent is not the same as invalid: the service answers "required" (or "now" for recurring).
+        changes.setdefault("schedule_time", None)
         order = services.order_create(user=_user(request), definition=services.OrderDefinition(**changes))
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
