@@ -5,6 +5,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 
 def normalize_email_address(email: str) -> str:
@@ -43,8 +44,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone name, e.g. Europe/Berlin")
-    # Every token issued before this instant is rejected (logout-all, password change).
-    tokens_valid_after = models.DateTimeField(null=True, blank=True)
+    # Copied into every JWT; logout-all and a password change bump it, so older tokens stop matching.
+    # An integer compare is exact, unlike an issued-at timestamp with whole-second resolution.
+    token_version = models.PositiveIntegerField(default=0)
+    # The one session (JWT "sid" claim) that survives a password change made from it, and only at
+    # token_version - 1: "every other token is revoked" but the device that changed the password stays in.
+    kept_session_id = models.CharField(max_length=64, blank=True, default="")
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -57,6 +62,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        # Django ends every browser session whose stored hash no longer matches. Mixing the token version
+        # in makes logout-all and a password change end browser sessions too, not just JWTs.
+        key_salt = "accounts.User.get_session_auth_hash"
+        return salted_hmac(
+            key_salt, f"{self.password}:{self.token_version}", secret=secret, algorithm="sha256"
+        ).hexdigest()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = normalize_email_address(self.email)

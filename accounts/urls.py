@@ -1,5 +1,16 @@
+"""Account pages; each accepts the path with or without a trailing slash."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import re_path
 
-urlpatterns: list[URLPattern] = []
+from accounts import views
+
+urlpatterns = [
+    re_path(r"^signup/?$", views.signup_view, name="signup"),
+    re_path(r"^login/?$", views.login_view, name="login"),
+    re_path(r"^logout/?$", views.logout_view, name="logout"),
+    re_path(r"^account/?$", views.account_view, name="account"),
+    re_path(r"^account/password/?$", views.password_change_view, name="account-password"),
+    re_path(r"^account/logout-all/?$", views.logout_all_view, name="account-logout-all"),
+]

@@ -1,0 +1,151 @@
+"""The auth API under /api/auth/. Views translate HTTP to service calls and service errors to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import Token
+
+from accounts import services
+from accounts.api.serializers import (
+    CredentialsSerializer,
+    LogoutSerializer,
+    MeUpdateSerializer,
+    RefreshSerializer,
+    SessionSerializer,
+    TokenPairSerializer,
+    UserSerializer,
+)
+from accounts.authentication import BEARER_CHALLENGE
+from accounts.models import User
+from accounts.throttling import Throttled, client_ip
+from accounts.tokens import SESSION_CLAIM, TokenPair
+
+INVALID_CREDENTIALS = "Invalid email or password."
+TOO_MANY_ATTEMPTS = "Too many attempts."
+
+
+def _throttled(exc: Throttled) -> exceptions.Throttled:
+    return exceptions.Throttled(wait=exc.retry_after, detail=TOO_MANY_ATTEMPTS)
+
+
+def _session_body(user: User, pair: TokenPair) -> dict[str, Any]:
+    return {"user": UserSerializer(user).data, "access": pair.access, "refresh": pair.refresh}
+
+
+def _user(request: Request) -> User:
+    # IsAuthenticated (the default permission) guarantees a real user here.
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _access_token(request: Request) -> Token:
+    # RevocableJWTAuthentication, the only authenticator, puts the validated token here.
+    assert isinstance(request.auth, Token)
+    return request.auth
+
+
+class PublicAuthView(APIView):
+    """No authentication (a stale Authorization header must not block signing in), but 401s still
+    carry the Bearer challenge: without one DRF would turn them into 403s."""
+
+    authentication_classes: list[type[Any]] = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return BEARER_CHALLENGE
+
+
+class SignupView(PublicAuthView):
+    @extend_schema(request=CredentialsSerializer, responses={201: SessionSerializer})
+    def post(self, request: Request) -> Response:
+        data = CredentialsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user = services.user_signup(**data.validated_data, ip=client_ip(request))
+        except Throttled as exc:
+            raise _throttled(exc) from exc
+        pair = services.token_pair_issue(user=user)
+        return Response(_session_body(user, pair), status=status.HTTP_201_CREATED)
+
+
+class LoginView(PublicAuthView):
+    @extend_schema(request=CredentialsSerializer, responses={200: SessionSerializer})
+    def post(self, request: Request) -> Response:
+        data = CredentialsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user = services.user_login(**data.validated_data, ip=client_ip(request))
+        except Throttled as exc:
+            raise _throttled(exc) from exc
+        except services.InvalidCredentials as exc:
+            raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS, code="invalid_credentials") from exc
+        pair = services.token_pair_issue(user=user)
+        return Response(_session_body(user, pair))
+
+
+class RefreshView(PublicAuthView):
+    @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer})
+    def post(self, request: Request) -> Response:
+        data = RefreshSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            pair = services.token_refresh(refresh=data.validated_data["refresh"])
+        except services.InvalidRefreshToken as exc:
+            raise exceptions.AuthenticationFailed(
+                "Refresh token is invalid, expired or revoked.", code="token_not_valid"
+            ) from exc
+        return Response({"access": pair.access, "refresh": pair.refresh})
+
+
+class MeView(APIView):
+    @extend_schema(responses=UserSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(UserSerializer(_user(request)).data)
+
+    @extend_schema(request=MeUpdateSerializer, responses=UserSerializer)
+    def patch(self, request: Request) -> Response:
+        user = _user(request)
+        data = MeUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = data.validated_data
+        try:
+            # All or nothing: a bad time zone must not leave a half-applied password change.
+            with transaction.atomic():
+                if "new_password" in changes:
+                    services.user_change_password(
+                        user=user,
+                        old_password=changes["old_password"],
+                        new_password=changes["new_password"],
+                        keep_session_id=_access_token(request).get(SESSION_CLAIM),
+                        ip=client_ip(request),
+                    )
+                services.user_update_profile(user=user, time_zone=changes.get("time_zone"))
+        except Throttled as exc:
+            raise _throttled(exc) from exc
+        return Response(UserSerializer(user).data)
+
+
+class LogoutView(APIView):
+    @extend_schema(request=LogoutSerializer, responses={204: None})
+    def post(self, request: Request) -> Response:
+        data = LogoutSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.user_logout(
+            user=_user(request), access=_access_token(request), refresh=data.validated_data.get("refresh")
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        services.user_logout_all(user=_user(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

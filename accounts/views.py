@@ -1,0 +1,169 @@
+"""Sign-up, login, logout and account pages (session auth, CSRF). Business logic is in accounts.services."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import services
+from accounts.forms import LoginForm, PasswordChangeForm, ProfileForm, SignupForm, add_service_errors
+from accounts.models import User
+from accounts.throttling import Throttled, client_ip
+
+BACKEND = "accounts.backends.EmailBackend"
+INVALID_CREDENTIALS = "Invalid email or password."
+
+
+def _throttled_message(exc: Throttled) -> str:
+    minutes = max(1, round(exc.retry_after / 60))
+    return f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, object], *, retry_after: int | None = None
+) -> HttpResponse:
+    if retry_after is None:
+        return render(request, template, context)
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return str(settings.LOGIN_REDIRECT_URL)
+
+
+def _user(request: HttpRequest) -> User:
+    # login_required guarantees a real user here.
+    assert isinstance(request.user, User)
+    return request.user
+
+
+@sensitive_post_parameters("password")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def signup_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_signup(**form.cleaned_data, ip=client_ip(request))
+        except Throttled as exc:
+            form.add_error(None, _throttled_message(exc))
+            return _render(request, "accounts/signup.html", {"form": form}, retry_after=exc.retry_after)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            login(request, user, backend=BACKEND)
+            return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@sensitive_post_parameters("password")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    next_url = _safe_next(request)
+    if request.user.is_authenticated:
+        return HttpResponseRedirect(next_url)
+    form = LoginForm(request.POST or None)
+    context = {"form": form, "next": request.POST.get("next") or request.GET.get("next") or ""}
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_login(**form.cleaned_data, ip=client_ip(request))
+        except Throttled as exc:
+            form.add_error(None, _throttled_message(exc))
+            return _render(request, "accounts/login.html", context, retry_after=exc.retry_after)
+        except services.InvalidCredentials:
+            form.add_error(None, INVALID_CREDENTIALS)
+        else:
+            login(request, user)
+            return HttpResponseRedirect(next_url)
+    return render(request, "accounts/login.html", context)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+def _account_page(
+    request: HttpRequest,
+    *,
+    profile_form: ProfileForm | None = None,
+    password_form: PasswordChangeForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    user = _user(request)
+    context = {
+        "profile_form": profile_form or ProfileForm(initial={"time_zone": user.time_zone}),
+        "password_form": password_form or PasswordChangeForm(),
+    }
+    return render(request, "accounts/account.html", context, status=status)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _account_page(request)
+    form = ProfileForm(request.POST)
+    if form.is_valid():
+        try:
+            services.user_update_profile(user=_user(request), time_zone=form.cleaned_data["time_zone"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Time zone saved.")
+            return redirect("account")
+    return _account_page(request, profile_form=form)
+
+
+@sensitive_post_parameters("old_password", "new_password")
+@login_required
+@require_POST
+def password_change_view(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.POST)
+    if form.is_valid():
+        user = _user(request)
+        try:
+            services.user_change_password(user=user, **form.cleaned_data, ip=client_ip(request))
+        except Throttled as exc:
+            form.add_error(None, _throttled_message(exc))
+            response = _account_page(request, password_form=form, status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            # This browser stays signed in; every other session and token was revoked by the service.
+            update_session_auth_hash(request, user)
+            messages.success(request, "Password changed. You were signed out on every other device.")
+            return redirect("account")
+    return _account_page(request, password_form=form)
+
+
+@login_required
+@require_POST
+def logout_all_view(request: HttpRequest) -> HttpResponse:
+    services.user_logout_all(user=_user(request))
+    logout(request)
+    messages.success(request, "You were signed out on every device.")
+    return redirect(settings.LOGOUT_REDIRECT_URL)
