@@ -463,3 +463,8 @@ def notification_mark_read(*, notification: Any) -> None:
     if notification.read_at is None:
         notification.read_at = timezone.now()
         notification.save(update_fields=["read_at"])
+
+
+def notification_mark_all_read(*, user: User) -> int:
+    """Mark every unread notification of the user as read; returns how many there were."""
+    return user.notifications.filter(read_at__isnull=True).update(read_at=timezone.now())

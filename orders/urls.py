@@ -1,5 +1,27 @@
+"""Order and notification pages (the API lives under /api/, see orders/api/urls.py)."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path, re_path
 
-urlpatterns: list[URLPattern] = []
+from orders import views
+
+urlpatterns = [
+    path("orders/", views.dashboard, name="order-list"),
+    path("orders/live", views.dashboard_live, name="order-list-live"),
+    path("orders/new", views.order_new, name="order-new"),
+    path("orders/preview.json", views.order_preview, name="order-preview"),
+    # After the fixed paths above; with or without the trailing slash.
+    re_path(r"^orders/(?P<order_id>[^/]+)/?$", views.order_detail, name="order-detail"),
+    path("orders/<str:order_id>/live", views.order_detail_live, name="order-detail-live"),
+    path("orders/<str:order_id>/edit", views.order_edit, name="order-edit"),
+    path("orders/<str:order_id>/preview.json", views.order_preview, name="order-preview-existing"),
+    path("orders/<str:order_id>/delete", views.order_delete, name="order-delete"),
+    path("orders/<str:order_id>/pause", views.order_action, {"action": "pause"}, name="order-pause"),
+    path("orders/<str:order_id>/resume", views.order_action, {"action": "resume"}, name="order-resume"),
+    path("orders/<str:order_id>/run-now", views.order_action, {"action": "run-now"}, name="order-run-now"),
+    path("orders/<str:order_id>/retry", views.order_action, {"action": "retry"}, name="order-retry"),
+    path("notifications/", views.notification_list, name="notification-list"),
+    path("notifications/read-all", views.notification_read_all, name="notification-read-all"),
+    path("notifications/<str:notification_id>/read", views.notification_read, name="notification-read"),
+]

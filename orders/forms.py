@@ -1,0 +1,200 @@
+"""Forms for the order pages. They shape browser input into service arguments; every rule about what
+an order may be (future time, caps, minimum interval) stays in orders.services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from orders.models import MisfirePolicy, Order, OrderStatus, RepeatUnit
+from orders.schedule import ScheduleOverflow, is_valid_time_zone, resolve_wall_time, zone
+
+MAX_INTERVAL = 2_147_483_647
+MAX_EXECUTIONS = 1_000_000
+# What a datetime-local input sends (seconds appear when step < 60).
+WALL_TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
+ONCE, RECURRING = "once", "recurring"
+
+
+@cache
+def time_zone_choices() -> list[tuple[str, str]]:
+    from zoneinfo import available_timezones
+
+    names = sorted(name for name in available_timezones() if "/" in name and not name.startswith("Etc/"))
+    return [("UTC", "UTC"), *((name, name.replace("_", " ")) for name in names)]
+
+
+def wall_time_text(value: datetime, time_zone: str) -> str:
+    """An aware instant as the value of a datetime-local input, on the wall clock of `time_zone`."""
+    return value.astimezone(zone(time_zone)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class WallTimeField(forms.Field):
+    """A date-time as typed, without a zone: it is read later in the zone chosen on the same form.
+
+    Django's DateTimeField would attach the server's zone at once, which is the wrong one.
+    """
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S")
+    default_error_messages = {"invalid": "Enter a date and time, e.g. 2030-01-31 09:00."}
+
+    def to_python(self, value: Any) -> datetime | None:
+        if value in self.empty_values:
+            return None
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=None)
+        text = str(value).strip()
+        for fmt in WALL_TIME_FORMATS:
+            try:
+                return datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+        raise ValidationError(self.error_messages["invalid"], code="invalid")
+
+
+class OrderForm(forms.Form):
+    """One form for creating and editing; switching `kind` is how an order is converted."""
+
+    order_name = forms.CharField(label="Name", max_length=255, strip=False)
+    kind = forms.ChoiceField(
+        label="Type",
+        choices=[(ONCE, "One-time"), (RECURRING, "Recurring")],
+        widget=forms.RadioSelect(attrs={"class": "kind-choice"}),
+        initial=ONCE,
+    )
+    schedule_time = WallTimeField(
+        label="Schedule time", help_text="When it runs (the first run of a recurring order), in the time zone below."
+    )
+    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices)
+    repeat_interval = forms.IntegerField(label="Every", min_value=1, max_value=MAX_INTERVAL, required=False)
+    repeat_unit = forms.ChoiceField(label="Unit", choices=RepeatUnit.choices, required=False, initial="days")
+    unlimited = forms.BooleanField(label="Unlimited executions", required=False)
+    max_executions = forms.IntegerField(
+        label="Max executions", min_value=1, max_value=MAX_EXECUTIONS, required=False, help_text="Stop after this many."
+    )
+    misfire_policy = forms.ChoiceField(
+        label="Missed runs",
+        choices=MisfirePolicy.choices,
+        initial=MisfirePolicy.RUN_ONCE,
+        help_text="What happens to runs that fell due while the service was down or the order paused.",
+    )
+
+    def __init__(self, *args: Any, order: Order | None = None, **kwargs: Any) -> None:
+        self.order = order
+        if order is not None and "initial" not in kwargs:
+            kwargs["initial"] = self.initial_for(order)
+        super().__init__(*args, **kwargs)
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        self._mark_invalid_fields()
+
+    def _mark_invalid_fields(self) -> None:
+        # Screen readers then announce the error text together with the field.
+        for name in self.errors:
+            if name in self.fields:
+                self.fields[name].widget.attrs.update({"aria-invalid": "true", "aria-describedby": f"id_{name}_error"})
+
+    @staticmethod
+    def initial_for(order: Order) -> dict[str, Any]:
+        return {
+            "order_name": order.order_name,
+            "kind": RECURRING if order.is_recurring else ONCE,
+            "schedule_time": wall_time_text(order.schedule_time, order.time_zone),
+            "time_zone": order.time_zone,
+            "repeat_interval": order.repeat_interval,
+            "repeat_unit": order.repeat_unit or "days",
+            "unlimited": order.is_recurring and order.max_executions is None,
+            "max_executions": order.max_executions,
+            "misfire_policy": order.misfire_policy,
+        }
+
+    def clean_order_name(self) -> str:
+        name: str = self.cleaned_data["order_name"]
+        if not name.strip():
+            raise ValidationError("Enter a name.")
+        return name
+
+    def clean_time_zone(self) -> str:
+        name: str = self.cleaned_data["time_zone"]
+        if not is_valid_time_zone(name):
+            raise ValidationError("Unknown time zone.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        wants_maximum = data.get("kind") == RECURRING and not data.get("unlimited")
+        if wants_maximum and data.get("max_executions") is None and "max_executions" not in self.errors:
+            self.add_error("max_executions", "Give a number, or tick Unlimited.")
+        wall, tz_name = data.get("schedule_time"), data.get("time_zone")
+        if wall is not None and tz_name:
+            try:
+                data["schedule_at"] = resolve_wall_time(wall, tz_name)
+            except ScheduleOverflow:
+                self.add_error("schedule_time", "The date-time is out of range.")
+        return data
+
+    def _schedule_time_unchanged(self) -> bool:
+        """The edit form sends back the shown wall time; unless it or the zone was changed, the stored
+        instant (which may carry sub-seconds, or lie in the past for a recurring order) is kept."""
+        if self.order is None:
+            return False
+        return (
+            self.data.get("schedule_time", "").strip() == wall_time_text(self.order.schedule_time, self.order.time_zone)
+            and self.cleaned_data.get("time_zone") == self.order.time_zone
+        )
+
+    def changes(self) -> dict[str, Any]:
+        """Service arguments (OrderDefinition fields) from the cleaned data."""
+        data = self.cleaned_data
+        recurring = data["kind"] == RECURRING
+        changes: dict[str, Any] = {
+            "order_name": data["order_name"],
+            "time_zone": data["time_zone"],
+            "is_recurring": recurring,
+            "repeat_interval": data.get("repeat_interval") if recurring else None,
+            "repeat_unit": (data.get("repeat_unit") or None) if recurring else None,
+            "max_executions": None if not recurring or data.get("unlimited") else data.get("max_executions"),
+            "misfire_policy": data["misfire_policy"],
+        }
+        if not self._schedule_time_unchanged():
+            changes["schedule_time"] = data.get("schedule_at")
+        return changes
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        """Show a services ValidationError beside the fields it names (the rest above the form)."""
+        if not hasattr(error, "error_dict"):
+            self.add_error(None, error)
+            return
+        for field, errors in error.message_dict.items():
+            target = field if field in self.fields else None
+            if field == "is_recurring":
+                target = "kind"
+            for message in errors:
+                self.add_error(target, message)
+        self._mark_invalid_fields()
+
+
+class OrderFilterForm(forms.Form):
+    """The dashboard's filters; anything invalid is ignored rather than an error page."""
+
+    q = forms.CharField(label="Search by name", max_length=255, required=False)
+    status = forms.ChoiceField(label="Status", choices=[("", "Any status"), *OrderStatus.choices], required=False)
+    type = forms.ChoiceField(
+        label="Type", choices=[("", "Any type"), (ONCE, "One-time"), (RECURRING, "Recurring")], required=False
+    )
+
+    def selector_arguments(self) -> dict[str, Any]:
+        if not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        kind = data.get("type")
+        return {
+            "status": data.get("status") or None,
+            "is_recurring": None if not kind else kind == RECURRING,
+            "search": data.get("q") or None,
+        }

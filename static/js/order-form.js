@@ -1,0 +1,84 @@
+/* The order form: shows the recurring fields only for a recurring order, disables the maximum when
+ * "Unlimited" is ticked, and previews the next five run times from the server (nothing is saved). */
+(function () {
+  "use strict";
+
+  var form = document.getElementById("order-form");
+  if (!form) {
+    return;
+  }
+  var recurringFields = document.getElementById("recurring-fields");
+  var unlimited = form.querySelector("input[name=unlimited]");
+  var maximum = form.querySelector("input[name=max_executions]");
+  var list = document.getElementById("preview-list");
+  var statusLine = document.getElementById("preview-status");
+  var zoneLabel = document.getElementById("preview-zone");
+  var previewUrl = form.getAttribute("data-preview-url");
+  var timer = null;
+  var sequence = 0;
+
+  function kind() {
+    var checked = form.querySelector("input[name=kind]:checked");
+    return checked ? checked.value : "once";
+  }
+
+  function syncFields() {
+    recurringFields.hidden = kind() !== "recurring";
+    if (unlimited && maximum) {
+      maximum.disabled = unlimited.checked;
+    }
+  }
+
+  function showPreview(data) {
+    list.replaceChildren();
+    zoneLabel.textContent = data.time_zone ? "(" + data.time_zone + ")" : "";
+    var errors = data.errors || {};
+    var messages = Object.keys(errors).map(function (name) {
+      return errors[name].join(" ");
+    });
+    if (messages.length) {
+      statusLine.textContent = "No preview yet: " + messages.join(" ");
+      return;
+    }
+    (data.runs || []).forEach(function (run) {
+      var item = document.createElement("li");
+      item.textContent = run;
+      list.appendChild(item);
+    });
+    statusLine.textContent = data.runs && data.runs.length ? "" : "No runs ahead.";
+  }
+
+  function preview() {
+    var params = new URLSearchParams(new FormData(form));
+    params.delete("csrfmiddlewaretoken");
+    var mine = ++sequence;
+    window
+      .fetch(previewUrl + "?" + params.toString(), { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.redirected) {
+          return null;
+        }
+        return response.json();
+      })
+      .then(function (data) {
+        // An older answer arriving late must not overwrite a newer one.
+        if (data && mine === sequence) {
+          showPreview(data);
+        }
+      })
+      .catch(function () {
+        statusLine.textContent = "The preview is not available right now.";
+      });
+  }
+
+  function changed() {
+    syncFields();
+    window.clearTimeout(timer);
+    timer = window.setTimeout(preview, 250);
+  }
+
+  form.addEventListener("input", changed);
+  form.addEventListener("change", changed);
+  syncFields();
+  preview();
+})();
