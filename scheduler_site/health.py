@@ -34,7 +34,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         scheduler_ok = age is not None and age < SCHEDULER_STALE_SECONDS
         body["scheduler"] = {"ok": scheduler_ok, "last_heartbeat": beat, "age_seconds": age}
         workers = Worker.all(connection=scheduling.connection())
-        live = [w for w in workers if w.state != "suspended"]
+        live = [w for w in workers if w.get_state() != "suspended"]
         body["workers"] = {"ok": len(live) > 0, "live": len(live)}
         ok = ok and scheduler_ok and len(live) > 0
     except Exception as exc:  # noqa: BLE001

