@@ -34,7 +34,7 @@ class UserChangeAdminForm(UserChangeForm):
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
-    list_display = ("email", "date_joined", "is_active", "order_count", "is_staff")
+    list_display = ("email", "date_joined", "active", "order_count", "is_staff")
     list_filter = ("is_active", "is_staff", "is_superuser")
     search_fields = ("email",)
     ordering = ("-date_joined",)
@@ -50,6 +50,10 @@ class UserAdmin(DjangoUserAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # One query for the whole page instead of a COUNT per row.
         return super().get_queryset(request).annotate(order_count=Count("orders"))
+
+    @admin.display(description="Active", boolean=True, ordering="is_active")
+    def active(self, obj: User) -> bool:
+        return obj.is_active
 
     @admin.display(description="Orders", ordering="order_count")
     def order_count(self, obj: Any) -> int:
