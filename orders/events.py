@@ -35,6 +35,9 @@ EVENTS = (
 )
 
 
+_UNICODE_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 def _timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -44,8 +47,10 @@ def write_event(event: str, **fields: Any) -> None:
     for key in ("order_id", "user_id", "job_id", "occurrence", "attempt", "status"):
         record[key] = fields.pop(key, None)
     record.update(fields)
-    # json.dumps escapes newlines inside strings, so a name with a newline stays on one line.
-    line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    # json.dumps escapes newlines inside strings, so a name with a newline stays on one line; it leaves
+    # NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR raw, which str.splitlines() and some viewers break on.
+    text = json.dumps(record, ensure_ascii=False, default=str).translate(_UNICODE_LINE_BREAKS)
+    line = (text + "\n").encode("utf-8")
     fd = os.open(settings.ORDER_LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

@@ -29,7 +29,8 @@ def parse_id(raw: Any) -> int:
     """Turn a path segment into an id, or raise Http404 (never a 500 or a 400: an id that cannot
     exist is just an object that is not there)."""
     text = str(raw)
-    if not text.isdigit() or len(text) > 19:
+    # isascii(): "²".isdigit() is true but int("²") raises ValueError (a 500).
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise Http404("Not found.")
     value = int(text)
     if value < 1 or value > MAX_ID:

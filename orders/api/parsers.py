@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import BaseParser, get_encoding
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 from rest_framework.utils import json
@@ -27,7 +28,17 @@ class RequestBodyTooLarge(APIException):
     default_code = "request_too_large"
 
 
-def _declared_length(parser_context: dict[str, Any]) -> int:
+def _encoding(parser_context: Mapping[str, Any]) -> str:
+    encoding = str(parser_context.get("encoding") or settings.DEFAULT_CHARSET)
+    try:
+        # str.encode() accepts text codecs only: a "charset=bz2_codec" must not decompress the body.
+        "".encode(encoding)
+    except (LookupError, UnicodeError) as exc:
+        raise ParseError(f"Unsupported charset {encoding!r} in the Content-Type header.") from exc
+    return encoding
+
+
+def _declared_length(parser_context: Mapping[str, Any]) -> int:
     request = parser_context.get("request")
     meta = getattr(request, "META", {})
     try:
@@ -41,7 +52,7 @@ class BoundedJSONParser(BaseParser):
     renderer_class = JSONRenderer
     strict = api_settings.STRICT_JSON
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         parser_context = parser_context or {}
         limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and _declared_length(parser_context) > limit:
@@ -50,7 +61,7 @@ class BoundedJSONParser(BaseParser):
         raw = stream.read() if limit is None else stream.read(limit + 1)
         if limit is not None and len(raw) > limit:
             raise RequestBodyTooLarge(f"The request body is larger than {limit} bytes.")
-        encoding = get_encoding(parser_context)
+        encoding = _encoding(parser_context)
         try:
             text = raw.decode(encoding)
             # NaN, Infinity and -Infinity are not JSON (RFC 8259), whatever Python's json module accepts.

@@ -86,10 +86,10 @@ class OrderListCreateView(APIView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        errors: dict[str, str] = {}
+        errors: dict[str, list[str]] = {}
         status_filter = params.get("status") or None
         if status_filter and status_filter not in OrderStatus.values:
-            errors["status"] = f"Choose one of: {', '.join(OrderStatus.values)}."
+            errors["status"] = [f"Choose one of: {', '.join(OrderStatus.values)}."]
         recurring: bool | None = None
         if params.get("is_recurring") not in (None, ""):
             raw = params["is_recurring"].lower()
@@ -98,13 +98,13 @@ class OrderListCreateView(APIView):
             elif raw in ("false", "0"):
                 recurring = False
             else:
-                errors["is_recurring"] = "Use true or false."
+                errors["is_recurring"] = ["Use true or false."]
         ordering = params.get("ordering") or None
         if ordering and ordering not in selectors.ORDERINGS:
-            errors["ordering"] = f"Choose one of: {', '.join(sorted(selectors.ORDERINGS))}."
+            errors["ordering"] = [f"Choose one of: {', '.join(sorted(selectors.ORDERINGS))}."]
         search = params.get("search") or None
         if search and len(search) > 255:
-            errors["search"] = "At most 255 characters."
+            errors["search"] = ["At most 255 characters."]
         if errors:
             raise ValidationError(errors)
         qs = selectors.order_list_for_user(
@@ -191,8 +191,8 @@ class OrderUpcomingView(APIView):
     def get(self, request: Request, order_id: str) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
         raw = request.query_params.get("count", "5")
-        if not raw.isdigit() or not 1 <= int(raw) <= 100:
-            raise ValidationError({"count": "A whole number from 1 to 100."})
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:
+            raise ValidationError({"count": ["A whole number from 1 to 100."]})
         return Response(
             {"order_id": order.pk, "time_zone": order.time_zone, "upcoming": selectors.upcoming_for(order, int(raw))}
         )

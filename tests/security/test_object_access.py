@@ -25,7 +25,21 @@ ORDER_ENDPOINTS: list[tuple[str, str]] = [
     ("post", "/api/orders/{id}/retry/"),
 ]
 NOTIFICATION_ENDPOINTS: list[tuple[str, str]] = [("post", "/api/notifications/{id}/read/")]
-IMPOSSIBLE_IDS = ["abc", "-1", "0", "1e100", "99999999999", "9" * 40, "1.0", "%201", "0x10", "%00", "\u0661"]
+IMPOSSIBLE_IDS = [
+    "abc",
+    "-1",
+    "0",
+    "1e100",
+    "99999999999",
+    "9" * 40,
+    "1.0",
+    "%201",
+    "0x10",
+    "%00",
+    "\u0661",
+    "\u00b2",
+    "%C2%B2%C2%B9",
+]
 
 
 def _call(client: APIClient, method: str, url: str) -> Any:

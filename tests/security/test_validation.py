@@ -152,6 +152,8 @@ def test_a_recurring_order_needs_interval_and_unit(alice_api: APIClient, field: 
         ("page", "-1"),
         ("page", "1e3"),
         ("page", "9" * 30),
+        ("page", "\u00b2"),
+        ("page_size", "\u00b2"),
         ("page_size", "0"),
         ("page_size", "-3"),
         ("page_size", str(10**9)),
@@ -162,7 +164,7 @@ def test_list_rejects_bad_query_parameters(alice_api: APIClient, param: str, val
     assert_field_error(alice_api.get("/api/orders/", {param: value}), param)
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "101", "-1", "1e100", "9" * 40, ""])
+@pytest.mark.parametrize("value", ["abc", "0", "101", "-1", "1e100", "9" * 40, "", "\u00b2"])
 def test_upcoming_rejects_bad_count(alice: Any, alice_api: APIClient, value: str) -> None:
     order_id = alice_api.post("/api/orders/", valid_payload(), format="json").json()["order_id"]
     assert_field_error(alice_api.get(f"/api/orders/{order_id}/upcoming/", {"count": value}), "count")
