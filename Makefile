@@ -55,7 +55,9 @@ migrate: venv
 run: venv migrate
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py showconfig
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)
+	@# Ctrl-C stops web, worker and scheduler; the embedded Redis (only used without REDIS_URL) goes too.
+	@bash -c 'trap "[ -n \"$$REDIS_URL\" ] || $(PY) -m scheduler_site.embedded_redis stop" EXIT; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)'
 
 test: devdeps browser
 	$(PY) -m pytest $(PYTEST_ARGS)

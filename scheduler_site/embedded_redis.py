@@ -74,3 +74,28 @@ def ensure_embedded_redis(var_dir: Path) -> str:
                 raise RuntimeError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")
             time.sleep(0.05)
     return url
+
+
+def stop_embedded_redis(var_dir: Path) -> bool:
+    """Stop the embedded server (it writes its append-only file on the way down)."""
+    import os
+    import signal
+
+    pidfile = var_dir / "redis" / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    # `python -m scheduler_site.embedded_redis stop`: used by `make run` when it exits.
+    import os
+    import sys
+
+    if sys.argv[1:] == ["stop"]:
+        var = Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+        if stop_embedded_redis(var):
+            print("stopped the embedded redis-server")
