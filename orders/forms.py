@@ -24,8 +24,8 @@ ONCE, RECURRING = "once", "recurring"
 def time_zone_choices() -> list[tuple[str, str]]:
     from zoneinfo import available_timezones
 
-    names = sorted(name for name in available_timezones() if "/" in name and not name.startswith("Etc/"))
-    return [("UTC", "UTC"), *((name, name.replace("_", " ")) for name in names)]
+    # Every zone the account page offers, so a user's own zone is always selectable here too.
+    return [(name, name.replace("_", " ")) for name in sorted(available_timezones() | {"UTC"})]
 
 
 def wall_time_text(value: datetime, time_zone: str) -> str:
@@ -141,12 +141,11 @@ class OrderForm(forms.Form):
     def _schedule_time_unchanged(self) -> bool:
         """The edit form sends back the shown wall time; unless it or the zone was changed, the stored
         instant (which may carry sub-seconds, or lie in the past for a recurring order) is kept."""
-        if self.order is None:
+        if self.order is None or self.cleaned_data.get("time_zone") != self.order.time_zone:
             return False
-        return (
-            self.data.get("schedule_time", "").strip() == wall_time_text(self.order.schedule_time, self.order.time_zone)
-            and self.cleaned_data.get("time_zone") == self.order.time_zone
-        )
+        # Compared as wall times, not text: browsers send 09:30 for 09:30:00.
+        shown = self.order.schedule_time.astimezone(zone(self.order.time_zone)).replace(tzinfo=None, microsecond=0)
+        return bool(self.cleaned_data.get("schedule_time") == shown)
 
     def changes(self) -> dict[str, Any]:
         """Service arguments (OrderDefinition fields) from the cleaned data."""

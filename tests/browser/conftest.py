@@ -1,0 +1,111 @@
+"""Browser suite: Playwright drives Debian's Chromium against real gunicorn, rqworker and rqscheduler
+processes that share the test database and Redis.
+
+One stack and one browser serve the whole module (starting them is most of the cost); every test
+gets fresh browser contexts, i.e. fresh cookies, and its own users.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.processes import ROOT, Stack, running_stack
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # Keep each phase's report on the test item so fixtures can tell, at teardown, that it failed.
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("browser-stack")) as live:
+        live.wait_http("/login")
+        yield live
+
+
+@pytest.fixture(scope="module")
+def playwright_driver() -> Iterator[Playwright]:
+    # Playwright's sync API runs an event loop in this thread; Django would then refuse the ORM calls
+    # the tests make to check the database. Allowed only while the browser is up.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as driver:
+            yield driver
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)")
+    chromium = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield chromium
+    chromium.close()
+
+
+NewPage = Callable[..., Page]
+
+
+@pytest.fixture
+def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> Iterator[NewPage]:
+    """new_page(viewport=...) opens a page in a fresh context (its own cookies: one per user).
+
+    If the test fails, every page it opened is saved to test-artifacts/<test>-<n>.png.
+    """
+    contexts: list[BrowserContext] = []
+    pages: list[Page] = []
+
+    def open_page(viewport: dict[str, int] | None = None) -> Page:
+        context = browser.new_context(base_url=stack.base_url, viewport=viewport or DESKTOP)  # type: ignore[arg-type]
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        pages.append(page)
+        return page
+
+    yield open_page
+
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        for n, page in enumerate(pages, start=1):
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{name}-{n}.png"), full_page=True)
+            except Exception as exc:  # a crashed page must not hide the test's own failure
+                print(f"could not save a screenshot of page {n}: {exc}")
+        for log in ("web", "worker1", "scheduler"):
+            (ARTIFACTS / f"{name}-{log}.log").write_text(stack.read_log(log)[-20_000:])
+    for context in contexts:
+        context.close()
