@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -15,12 +16,12 @@ WRITERS = 4
 LINES_EACH = 1500
 
 
-def _writer(index: int, log_file: str, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _writer(index: int, log_file: str, ready: Any) -> None:
     settings.ORDER_LOG_FILE = Path(log_file)
     ready.wait()
     for n in range(LINES_EACH):
         # A long, multi-line, non-ASCII name: the worst case for interleaving and line splitting.
-        write_event("started", order_id=index, occurrence=n, order_name=f"line\nbreak \u00e9\u6f22\U0001f600 " * 20)
+        write_event("started", order_id=index, occurrence=n, order_name="line\nbreak \u00e9\u6f22\U0001f600 " * 20)
 
 
 def test_concurrent_writers_and_rotation_lose_and_interleave_nothing(tmp_path: Path) -> None:
