@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rest_framework_simplejwt.tokens import AccessToken
 
 from orders.models import Execution, Order
-from tests.conftest import make_user
 from tests.engine_helpers import log_lines
 from tests.processes import running_stack
 
@@ -32,9 +30,13 @@ def _post(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, An
 
 
 def test_recurring_every_2_seconds_runs_exactly_3_times_2_seconds_apart(tmp_path: Path) -> None:
-    user = make_user()
-    token = str(AccessToken.for_user(user))
     with running_stack(tmp_path, workers=1) as stack:
+        credentials = {"email": "e2e@example.com", "password": "a long enough passphrase 42"}
+        status, body = _post(f"{stack.base_url}/api/auth/signup", None, credentials)
+        assert status == 201, body
+        status, body = _post(f"{stack.base_url}/api/auth/login", None, credentials)
+        assert status == 200, body
+        token = body["access"]
         start = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
         status, body = _post(
             f"{stack.base_url}/api/orders/",
