@@ -13,7 +13,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
-from accounts.tokens import is_denied, matches_user_version
+from accounts.tokens import is_denied, matches_user_version, user_id_from
 
 BEARER_CHALLENGE = 'Bearer realm="api"'
 
@@ -28,6 +28,9 @@ class RevocableJWTAuthentication(JWTAuthentication):
         return token
 
     def get_user(self, validated_token: Token) -> Any:
+        # A signed token is ours, but a claim that cannot be a primary key must be a 401, not a 500.
+        if user_id_from(validated_token) is None:
+            raise InvalidToken({"detail": "Token contained no recognizable user identification.", "code": "bad_user"})
         user = super().get_user(validated_token)
         if not matches_user_version(validated_token, user):
             raise AuthenticationFailed("Token has been revoked.", code="token_revoked")

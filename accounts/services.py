@@ -29,6 +29,7 @@ from accounts.tokens import (
     is_denied,
     matches_user_version,
     token_pair_for,
+    user_id_from,
 )
 from orders.schedule import is_valid_time_zone
 
@@ -110,12 +111,14 @@ def token_refresh(*, refresh: str) -> TokenPair:
     """Rotates a refresh token: exactly one caller can use it, later ones get InvalidRefreshToken."""
     try:
         token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt accepts the encoded string
-    except TokenError as exc:
+    except (TokenError, KeyError) as exc:
+        # KeyError: simplejwt looks the jti up in the blacklist before checking that the claim exists.
         _revoke_session_of_reused_refresh(refresh)
         raise InvalidRefreshToken(str(exc)) from exc
     if is_denied(token):
         raise InvalidRefreshToken("Token has been revoked.")
-    user = User.objects.filter(pk=token.get("user_id")).first()
+    user_id = user_id_from(token)
+    user = User.objects.filter(pk=user_id).first() if user_id is not None else None
     if user is None or not user.is_active or not matches_user_version(token, user):
         raise InvalidRefreshToken("Token has been revoked.")
     outstanding = _outstanding(token, user=user)
@@ -145,9 +148,9 @@ def user_logout(*, user: User, access: Token | dict[str, Any], refresh: str | No
             refresh_payload = token_backend.decode(refresh, verify=True)  # type: ignore[arg-type]
         except TokenBackendError as exc:
             raise ValidationError({"refresh": ["Token is invalid or expired."]}) from exc
-        if refresh_payload.get("token_type") != "refresh":
+        if refresh_payload.get("token_type") != "refresh" or not {"jti", "exp"} <= refresh_payload.keys():
             raise ValidationError({"refresh": ["This is not a refresh token."]})
-        if str(refresh_payload.get("user_id")) != str(user.pk):
+        if user_id_from(refresh_payload) != user.pk:
             raise ValidationError({"refresh": ["This token belongs to another account."]})
     deny_jti(access)
     if access.get(SESSION_CLAIM):

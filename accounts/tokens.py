@@ -85,6 +85,15 @@ def is_denied(token: Token | dict[str, Any]) -> bool:
     return bool(cache.get_many(keys))
 
 
+def user_id_from(token: Token | dict[str, Any]) -> int | None:
+    """The user id claim as a primary key, or None when it cannot be one (never a database error)."""
+    raw = token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
+    text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return int(text)
+
+
 def matches_user_version(token: Token | dict[str, Any], user: Any) -> bool:
     """Exact check against the user's token_version (see the module docstring)."""
     version = token.get(VERSION_CLAIM, 0)

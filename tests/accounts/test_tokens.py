@@ -125,3 +125,34 @@ def test_issued_tokens_carry_the_version_and_session_claims(alice: Any) -> None:
     assert access["sid"] == refresh["sid"]
     assert access["token_type"] == "access"
     assert jwt.get_unverified_header(tokens["access"])["alg"] == "HS256"
+
+
+def _signed(claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256")
+
+
+@pytest.mark.parametrize("user_id", ["abc", "", "1e3", "٣", "9" * 40, None, True, [1]])
+def test_a_signed_token_with_an_impossible_user_id_is_a_401_not_a_500(alice: Any, user_id: Any) -> None:
+    tokens = login("alice@example.com")
+    access, refresh = _claims(tokens["access"]), _claims(tokens["refresh"])
+
+    assert me_status(_signed({**access, "user_id": user_id})) == 401
+    assert refresh_status(_signed({**refresh, "user_id": user_id})) == 401
+
+
+@pytest.mark.parametrize("missing", ["jti", "exp", "token_type", "user_id"])
+def test_a_signed_refresh_token_missing_a_claim_is_refused_everywhere(alice: Any, missing: str) -> None:
+    tokens = login("alice@example.com")
+    refresh = {k: v for k, v in _claims(tokens["refresh"]).items() if k != missing}
+
+    assert refresh_status(_signed(refresh)) == 401
+    logout = bearer(tokens["access"]).post("/api/auth/logout", {"refresh": _signed(refresh)}, format="json")
+    assert logout.status_code == 400
+    assert me_status(tokens["access"]) == 200
+
+
+@pytest.mark.parametrize("version", ["0", None, 1.0, -1])
+def test_a_token_whose_version_claim_is_not_the_current_integer_is_revoked(alice: Any, version: Any) -> None:
+    access = _claims(login("alice@example.com")["access"])
+
+    assert me_status(_signed({**access, "ver": version})) == 401
