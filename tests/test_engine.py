@@ -335,3 +335,25 @@ def test_misfire_policy_after_downtime(policy: str, expected_runs: int, expected
             assert [e.grid_index for e in skipped] == [3, 4, 5, 6]
         if policy == "run_all":
             assert [r.grid_index for r in runs] == [1, 2, 3, 4, 5, 6]
+
+
+def test_owner_is_notified_in_app_and_by_email_when_an_order_completes(mailoutbox: list[Any]) -> None:
+    user = make_user("owner@example.com")
+    order = create(user, order_name="Quarterly rebalance", schedule_time=whole_second(1))
+    run_until(lambda: reload(order).status == "completed", timeout=15)
+    (note,) = Notification.objects.filter(user=user)
+    assert note.kind == "completed" and "Quarterly rebalance" in note.message
+    assert [m.to for m in mailoutbox] == [["owner@example.com"]]
+    assert "Quarterly rebalance" in mailoutbox[0].subject
+
+
+def test_reconcile_orders_command_reports_what_it_did() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    create(schedule_time=whole_second(60))
+    scheduling.connection().flushdb()
+    out = StringIO()
+    call_command("reconcile_orders", stdout=out)
+    assert "scheduled 1 missing jobs" in out.getvalue()
