@@ -357,3 +357,21 @@ def test_reconcile_orders_command_reports_what_it_did() -> None:
     out = StringIO()
     call_command("reconcile_orders", stdout=out)
     assert "scheduled 1 missing jobs" in out.getvalue()
+
+
+def test_redis_is_written_only_after_the_database_commits() -> None:
+    from django.db import transaction
+
+    user = make_user()
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        services.order_create(
+            user=user, definition=services.OrderDefinition(order_name="rolled back", schedule_time=whole_second(5))
+        )
+        assert scheduling.scheduled_count() == 0  # nothing in Redis while the transaction is open
+        raise Abort
+    assert Order.objects.count() == 0
+    assert scheduling.scheduled_count() == 0 and scheduling.all_order_job_ids() == set()
