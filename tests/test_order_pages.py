@@ -450,6 +450,20 @@ def test_pause_resume_run_now_and_delete_from_the_detail_page(
     assert not Order.objects.filter(pk=order.pk).exists()
 
 
+def test_retry_from_the_detail_page_re_runs_the_last_failed_run(
+    alice: Any, alice_web: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    order = _recurring(alice, max_executions=3)
+    failed = Execution.objects.create(
+        order=order, occurrence=1, scheduled_for=timezone.now(), status=ExecutionStatus.FAILED, attempts=3
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_web.post(f"/orders/{order.pk}/retry", follow=True)
+    assert "Retrying run #1." in response.content.decode()
+    failed.refresh_from_db()
+    assert failed.status == ExecutionStatus.RETRYING and failed.job_id
+
+
 def test_a_refused_action_is_shown_as_a_message_not_an_error_page(alice: Any, alice_web: Client) -> None:
     order = _recurring(alice)
     response = alice_web.post(f"/orders/{order.pk}/retry", follow=True)

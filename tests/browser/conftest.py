@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Response, sync_playwright
 
 from tests.processes import ROOT, Stack, running_stack
 
@@ -77,21 +77,44 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
 NewPage = Callable[..., Page]
 
 
+def _record_console(errors: list[str], page: Page, message: ConsoleMessage) -> None:
+    # A failed load is reported by _record_failed_response with its URL (the console text has none).
+    if message.type == "error" and not message.text.startswith("Failed to load resource"):
+        errors.append(f"{page.url}: {message.text}")
+
+
+def _record_failed_response(errors: list[str], response: Response) -> None:
+    # Pages and JSON may answer 4xx on purpose (invalid form, preview of a half-filled form); a
+    # stylesheet or script that does not load is a defect. Chromium asks for /favicon.ico on its own.
+    if response.request.resource_type not in ("script", "stylesheet", "image", "font"):
+        return
+    if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+        errors.append(f"{response.url}: HTTP {response.status}")
+
+
 @pytest.fixture
 def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> Iterator[NewPage]:
     """new_page(viewport=...) opens a page in a fresh context (its own cookies: one per user).
 
+    Console errors and uncaught script errors fail the test (a Content-Security-Policy violation,
+    e.g. an inline script or style, shows up there), unless the page is opened with
+    console_errors_expected=True (pages that deliberately load a 404).
     If the test fails, every page it opened is saved to test-artifacts/<test>-<n>.png.
     """
     contexts: list[BrowserContext] = []
     pages: list[Page] = []
+    console_errors: list[str] = []
 
-    def open_page(viewport: dict[str, int] | None = None) -> Page:
+    def open_page(viewport: dict[str, int] | None = None, console_errors_expected: bool = False) -> Page:
         context = browser.new_context(base_url=stack.base_url, viewport=viewport or DESKTOP)  # type: ignore[arg-type]
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
         pages.append(page)
+        if not console_errors_expected:
+            page.on("console", lambda message: _record_console(console_errors, page, message))
+            page.on("pageerror", lambda error: console_errors.append(f"{page.url}: {error}"))
+            page.on("response", lambda response: _record_failed_response(console_errors, response))
         return page
 
     yield open_page
@@ -109,3 +132,5 @@ def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> 
             (ARTIFACTS / f"{name}-{log}.log").write_text(stack.read_log(log)[-20_000:])
     for context in contexts:
         context.close()
+    if report is not None and report.passed:
+        assert not console_errors, "errors in the browser console:\n" + "\n".join(console_errors)

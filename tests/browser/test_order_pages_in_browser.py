@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from orders import services
 from orders.models import Execution, Notification, Order, OrderStatus
-from tests.browser.conftest import PHONE, SCREENSHOTS, NewPage
+from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS, NewPage
 from tests.processes import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -209,6 +209,14 @@ def test_recurring_order_counts_to_its_max_then_is_edited_converted_paused_resum
 
     _dashboard_screenshot(page, email)
 
+    # The dashboard and the detail page fit a phone: nothing scrolls sideways.
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    for path in ("/orders/", f"/orders/{order_id}"):
+        page.goto(path)
+        expect(page.get_by_test_id("order-status").first).to_be_visible()
+        assert _fits_width(page), path
+    page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+
     page.goto(f"/orders/{order_id}")
     page.get_by_role("link", name="Delete").click()
     expect(page.get_by_role("heading", name=re.compile("Delete"))).to_be_visible()
@@ -221,6 +229,11 @@ def test_recurring_order_counts_to_its_max_then_is_edited_converted_paused_resum
     for path in ("/orders/", f"/orders/{order_id}", "/orders/new", "/notifications/"):
         page.goto(path)
         expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+def _fits_width(page: Page) -> bool:
+    widths: Any = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    return bool(widths[0] <= widths[1])
 
 
 def _dashboard_screenshot(page: Page, email: str) -> None:
@@ -266,7 +279,7 @@ def test_a_second_user_cannot_open_or_change_the_first_users_order(new_page: New
     order_id = order_id_from(owner_page)
 
     # The outsider works on a phone-sized screen.
-    outsider = new_page(viewport=PHONE)
+    outsider = new_page(viewport=PHONE, console_errors_expected=True)
     sign_up(outsider, _email("outsider"))
     for path in (f"/orders/{order_id}", f"/orders/{order_id}/edit", f"/orders/{order_id}/delete"):
         response = outsider.goto(path)
@@ -286,8 +299,7 @@ def test_a_second_user_cannot_open_or_change_the_first_users_order(new_page: New
 
     # The pages fit a phone: nothing scrolls sideways, and the form is reachable and labelled.
     outsider.goto("/orders/new")
-    width: Any = outsider.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], width
+    assert _fits_width(outsider)
     expect(outsider.get_by_label("Name")).to_be_visible()
     outsider.get_by_label("Name").focus()
     outsider.keyboard.press("Tab")
