@@ -1,0 +1,104 @@
+"""Security headers on every response, and errors that reveal nothing, in this process (DEBUG off).
+
+pytest-django runs requests with DEBUG False; the production settings themselves (HSTS, HTTPS
+redirect, secure cookies, check --deploy) are exercised in test_deployment.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from tests.security.error_urls import SECRET_IN_TRACEBACK
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["/login", "/signup", "/orders/", "/orders/new", "/notifications/", "/account"]
+API = ["/api/orders/", "/api/notifications/", "/api/schema/", "/api/auth/me"]
+
+
+def _assert_security_headers(response: Any) -> None:
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Frame-Options"] == "DENY"
+    csp = response["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";") if d.strip())
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_carry_the_security_headers(alice: Any, path: str) -> None:
+    client = Client()
+    if path not in ("/login", "/signup"):  # those two send a signed-in user away
+        client.force_login(alice)
+    response = client.get(path)
+    assert response.status_code == 200
+    _assert_security_headers(response)
+
+
+@pytest.mark.parametrize("path", API)
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_api_responses_carry_the_security_headers(alice_api: APIClient, path: str, signed_in: bool) -> None:
+    client = alice_api if signed_in else APIClient()
+    response = client.get(path)
+    assert response.status_code in (200, 401)
+    _assert_security_headers(response)
+
+
+def test_a_crashing_page_shows_the_plain_500_page(settings: Any) -> None:
+    settings.ROOT_URLCONF = "tests.security.error_urls"
+    assert settings.DEBUG is False
+    response = Client(raise_request_exception=False).get("/crash")
+    assert response.status_code == 500
+    html = response.content.decode()
+    assert "Server Error (500)" in html
+    for leak in (SECRET_IN_TRACEBACK, "Traceback", "RuntimeError", "settings", "error_urls"):
+        assert leak not in html
+    _assert_security_headers(response)
+
+
+def test_a_crashing_api_view_answers_plain_json(settings: Any) -> None:
+    settings.ROOT_URLCONF = "tests.security.error_urls"
+    response = APIClient(raise_request_exception=False).get("/api/crash")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Internal server error."}
+
+
+@pytest.mark.parametrize("path", ["/no-such-page", "/orders/abc/nothing/here", "/static/../settings.py"])
+def test_not_found_pages_reveal_no_urlconf(alice: Any, path: str) -> None:
+    client = Client()
+    client.force_login(alice)
+    response = client.get(path)
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "URLconf" not in html and "Traceback" not in html and "scheduler_site" not in html
+
+
+@pytest.mark.parametrize("path", ["/api/nothing", "/api/orders/1/nothing", "/api/%00"])
+def test_unknown_api_paths_are_a_json_404(alice_api: APIClient, path: str) -> None:
+    response = alice_api.get(path)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_forged_host_header_is_a_plain_400() -> None:
+    response = Client().get("/login", HTTP_HOST="evil.example.com")
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "ALLOWED_HOSTS" not in body and "DisallowedHost" not in body
+
+
+@pytest.mark.parametrize(("method", "path"), [("put", "/api/orders/"), ("get", "/api/orders/create/")])
+def test_a_wrong_method_is_a_405(alice_api: APIClient, method: str, path: str) -> None:
+    response = getattr(alice_api, method)(path)
+    assert response.status_code == 405
+    assert "detail" in response.json()
