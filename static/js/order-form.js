@@ -37,7 +37,7 @@
       return errors[name].join(" ");
     });
     if (messages.length) {
-      statusLine.textContent = "No preview yet: " + messages.join(" ");
+      statusLine.textContent = "Fix the form to see a preview. " + messages.join(" ");
       return;
     }
     (data.runs || []).forEach(function (run) {
