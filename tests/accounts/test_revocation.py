@@ -283,3 +283,18 @@ def test_concurrent_refreshes_of_one_token_let_exactly_one_through() -> None:
 
     assert sorted(statuses) == [200] + [401] * 5
     assert User.objects.get(email="carol@example.com").is_active
+
+
+def test_without_redis_authenticated_requests_fail_closed(alice: Any, settings: Any) -> None:
+    """The deny-list cannot be read: refuse with a 503 rather than accept a possibly revoked token."""
+    device = login("alice@example.com")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+
+    response = bearer(device["access"]).get("/api/auth/me")
+    login_response = anon().post("/api/auth/login", {"email": "alice@example.com", "password": PASSWORD}, format="json")
+
+    assert response.status_code == 503
+    assert login_response.status_code == 503
+    assert "Retry-After" in response
