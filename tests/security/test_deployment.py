@@ -1,0 +1,153 @@
+"""Production settings, for real: `check --deploy` in a subprocess, and gunicorn started with DEBUG off
+behind a (simulated) TLS proxy: HSTS, HTTPS redirect, secure cookies, and errors that reveal nothing."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from rest_framework_simplejwt.tokens import AccessToken
+
+from tests.conftest import make_user
+from tests.processes import ROOT, Stack, free_port, running_stack, test_database_url
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+SECRET_KEY = secrets.token_urlsafe(64)
+
+
+def _production_env(**extra: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "scheduler_site.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": SECRET_KEY,
+            "ALLOWED_HOSTS": "scheduler.example.com,127.0.0.1",
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "LOG_DIR": str(settings.LOG_DIR),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings() -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_catches_a_weak_secret_key() -> None:
+    # The check above is only worth something if it fails on a real mistake.
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_production_env(SECRET_KEY="short"))
+    assert result.returncode != 0
+    assert "security.W009" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory: pytest.TempPathFactory, django_db_setup: Any, django_db_blocker: Any) -> Path:
+    # DEBUG off serves hashed files from a manifest, which only collectstatic writes.
+    root = tmp_path_factory.mktemp("static")
+    with django_db_blocker.unblock():
+        env = _production_env(STATIC_ROOT=str(root))
+    result = _manage("collectstatic", "--noinput", "-v0", env=env)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def production(
+    tmp_path_factory: pytest.TempPathFactory, static_root: Path, django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[Stack]:
+    with django_db_blocker.unblock():
+        env = _production_env(STATIC_ROOT=str(static_root), BEHIND_TLS_PROXY="true")
+        overrides = {k: env[k] for k in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "STATIC_ROOT", "BEHIND_TLS_PROXY")}
+        with running_stack(tmp_path_factory.mktemp("prod"), workers=0, scheduler=False, **overrides) as stack:
+            yield stack
+
+
+def _get(stack: Stack, path: str, *, https: bool = True, **headers: str) -> tuple[int, dict[str, str], str]:
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    sent = {"Host": "scheduler.example.com", **({"X-Forwarded-Proto": "https"} if https else {}), **headers}
+    conn.request("GET", path, headers=sent)
+    response = conn.getresponse()
+    body = response.read().decode(errors="replace")
+    found = {k.lower(): v for k, v in response.getheaders()}
+    found["set-cookie"] = "\n".join(v for k, v in response.getheaders() if k.lower() == "set-cookie")
+    conn.close()
+    return response.status, found, body
+
+
+def test_production_pages_send_hsts_and_the_other_headers(production: Stack) -> None:
+    status, headers, body = _get(production, "/login")
+    assert status == 200, body[:500]
+    assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in headers["content-security-policy"]
+    csrf_cookie = next(c for c in headers["set-cookie"].split("\n") if c.startswith("csrftoken="))
+    assert "Secure" in csrf_cookie and "SameSite=Lax" in csrf_cookie
+    # Static files come from the app itself, hashed by the manifest.
+    assert "/static/css/app." in body
+
+
+def test_production_api_sends_the_headers_too(production: Stack) -> None:
+    status, headers, body = _get(production, "/api/orders/")
+    assert status == 401
+    assert headers["content-type"].startswith("application/json")
+    assert headers["strict-transport-security"].startswith("max-age=31536000")
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_production_redirects_plain_http_to_https(production: Stack) -> None:
+    status, headers, _ = _get(production, "/login", https=False)
+    assert status == 301
+    assert headers["location"] == "https://scheduler.example.com/login"
+
+
+@pytest.mark.parametrize(("path", "host"), [("/no-such-page", "scheduler.example.com"), ("/login", "evil.example.com")])
+def test_production_errors_reveal_nothing(production: Stack, path: str, host: str) -> None:
+    status, _, body = _get(production, path, Host=host)
+    assert status in (400, 404)
+    for leak in ("Traceback", "URLconf", "ALLOWED_HOSTS", "DisallowedHost", "DEBUG", "scheduler_site"):
+        assert leak not in body
+
+
+def test_a_crash_with_debug_off_shows_no_stack_trace(tmp_path: Path, static_root: Path) -> None:
+    # The database is unreachable: the signed-in page fails inside Django (a 500), the API says 503.
+    user = make_user()
+    # Signed with the production process's key, so that only the database can make it fail.
+    token = jwt.encode(dict(AccessToken.for_user(user).payload), SECRET_KEY, algorithm="HS256")
+    dead = f"mysql://root@127.0.0.1:{free_port()}/nothing"
+    env = _production_env(STATIC_ROOT=str(static_root), BEHIND_TLS_PROXY="true")
+    overrides = {k: env[k] for k in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "STATIC_ROOT", "BEHIND_TLS_PROXY")}
+    with running_stack(tmp_path, workers=0, scheduler=False, DATABASE_URL=dead, **overrides) as stack:
+        status, _, body = _get(stack, "/orders/", Cookie="sessionid=abcdefghijklmnopqrstuvwxyz012345")
+        assert status == 500
+        assert "Server Error (500)" in body
+        for leak in ("Traceback", "OperationalError", 'File "', "mysql", "nothing"):
+            assert leak not in body
+        status, headers, body = _get(stack, "/api/orders/", Authorization=f"Bearer {token}")
+        assert status == 503, body[:300]
+        assert headers["content-type"].startswith("application/json")
+        assert headers["retry-after"] == "5"
+        assert "Traceback" not in body and "OperationalError" not in body
