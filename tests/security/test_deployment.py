@@ -111,7 +111,7 @@ def test_production_pages_send_hsts_and_the_other_headers(production: Stack) -> 
 
 
 def test_production_api_sends_the_headers_too(production: Stack) -> None:
-    status, headers, body = _get(production, "/api/orders/")
+    status, headers, _ = _get(production, "/api/orders/")
     assert status == 401
     assert headers["content-type"].startswith("application/json")
     assert headers["strict-transport-security"].startswith("max-age=31536000")
