@@ -79,7 +79,9 @@ def production(
 ) -> Iterator[Stack]:
     with django_db_blocker.unblock():
         env = _production_env(STATIC_ROOT=str(static_root), BEHIND_TLS_PROXY="true")
-        overrides = {k: env[k] for k in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "STATIC_ROOT", "BEHIND_TLS_PROXY")}
+        overrides: dict[str, Any] = {
+            k: env[k] for k in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "STATIC_ROOT", "BEHIND_TLS_PROXY")
+        }
         with running_stack(tmp_path_factory.mktemp("prod"), workers=0, scheduler=False, **overrides) as stack:
             yield stack
 
@@ -139,7 +141,9 @@ def test_a_crash_with_debug_off_shows_no_stack_trace(tmp_path: Path, static_root
     token = jwt.encode(dict(AccessToken.for_user(user).payload), SECRET_KEY, algorithm="HS256")
     dead = f"mysql://root@127.0.0.1:{free_port()}/nothing"
     env = _production_env(STATIC_ROOT=str(static_root), BEHIND_TLS_PROXY="true")
-    overrides = {k: env[k] for k in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "STATIC_ROOT", "BEHIND_TLS_PROXY")}
+    overrides: dict[str, Any] = {
+        k: env[k] for k in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "STATIC_ROOT", "BEHIND_TLS_PROXY")
+    }
     with running_stack(tmp_path, workers=0, scheduler=False, DATABASE_URL=dead, **overrides) as stack:
         status, _, body = _get(stack, "/orders/", Cookie="sessionid=abcdefghijklmnopqrstuvwxyz012345")
         assert status == 500
