@@ -44,7 +44,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("browser-stack")) as live:
+    # Orders whose name contains "poison" fail (the others succeed), with one quick automatic retry,
+    # so that failures, retries and their display can be watched in a few seconds.
+    with running_stack(
+        tmp_path_factory.mktemp("browser-stack"),
+        ORDER_EXECUTOR="orders.executors.fail_when_named_poison",
+        ORDER_MAX_ATTEMPTS=2,
+        ORDER_RETRY_BASE_DELAY_SECONDS=0.5,
+    ) as live:
         live.wait_http("/login")
         yield live
 

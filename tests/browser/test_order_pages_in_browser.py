@@ -231,6 +231,45 @@ def test_recurring_order_counts_to_its_max_then_is_edited_converted_paused_resum
         expect(page).to_have_url(re.compile(r"/login\?next="))
 
 
+def test_a_failing_order_shows_its_error_and_can_be_run_now_and_retried(new_page: NewPage, stack: Stack) -> None:
+    page = new_page()
+    email = _email("failing")
+    sign_up(page, email)
+    page.goto("/orders/new")
+    start = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    fill_order_form(
+        page, name="Poison pill", at=start, time_zone="UTC", recurring=True, every=1, unit="hours", max_executions=3
+    )
+    page.get_by_role("button", name="Create order").click()
+    order_id = order_id_from(page)
+
+    # Both attempts of run #1 fail; the page shows it as it happens.
+    first = page.get_by_test_id("execution-row").filter(has_text="#1")
+    expect(first.get_by_test_id("execution-status")).to_have_text("Failed", timeout=LIVE_TIMEOUT_MS)
+    expect(first.get_by_test_id("execution-attempts")).to_have_text("2")
+    expect(first.get_by_test_id("execution-error")).to_contain_text("poison order")
+    expect(page.get_by_test_id("order-last-result")).to_contain_text("Failed")
+    expect(page.get_by_test_id("order-status")).to_have_text("Scheduled")
+
+    page.get_by_role("button", name="Run now").click()
+    expect(page.get_by_role("status")).to_contain_text("Run #2 started.")
+    expect(page.get_by_test_id("order-count")).to_have_text("2 / 3")
+    second = page.get_by_test_id("execution-row").filter(has_text="#2")
+    expect(second).to_contain_text("manual")
+    expect(second.get_by_test_id("execution-status")).to_have_text("Failed", timeout=LIVE_TIMEOUT_MS)
+
+    page.get_by_role("button", name="Retry last failure").click()
+    expect(page.get_by_role("status")).to_contain_text("Retrying run #2.")
+    second = page.get_by_test_id("execution-row").filter(has_text="#2")
+    expect(second.get_by_test_id("execution-attempts")).to_have_text("3", timeout=LIVE_TIMEOUT_MS)
+    expect(second.get_by_test_id("execution-status")).to_have_text("Failed", timeout=LIVE_TIMEOUT_MS)
+    attempts = dict(Execution.objects.filter(order_id=order_id).values_list("occurrence", "attempts"))
+    assert attempts == {1: 2, 2: 3}
+
+    page.goto("/notifications/")
+    expect(page.get_by_test_id("notification").filter(has_text="run #1 failed for good")).to_have_count(1)
+
+
 def _fits_width(page: Page) -> bool:
     widths: Any = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     return bool(widths[0] <= widths[1])
