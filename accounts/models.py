@@ -47,9 +47,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Copied into every JWT; logout-all and a password change bump it, so older tokens stop matching.
     # An integer compare is exact, unlike an issued-at timestamp with whole-second resolution.
     token_version = models.PositiveIntegerField(default=0)
-    # The one session (JWT "sid" claim) that survives a password change made from it, and only at
-    # token_version - 1: "every other token is revoked" but the device that changed the password stays in.
+    # The one session (JWT "sid" claim) that survives a password change made from it: its tokens with a
+    # version from kept_session_version up stay valid. "Every other token is revoked", this device stays in.
     kept_session_id = models.CharField(max_length=64, blank=True, default="")
+    kept_session_version = models.PositiveIntegerField(default=0)
 
     objects: ClassVar[UserManager] = UserManager()
 

@@ -23,6 +23,7 @@ from accounts import throttling
 from accounts.models import User, normalize_email_address
 from accounts.tokens import (
     SESSION_CLAIM,
+    VERSION_CLAIM,
     TokenPair,
     deny_jti,
     deny_session,
@@ -167,19 +168,25 @@ def user_logout_all(*, user: User) -> None:
     """Ends every session of the user: all JWTs (by version) and all browser sessions (by auth hash)."""
     locked = User.objects.select_for_update().get(pk=user.pk)
     locked.token_version += 1
-    locked.kept_session_id = ""
-    locked.save(update_fields=["token_version", "kept_session_id"])
-    user.token_version, user.kept_session_id = locked.token_version, locked.kept_session_id
+    locked.kept_session_id, locked.kept_session_version = "", 0
+    locked.save(update_fields=["token_version", "kept_session_id", "kept_session_version"])
+    user.token_version = locked.token_version
+    user.kept_session_id, user.kept_session_version = "", 0
 
 
 @transaction.atomic
 def user_change_password(
-    *, user: User, old_password: str, new_password: str, keep_session_id: str | None = None, ip: str | None = None
+    *,
+    user: User,
+    old_password: str,
+    new_password: str,
+    current_token: Token | dict[str, Any] | None = None,
+    ip: str | None = None,
 ) -> None:
     """Changes the password and revokes every other token and browser session of the user.
 
-    keep_session_id: the JWT session the change was made from, which stays signed in. A browser caller
-    keeps its own session with update_session_auth_hash() afterwards.
+    current_token: the (already authenticated) access token of the API call, whose session stays signed
+    in. A browser caller passes none and keeps its own session with update_session_auth_hash() afterwards.
     """
     # A stolen access token must not become an unlimited password oracle: same limits as login.
     attempt = throttling.LoginAttempt(email=user.email, ip=ip)
@@ -194,13 +201,17 @@ def user_change_password(
     locked = User.objects.select_for_update().get(pk=user.pk)
     locked.set_password(new_password)
     locked.token_version += 1
-    locked.kept_session_id = keep_session_id or ""
-    locked.save(update_fields=["password", "token_version", "kept_session_id"])
-    user.password, user.token_version, user.kept_session_id = (
-        locked.password,
-        locked.token_version,
-        locked.kept_session_id,
-    )
+    session_id = str(current_token.get(SESSION_CLAIM) or "") if current_token is not None else ""
+    if not session_id:
+        locked.kept_session_id, locked.kept_session_version = "", 0
+    elif session_id != locked.kept_session_id:
+        # From here on, this session's tokens count from the version of the token making the change
+        # (a second change from the same session keeps the floor it already has).
+        locked.kept_session_id = session_id
+        locked.kept_session_version = int(current_token.get(VERSION_CLAIM, 0)) if current_token is not None else 0
+    locked.save(update_fields=["password", "token_version", "kept_session_id", "kept_session_version"])
+    user.password, user.token_version = locked.password, locked.token_version
+    user.kept_session_id, user.kept_session_version = locked.kept_session_id, locked.kept_session_version
 
 
 @transaction.atomic

@@ -102,6 +102,8 @@ def matches_user_version(token: Token | dict[str, Any], user: Any) -> bool:
     current = int(user.token_version)
     if version == current:
         return True
-    # The device that changed the password keeps its session, at the version it had then.
+    # The device that changed the password keeps its session, with the versions it had then.
     session_id = token.get(SESSION_CLAIM)
-    return bool(session_id) and session_id == user.kept_session_id and version == current - 1
+    return (
+        bool(session_id) and session_id == user.kept_session_id and int(user.kept_session_version) <= version <= current
+    )

@@ -26,7 +26,7 @@ from accounts.api.serializers import (
 from accounts.authentication import BEARER_CHALLENGE
 from accounts.models import User
 from accounts.throttling import Throttled, client_ip
-from accounts.tokens import SESSION_CLAIM, TokenPair
+from accounts.tokens import TokenPair
 
 INVALID_CREDENTIALS = "Invalid email or password."
 TOO_MANY_ATTEMPTS = "Too many attempts."
@@ -124,7 +124,7 @@ class MeView(APIView):
                         user=user,
                         old_password=changes["old_password"],
                         new_password=changes["new_password"],
-                        keep_session_id=_access_token(request).get(SESSION_CLAIM),
+                        current_token=_access_token(request),
                         ip=client_ip(request),
                     )
                 services.user_update_profile(user=user, time_zone=changes.get("time_zone"))

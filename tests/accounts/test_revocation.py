@@ -234,6 +234,17 @@ def test_a_second_password_change_elsewhere_revokes_the_device_kept_by_the_first
     assert me_status(second["access"]) == 200
 
 
+def test_changing_the_password_twice_from_one_device_keeps_that_device(alice: Any) -> None:
+    this, other = login("alice@example.com"), login("alice@example.com")
+
+    assert _change_password(this["access"]).status_code == 200
+    assert _change_password(this["access"], old=NEW_PASSWORD, new="third-password-for-alice-7").status_code == 200
+
+    assert me_status(this["access"]) == 200
+    assert refresh_status(this["refresh"]) == 200
+    assert me_status(other["access"]) == 401
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
