@@ -122,7 +122,7 @@ def token_refresh(*, refresh: str) -> TokenPair:
     user = User.objects.filter(pk=user_id).first() if user_id is not None else None
     if user is None or not user.is_active or not matches_user_version(token, user):
         raise InvalidRefreshToken("Token has been revoked.")
-    outstanding = _outstanding(token, user=user)
+    outstanding = _outstanding(token, encoded=refresh, user=user)
     # The unique index on the blacklist row serialises concurrent refreshes of one token.
     _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
     if not created:
@@ -132,10 +132,11 @@ def token_refresh(*, refresh: str) -> TokenPair:
     return token_pair_for(user, session_id=token.get(SESSION_CLAIM))
 
 
-def _outstanding(token: Token | dict[str, Any], *, user: User) -> OutstandingToken:
+def _outstanding(payload: Token | dict[str, Any], *, encoded: str, user: User) -> OutstandingToken:
+    # Normally recorded when the token was issued; tokens minted elsewhere (plain simplejwt) are added here.
     outstanding, _ = OutstandingToken.objects.get_or_create(
-        jti=token["jti"],
-        defaults={"user": user, "token": str(token), "expires_at": datetime_from_epoch(token["exp"])},
+        jti=payload["jti"],
+        defaults={"user": user, "token": encoded, "expires_at": datetime_from_epoch(payload["exp"])},
     )
     return outstanding
 
@@ -156,9 +157,9 @@ def user_logout(*, user: User, access: Token | dict[str, Any], refresh: str | No
     deny_jti(access)
     if access.get(SESSION_CLAIM):
         deny_session(str(access[SESSION_CLAIM]))
-    if refresh_payload is not None:
+    if refresh and refresh_payload is not None:
         # The blacklist is in the database: the refresh token stays dead even if Redis loses its keys.
-        BlacklistedToken.objects.get_or_create(token=_outstanding(refresh_payload, user=user))
+        BlacklistedToken.objects.get_or_create(token=_outstanding(refresh_payload, encoded=refresh, user=user))
         if refresh_payload.get(SESSION_CLAIM):
             deny_session(str(refresh_payload[SESSION_CLAIM]))
 

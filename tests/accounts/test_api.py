@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from accounts.models import User
 from tests.accounts.helpers import PASSWORD, anon, bearer, login, me_status, refresh_status
@@ -198,3 +200,26 @@ def test_errors_are_json_never_html(alice: Any) -> None:
     for response in (not_found, wrong_method, bad_json, form_post):
         assert response["Content-Type"] == "application/json"
         assert "detail" in response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_signups_with_one_email_create_one_account() -> None:
+    statuses: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def signup(n: int) -> None:
+        try:
+            barrier.wait()
+            body = {"email": "Twin@Example.com" if n % 2 else "twin@example.com", "password": PASSWORD}
+            statuses.append(anon(f"10.0.3.{n}").post("/api/auth/signup", body, format="json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=signup, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [201, 400, 400, 400]
+    assert User.objects.filter(email="twin@example.com").count() == 1
