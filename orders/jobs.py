@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from django.db import close_old_connections
+
 from orders import engine
 
 
 def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
+    # A worker is a long-lived process with no request cycle, so nothing else drops a connection
+    # the database broke (restart, failover, network cut): without this every later job fails with
+    # "server has gone away" until the worker is restarted (fault scenario 7).
+    close_old_connections()
     engine.wait_until_due(order_id, version, grid_index)
     taken = engine.occurrence_take(order_id=order_id, version=version, grid_index=grid_index)
     if taken is None:
@@ -15,6 +21,7 @@ def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
 
 
 def run_execution(execution_id: int, attempt: int) -> str:
+    close_old_connections()  # see run_occurrence
     taken = engine.execution_take(execution_id=execution_id, attempt=attempt)
     if taken is None:
         return "skipped: stale or not runnable"

@@ -1,0 +1,142 @@
+"""Scenarios 9 and 10: users updating and deleting orders while they run, and the whole system
+stopped for several intervals and started again in a random order."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orders.models import Order, OrderStatus
+from tests.faults.conftest import api_for
+from tests.faults.harness import Api, record_measurement, wait_for, wait_until_up
+from tests.faults.invariants import LimitSampler, assert_invariants, settle
+from tests.faults.orders_for_tests import at_second, one_time, recurring
+from tests.processes import Stack
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+RACE_SECONDS = float(os.environ.get("FAULT_RACE_SECONDS", "20"))
+
+
+def _soon(seconds: float = 1.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+RECURRING = {"is_recurring": True, "repeat_interval": 1, "repeat_unit": "seconds", "max_executions": 40}
+
+
+def _race_one_order(api: Api, rng: random.Random, deleted: dict[int, float], codes: list[int], until: float) -> None:
+    """One simulated user hammering one order at a time: update, convert, run now, delete, recreate."""
+    code, body = api.call("POST", "/api/orders/", {"order_name": "raced", "schedule_time": _soon(), **RECURRING})
+    codes.append(code)
+    order_id = body["order_id"]
+    while time.monotonic() < until:
+        time.sleep(rng.uniform(0.05, 0.4))
+        action = rng.choice(["interval", "restart", "convert", "back", "run-now", "delete"])
+        path = f"/api/orders/{order_id}/"
+        if action == "interval":
+            code, _ = api.call("PATCH", path, {"repeat_interval": rng.choice([1, 2])})
+        elif action == "restart":
+            code, _ = api.call("PATCH", path, {"schedule_time": _soon(rng.uniform(0.2, 1.5))})
+        elif action == "convert":
+            code, _ = api.call("PATCH", path, {"is_recurring": False, "schedule_time": _soon(0.5)})
+        elif action == "back":
+            code, _ = api.call("PATCH", path, {**RECURRING, "schedule_time": _soon(0.5)})
+        elif action == "run-now":
+            code, _ = api.call("POST", f"{path}run-now/")
+        else:
+            code, _ = api.call("DELETE", path)
+            if code == 204:
+                deleted[order_id] = time.time()
+                code, body = api.call(
+                    "POST", "/api/orders/", {"order_name": "raced", "schedule_time": _soon(), **RECURRING}
+                )
+                order_id = body["order_id"]
+        codes.append(code)
+    code, _ = api.call("DELETE", f"/api/orders/{order_id}/")
+    codes.append(code)
+    if code == 204:
+        deleted[order_id] = time.time()
+
+
+def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_after_delete(
+    owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
+) -> None:
+    stack = stacks(FAULT_EXECUTOR_SECONDS="0.3")
+    stack.start_web()
+    stack.start_worker()
+    stack.start_worker()
+    stack.start_scheduler()
+    wait_until_up(workers=2)
+    api = api_for(stack, owner)
+    deleted: dict[int, float] = {}
+    codes: list[int] = []
+    until = time.monotonic() + RACE_SECONDS
+    users = [
+        threading.Thread(target=_race_one_order, args=(api, random.Random(seed), deleted, codes, until))
+        for seed in range(8)
+    ]
+    for user in users:
+        user.start()
+    for user in users:
+        user.join(RACE_SECONDS + 60)
+    time.sleep(3)  # a run wrongly started after DELETE has time to show
+    settle(timeout=60)
+    record_measurement("9 update/delete races", requests=len(codes), deletes=len(deleted))
+    assert not [c for c in codes if c >= 500], f"server errors: {sorted(set(codes))}"
+    # 400: run-now with nothing left, or a change refused; never anything else.
+    assert set(codes) <= {200, 201, 202, 204, 400}, sorted(set(codes))
+    assert not Order.objects.exists()
+    assert len(deleted) >= 8
+    assert_invariants(sampler=sampler, deleted=deleted)
+
+
+def test_everything_stopped_for_several_intervals_and_restarted_in_random_order_keeps_the_invariants(
+    owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
+) -> None:
+    seed = int(os.environ.get("FAULT_SEED", str(int(time.time()))))
+    rng = random.Random(seed)
+    stack = stacks()
+    stack.start_web()
+    stack.start_worker("worker1")
+    stack.start_worker("worker2")
+    stack.start_scheduler()
+    wait_until_up(workers=2)
+    start = at_second(3)
+    orders = [recurring(owner, p, start, every=2, max_executions=6, misfire=p) for p in ("skip", "run_once", "run_all")]
+    orders += [one_time(owner, f"due while down {i}", at_second(9 + 2 * i)) for i in range(3)]
+    wait_for(lambda: Order.objects.filter(executions_count__gte=1).count() >= 3, timeout=20, what="first runs")
+    names = ["web", "worker1", "worker2", "scheduler"]
+    rng.shuffle(names)
+    for name in names:
+        stack.stop(name)
+    time.sleep(10)  # five intervals of the recurring orders
+    rng.shuffle(names)
+    for name in names:
+        if name == "web":
+            stack.start_web()
+        elif name == "scheduler":
+            stack.start_scheduler()
+        else:
+            stack.start_worker(name)
+        time.sleep(rng.uniform(0, 2))
+    back = time.monotonic()
+    ids = [o.pk for o in orders]
+    done = wait_for(
+        lambda: Order.objects.filter(pk__in=ids, status=OrderStatus.COMPLETED).count() == len(ids),
+        timeout=60,
+        what="every order completed",
+    )
+    settle(timeout=30)
+    record_measurement("10 all stopped 10 s", seed=seed, restart_order=names, completed_after_seconds=round(done, 1))
+    del back
+    for order in Order.objects.filter(pk__in=ids):
+        assert order.executions_count == (order.max_executions or 1), (order, seed)
+    assert_invariants(sampler=sampler)
