@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from zoneinfo import available_timezones
 
 from django import forms
@@ -38,13 +39,14 @@ class LoginForm(forms.Form):
     password = _password("Password", "current-password")
 
 
-class ProfileForm(forms.Form):
-    time_zone = forms.ChoiceField(label="Time zone", choices=())
+@functools.cache
+def _zone_choices() -> list[tuple[str, str]]:
+    # available_timezones() walks the tz database on disk: once per process is enough.
+    return [(z, z) for z in sorted(available_timezones() | {"UTC"})]
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        zones = sorted(available_timezones() | {"UTC"})
-        self.fields["time_zone"].choices = [(z, z) for z in zones]  # type: ignore[attr-defined]
+
+class ProfileForm(forms.Form):
+    time_zone = forms.ChoiceField(label="Time zone", choices=_zone_choices)
 
 
 class PasswordChangeForm(forms.Form):
