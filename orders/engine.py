@@ -408,11 +408,18 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
     for pk, job_id in pending_list:
         if job_id not in live_exec:
             report.requeued_executions += _requeue_execution(pk)
-    for job_id in scheduling.all_order_job_ids() - wanted:
-        # A job whose order is gone or inactive (it would do nothing anyway): drop it.
-        if not Order.objects.filter(job_id=job_id).exists() and not Execution.objects.filter(job_id=job_id).exists():
-            scheduling.cancel(job_id)
-            report.removed_orphans += 1
+    candidates = sorted(scheduling.all_order_job_ids() - wanted)
+    for i in range(0, len(candidates), batch_size):
+        # One lookup per chunk, not per job: after a rebuild every job placed above is a candidate
+        # (job_id has no index, so a per-job query scanned the whole table each time).
+        chunk = candidates[i : i + batch_size]
+        known = set(Order.objects.filter(job_id__in=chunk).values_list("job_id", flat=True))
+        known.update(Execution.objects.filter(job_id__in=chunk).values_list("job_id", flat=True))
+        for job_id in chunk:
+            if job_id not in known:
+                # A job whose order is gone or inactive (it would do nothing anyway): drop it.
+                scheduling.cancel(job_id)
+                report.removed_orphans += 1
     return report
 
 
