@@ -72,3 +72,23 @@ lint: devdeps
 
 clean:
 	rm -rf var staticfiles
+
+# Benchmarks (not part of `make test`): real gunicorn, rqworker and rqscheduler against MariaDB and Redis,
+# load from wrk. They use their own database and Redis index (BENCH_DATABASE_URL, BENCH_REDIS_URL; see
+# bench/__main__.py) and flush that index. `bench` writes bench/results/<date>.json and docs/BENCHMARKS.md.
+.PHONY: wrk
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing wrk for the benchmarks"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "The benchmarks need wrk: sudo apt-get install wrk"; exit 1; \
+	  fi; \
+	fi
+
+bench: devdeps wrk
+	$(PY) -m bench --profile full
+
+bench-quick: devdeps wrk
+	$(PY) -m bench --profile quick

@@ -1,0 +1,153 @@
+"""`python -m bench [--profile quick|full] [--only api,batch,...]` and `python -m bench report FILE`.
+
+The benchmark uses its own database and Redis index, never the app's:
+  BENCH_DATABASE_URL (default mysql://root@127.0.0.1:3306/scheduler_bench; created if missing)
+  BENCH_REDIS_URL    (default redis://127.0.0.1:6379/14; this whole index is flushed)
+It runs the processes as production would (DEBUG off, a throw-away SECRET_KEY, no HTTPS redirect
+because wrk speaks plain HTTP on the loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK_DIR = ROOT / "var" / "bench"
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def bench_env() -> dict[str, str]:
+    database_url = os.environ.get("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/scheduler_bench")
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "scheduler_site.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "DEBUG": "false",
+            "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", secrets.token_urlsafe(48)),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "LOG_DIR": str(WORK_DIR / "logs"),
+            "VAR_DIR": str(WORK_DIR / "var"),
+            # Tokens are minted once and must outlive a full run.
+            "ACCESS_TOKEN_LIFETIME_SECONDS": "86400",
+        }
+    )
+    env.pop("TEST_DATABASE_NAME", None)
+    return env
+
+
+def _create_database(url: str) -> None:
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("mysql"):
+        return
+    import MySQLdb
+
+    conn = MySQLdb.connect(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+    )
+    try:
+        name = parsed.path.lstrip("/")
+        conn.cursor().execute(
+            f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+    finally:
+        conn.close()
+
+
+def setup(env: dict[str, str]) -> None:
+    """Point this process at the benchmark's database and Redis, migrate, flush the Redis index."""
+    os.environ.update(env)
+    _create_database(env["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from orders import scheduling
+
+    call_command("migrate", verbosity=0, interactive=False)
+    scheduling.connection().flushdb()
+
+
+def _scenarios(results: dict[str, Any]) -> list[str]:
+    return [k for k in ("api", "batch", "precision", "drift", "scale") if k in results]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "report", "merge"])
+    parser.add_argument(
+        "results",
+        nargs="*",
+        help="report: the results file (default: the newest); merge: OUT IN... (later files win per scenario)",
+    )
+    parser.add_argument("--profile", default="quick", choices=["quick", "full"])
+    parser.add_argument("--only", default="", help="comma-separated scenarios: api,batch,precision,drift,scale")
+    args = parser.parse_args(argv)
+
+    if args.command == "report":
+        from bench import report
+
+        path = Path(args.results[0]) if args.results else report.newest_results(RESULTS_DIR)
+        print(report.write(path))
+        return 0
+    if args.command == "merge":
+        # Scenarios measured in separate runs (e.g. the long scale scenario on its own) into one file.
+        out_path, *inputs = (Path(p) for p in args.results)
+        merged: dict[str, Any] = {}
+        for path in inputs:
+            part = json.loads(path.read_text())
+            merged.update(part)
+            merged.setdefault("runs_merged", []).append(
+                {"file": path.name, "started_at": part["started_at"], "scenarios": _scenarios(part)}
+            )
+        merged["duration_s"] = sum(json.loads(p.read_text()).get("duration_s", 0) for p in inputs)
+        out_path.write_text(json.dumps(merged, indent=1, default=str))
+        print(f"merged: {out_path}")
+        return 0
+
+    env = bench_env()
+    setup(env)
+    from bench import harness, report
+
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    profile = harness.PROFILES[args.profile]
+    only = [s for s in args.only.split(",") if s] or None
+    began = time.monotonic()
+    suffix = "" if args.profile == "full" else f"-{args.profile}"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    out = RESULTS_DIR / f"{date}{suffix}.json"
+    if only:
+        out = WORK_DIR / f"{date}{suffix}-{'-'.join(only)}.json"
+
+    def save(results: dict[str, Any]) -> None:
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=str))
+        tmp.replace(out)
+
+    results: dict[str, Any] = harness.run(profile, env, WORK_DIR, only=only, checkpoint=save)
+    save(results)
+    print(f"results: {out} ({time.monotonic() - began:.0f}s)")
+    # Only a full run is published as docs/BENCHMARKS.md; a quick run renders next to its results.
+    doc = report.write(out, publish=args.profile == "full" and not only)
+    print(f"report: {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,750 @@
+"""The benchmark scenarios. Each starts the real processes it needs, drives them, reads the outcome
+from the database (Execution rows) or from Redis, and returns plain data for the results file.
+
+This module runs inside a Django-configured process pointed at the benchmark's own database and
+Redis index (see bench/__main__.py); it deletes every order row and clears the queue keys of that
+index between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from bench.stack import ROOT, BenchStack, process_tree_cpu_seconds
+from bench.stats import percentile, slope
+
+SIMPLE = "rq.worker.SimpleWorker"
+FORK = "rq.worker.Worker"
+NOOP_FUNC = "bench.noop.noop"
+WRK_LUA_DIR = Path(__file__).resolve().parent / "lua"
+
+
+@dataclass
+class Profile:
+    name: str
+    repeats: int
+    api_seconds: float
+    api_connections: list[int]
+    # (worker class, worker processes, repetitions, orders in the batch)
+    batch_configs: list[tuple[str, int, int, int]]
+    precision_orders: int
+    precision_span_seconds: int
+    drift_occurrences: int
+    scale_orders: int
+    scale_heavy_user_orders: int
+    list_seed_orders: int = 200
+    api_users: int = 200
+    poll_samples: int = 200
+
+
+FULL = Profile(
+    name="full",
+    repeats=3,
+    api_seconds=8,
+    api_connections=[1, 16, 64],
+    # The fork Worker is 5-8 times slower per job and not the configured class: fewer, smaller runs
+    # keep a full run within an hour on the shared 2-core machine.
+    batch_configs=[(SIMPLE, 1, 1, 2000), (SIMPLE, 2, 3, 2000), (SIMPLE, 4, 1, 2000)]
+    + [(FORK, n, 1, 500) for n in (1, 2, 4)],
+    precision_orders=300,
+    precision_span_seconds=60,
+    drift_occurrences=120,
+    scale_orders=100_000,
+    scale_heavy_user_orders=10_000,
+)
+QUICK = Profile(
+    name="quick",
+    repeats=1,
+    api_seconds=1,
+    api_connections=[1, 16, 64],
+    batch_configs=[(SIMPLE, 1, 1, 100), (SIMPLE, 2, 1, 100), (FORK, 2, 1, 60)],
+    precision_orders=30,
+    precision_span_seconds=5,
+    drift_occurrences=5,
+    scale_orders=1000,
+    scale_heavy_user_orders=500,
+    api_users=40,
+    poll_samples=50,
+)
+# The smoke test: the same code paths with the smallest counts that still mean something.
+SMOKE = Profile(
+    name="smoke",
+    repeats=1,
+    api_seconds=1,
+    api_connections=[2],
+    batch_configs=[(SIMPLE, 1, 1, 6)],
+    precision_orders=3,
+    precision_span_seconds=2,
+    drift_occurrences=3,
+    scale_orders=40,
+    scale_heavy_user_orders=20,
+    list_seed_orders=10,
+    api_users=3,
+    poll_samples=5,
+)
+PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
+
+
+@dataclass
+class Context:
+    profile: Profile
+    env: dict[str, str]
+    work_dir: Path
+    log: Callable[[str], None] = print
+    # Seconds of creating one order through the service; refined after each batch.
+    create_cost_s: float = 0.008
+    users: list[Any] = field(default_factory=list)
+
+    def stack(self) -> BenchStack:
+        return BenchStack(env=self.env, work_dir=self.work_dir)
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+def clear_queue_state() -> None:
+    """Remove every job, queue and registry of the order queue; keep worker registrations."""
+    from orders import scheduling
+
+    conn = scheduling.connection()
+    patterns = ["rq:job:*", "rq:queue:*", "rq:wip:*", "rq:*registry*", "rq:finished:*", "rq:failed:*"]
+    patterns += ["rq:scheduled:*", "rq:deferred:*", "rq:results:*", "rq:executions:*", "rq:canceled:*"]
+    keys: list[bytes] = []
+    for pattern in patterns:
+        keys.extend(conn.scan_iter(match=pattern, count=5000))
+    keys.append(b"rq:scheduler:scheduled_jobs")
+    for i in range(0, len(keys), 5000):
+        conn.delete(*keys[i : i + 5000])
+
+
+def reset_orders() -> None:
+    """Delete every order, execution and notification (raw deletes: 100,000 rows through the ORM
+    collector would take minutes), clear the queue state and empty the order log."""
+    from orders.models import Execution, Notification, Order
+
+    with connection.cursor() as cursor:
+        for model in (Notification, Execution, Order):
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")  # noqa: S608 - table names from models
+    clear_queue_state()
+    settings.ORDER_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    settings.ORDER_LOG_FILE.write_text("")
+
+
+def bench_users(count: int) -> list[Any]:
+    from accounts.models import User
+
+    users = []
+    for i in range(count):
+        user, _ = User.objects.get_or_create(email=f"bench{i}@bench.invalid", defaults={"time_zone": "UTC"})
+        users.append(user)
+    return users
+
+
+def token_for(user: Any) -> str:
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(user))
+
+
+def next_whole_second(after: datetime) -> datetime:
+    return (after + timedelta(seconds=1)).replace(microsecond=0)
+
+
+def create_one_time_orders(ctx: Context, dues: list[datetime], name: str) -> None:
+    """Create orders through the service, the path the API takes (row, job, log line)."""
+    from orders import services
+
+    per_user = max(1, settings.ORDER_MAX_ACTIVE_PER_USER // 2)
+    needed = math.ceil(len(dues) / per_user)
+    if len(ctx.users) < needed:
+        ctx.users = bench_users(needed)
+    for i, due in enumerate(dues):
+        services.order_create(
+            user=ctx.users[i // per_user],
+            definition=services.OrderDefinition(order_name=f"{name} {i}", schedule_time=due),
+        )
+
+
+def _ts(value: datetime | None) -> float:
+    if value is None:
+        return math.nan
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def execution_rows() -> list[dict[str, Any]]:
+    from orders.models import Execution
+
+    fields = ("order_id", "grid_index", "scheduled_for", "started_at", "finished_at", "status")
+    return [dict(row) for row in Execution.objects.values(*fields)]
+
+
+def settled_count() -> int:
+    from orders.models import Execution
+
+    return Execution.objects.filter(status__in=("succeeded", "failed")).count()
+
+
+# --- scenario 1: API -----------------------------------------------------------------------------------
+
+
+def _wrk(ctx: Context, base_url: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+    threads = max(1, min(2, connections))
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        base_url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    line = next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))
+    data: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    duration = data["duration_us"] / 1e6
+    return {
+        "connections": connections,
+        "requests": data["requests"],
+        "rps": data["requests"] / duration if duration else math.nan,
+        "p50_ms": data["p50_us"] / 1000,
+        "p90_ms": data["p90_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000,
+        "max_ms": data["max_us"] / 1000,
+        "non_2xx": data["non2xx"],
+        "socket_errors": data["connect_errors"] + data["read_errors"] + data["write_errors"] + data["timeouts"],
+    }
+
+
+def _lua(ctx: Context, name: str, tokens: list[str], path: str = "/api/orders") -> Path:
+    template = (WRK_LUA_DIR / f"{name}.lua").read_text()
+    table = ",\n".join(f'  "{t}"' for t in tokens)
+    script = ctx.work_dir / f"{name}.lua"
+    script.write_text(template.replace("--TOKENS--", table).replace("--PATH--", path))
+    return script
+
+
+def seed_orders(user: Any, count: int, *, status: str = "scheduled", start: datetime | None = None) -> None:
+    """Bulk rows (no jobs): what reconcile or a list page reads."""
+    from orders.models import Order
+
+    start = start or timezone.now() + timedelta(days=2)
+    rows = []
+    for i in range(count):
+        due = start + timedelta(seconds=i)
+        active = status == "scheduled"
+        rows.append(
+            Order(
+                user=user,
+                order_name=f"seeded {i}",
+                schedule_time=due,
+                status=status,
+                execution_limit=1,
+                executions_count=0 if active else 1,
+                next_run_at=due if active else None,
+                last_result="" if active else "succeeded",
+            )
+        )
+    Order.objects.bulk_create(rows, batch_size=2000)
+
+
+def scenario_api(ctx: Context) -> dict[str, Any]:
+    reset_orders()
+    users = bench_users(ctx.profile.api_users)
+    tokens = [token_for(u) for u in users]
+    list_user = bench_users(ctx.profile.api_users + 1)[-1]
+    seed_orders(list_user, ctx.profile.list_seed_orders)
+    create_script = _lua(ctx, "create_order", tokens)
+    list_script = _lua(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
+    stack = ctx.stack()
+    runs: list[dict[str, Any]] = []
+    memory: dict[str, float] = {}
+    try:
+        stack.start_web()
+        memory["web_at_rest_mib"] = stack.rss_mib("web")
+        # Warm-up: the first requests of each process import the URL conf and open connections.
+        for script in (create_script, list_script):
+            _wrk(ctx, stack.base_url, script, 4, 1)
+        for rep in range(ctx.profile.repeats):
+            for conns in ctx.profile.api_connections:
+                # Same table size for every create run: the previous run's orders are removed.
+                from orders.models import Order
+
+                Order.objects.exclude(user=list_user).delete()
+                clear_queue_state()
+                for endpoint, script in (("create", create_script), ("list", list_script)):
+                    cpu = stack.cpu_seconds("web")
+                    result = _wrk(ctx, stack.base_url, script, conns, ctx.profile.api_seconds)
+                    # CPU per request is far less sensitive than requests/s to the other load on the machine.
+                    result["web_cpu_ms_per_request"] = (
+                        (stack.cpu_seconds("web") - cpu) * 1000 / max(1, result["requests"])
+                    )
+                    result.update(endpoint=endpoint, rep=rep + 1)
+                    runs.append(result)
+                    ctx.log(
+                        f"api {endpoint:6} c={conns:<3} rep {rep + 1}: {result['rps']:.0f} req/s "
+                        f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms non-2xx {result['non_2xx']}"
+                    )
+        memory["web_after_load_mib"] = stack.rss_mib("web")
+        web_argv = stack.commands()["web"][3:]
+    finally:
+        stack.stop_all()
+    return {"runs": runs, "memory": memory, "web_command": " ".join(web_argv), "list_page_orders": 50}
+
+
+# --- scenario 2: batch and the ceiling -------------------------------------------------------------------
+
+
+def _job_span(job_ids: list[str]) -> tuple[list[float], list[float]]:
+    from rq.job import Job
+
+    from orders import scheduling
+
+    starts, ends = [], []
+    for i in range(0, len(job_ids), 1000):
+        for job in Job.fetch_many(job_ids[i : i + 1000], connection=scheduling.connection()):
+            if job is not None:
+                starts.append(_ts(job.started_at))
+                ends.append(_ts(job.ended_at))
+    return starts, ends
+
+
+def _summary(due: float | None, starts: list[float], ends: list[float], n: int) -> dict[str, Any]:
+    ends_sorted = sorted(e for e in ends if not math.isnan(e))
+    first_start = min(starts) if starts else math.nan
+    done = len(ends_sorted)
+    result: dict[str, Any] = {"n": n, "done": done}
+    if done:
+        span = ends_sorted[-1] - first_start
+        result["throughput_per_s"] = done / span if span > 0 else math.nan
+        if due is not None:
+            result["first_started_s"] = first_start - due
+            result["first_done_s"] = ends_sorted[0] - due
+            result["half_done_s"] = ends_sorted[max(0, math.ceil(n / 2) - 1)] - due if done >= n / 2 else math.nan
+            result["all_done_s"] = ends_sorted[-1] - due if done == n else math.nan
+            result["early_starts"] = sum(1 for s in starts if s < due)
+    return result
+
+
+def _ceiling_queue(n: int, timeout: float) -> dict[str, Any]:
+    """n no-op jobs pushed straight into the queue: the workers' own ceiling."""
+    from rq import Queue
+
+    from orders import scheduling
+
+    queue = scheduling.queue()
+    ids = [f"bench-noop-{i}-{time.time_ns()}" for i in range(n)]
+    data = [Queue.prepare_data(NOOP_FUNC, job_id=job_id, result_ttl=900) for job_id in ids]
+    queue.enqueue_many(data)
+    wait_for(lambda: queue.finished_job_registry.count >= n, timeout)
+    starts, ends = _job_span(ids)
+    return _summary(None, starts, ends, n)
+
+
+def _ceiling_scheduled(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
+    """n no-op jobs due in the same second through rq-scheduler: the ceiling of scheduler + workers."""
+    from orders import scheduling
+
+    sched = scheduling.scheduler()
+    due = next_whole_second(datetime.now(UTC) + timedelta(seconds=1 + n * 0.0015))
+    ids = [f"bench-noop-s{i}-{time.time_ns()}" for i in range(n)]
+    for job_id in ids:
+        sched.enqueue_at(due, NOOP_FUNC, job_id=job_id, job_result_ttl=900, queue_name=settings.ORDER_QUEUE)
+    queue = scheduling.queue()
+    before = queue.finished_job_registry.count
+    wait_for(lambda: queue.finished_job_registry.count >= before + n, timeout + (due - datetime.now(UTC)).seconds)
+    starts, ends = _job_span(ids)
+    return _summary(due.timestamp(), starts, ends, n)
+
+
+def _product_batch(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
+    """n one-time orders through the service, all due on the same whole second."""
+    for _attempt in range(3):
+        reset_orders()
+        lead = 2.0 + n * ctx.create_cost_s * 1.5
+        due = next_whole_second(timezone.now() + timedelta(seconds=lead))
+        began = time.monotonic()
+        create_one_time_orders(ctx, [due] * n, "batch")
+        ctx.create_cost_s = max(0.002, (time.monotonic() - began) / n)
+        if timezone.now() < due - timedelta(seconds=0.3):
+            break
+        ctx.log(f"  creating {n} orders overran the due time; retrying with a longer lead")
+    else:
+        raise RuntimeError("could not create the batch before its due time")
+    wait_for(lambda: settled_count() >= n, timeout + (due - timezone.now()).total_seconds())
+    rows = execution_rows()
+    result = _summary(
+        due.timestamp(),
+        [_ts(r["started_at"]) for r in rows],
+        [_ts(r["finished_at"]) for r in rows if r["status"] == "succeeded"],
+        n,
+    )
+    result["failed"] = sum(1 for r in rows if r["status"] == "failed")
+    result["executions"] = len(rows)
+    result["create_ms_per_order"] = ctx.create_cost_s * 1000
+    return result
+
+
+def scenario_batch(ctx: Context) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    stack = ctx.stack()
+    try:
+        reset_orders()
+        stack.start_scheduler()
+        memory.append({"process": "scheduler", "state": "at rest", "rss_mib": stack.rss_mib("scheduler")})
+        for worker_class, workers, repeats, n in ctx.profile.batch_configs:
+            timeout = max(60.0, n / 5)
+            stack.start_workers(workers, worker_class)
+            label = f"{worker_class.rsplit('.', 1)[1]} x{workers}"
+            memory.append({"process": f"workers ({label})", "state": "at rest", "rss_mib": stack.rss_mib("worker")})
+            for rep in range(repeats):
+                for kind, run in (
+                    ("ceiling", lambda n=n, timeout=timeout: _ceiling_queue(n, timeout)),
+                    ("ceiling_scheduled", lambda n=n, timeout=timeout: _ceiling_scheduled(ctx, n, timeout)),
+                    ("product", lambda n=n, timeout=timeout: _product_batch(ctx, n, timeout)),
+                ):
+                    clear_queue_state()
+                    cpu_workers, cpu_scheduler = stack.cpu_seconds("worker"), stack.cpu_seconds("scheduler")
+                    result = run()
+                    done = max(1, result.get("done", 0))
+                    result["worker_cpu_ms_per_job"] = (stack.cpu_seconds("worker") - cpu_workers) * 1000 / done
+                    result["scheduler_cpu_ms_per_job"] = (stack.cpu_seconds("scheduler") - cpu_scheduler) * 1000 / done
+                    result.update(kind=kind, worker_class=worker_class, workers=workers, rep=rep + 1)
+                    runs.append(result)
+                    ctx.log(
+                        f"batch {label} {kind:17} n={n} rep {rep + 1}: {result.get('throughput_per_s', math.nan):.0f}/s"
+                        f" all done {result.get('all_done_s', math.nan):.2f}s after due,"
+                        f" worker CPU {result['worker_cpu_ms_per_job']:.1f} ms/job"
+                    )
+            memory.append({"process": f"workers ({label})", "state": "after batch", "rss_mib": stack.rss_mib("worker")})
+            stack.stop_prefix("worker")
+        memory.append({"process": "scheduler", "state": "after batch", "rss_mib": stack.rss_mib("scheduler")})
+    finally:
+        stack.stop_all()
+    return {"orders": max(c[3] for c in ctx.profile.batch_configs), "runs": runs, "memory": memory}
+
+
+# --- scenarios 3 and 4: precision and drift ------------------------------------------------------------
+
+
+def scenario_precision(ctx: Context, workers: int = 2) -> dict[str, Any]:
+    n, span = ctx.profile.precision_orders, ctx.profile.precision_span_seconds
+    stack = ctx.stack()
+    runs = []
+    try:
+        reset_orders()
+        stack.start_scheduler()
+        stack.start_workers(workers, SIMPLE)
+        for rep in range(ctx.profile.repeats):
+            reset_orders()
+            start = next_whole_second(timezone.now() + timedelta(seconds=2 + n * ctx.create_cost_s * 1.5))
+            dues = [start + timedelta(seconds=i % span) for i in range(n)]
+            create_one_time_orders(ctx, dues, "precision")
+            if timezone.now() >= start:
+                ctx.log("  precision: creation overran the first due time")
+            wait_for(lambda: settled_count() >= n, span + 60)
+            rows = execution_rows()
+            lateness = [_ts(r["started_at"]) - _ts(r["scheduled_for"]) for r in rows]
+            result: dict[str, Any] = {
+                "rep": rep + 1,
+                "n": n,
+                "executed": len(rows),
+                "lateness_s": lateness,
+                "p50_s": percentile(lateness, 50),
+                "p99_s": percentile(lateness, 99),
+                "max_s": max(lateness) if lateness else math.nan,
+                "early_starts": sum(1 for v in lateness if v < 0),
+            }
+            runs.append(result)
+            ctx.log(
+                f"precision rep {rep + 1}: p50 {result['p50_s'] * 1000:.0f} ms p99 {result['p99_s'] * 1000:.0f} ms "
+                f"max {result['max_s'] * 1000:.0f} ms early {result['early_starts']}"
+            )
+    finally:
+        stack.stop_all()
+    return {"workers": workers, "worker_class": SIMPLE, "span_s": span, "runs": runs}
+
+
+def scenario_drift(ctx: Context, workers: int = 2) -> dict[str, Any]:
+    from orders import services
+    from orders.models import Order
+
+    count = ctx.profile.drift_occurrences
+    stack = ctx.stack()
+    try:
+        reset_orders()
+        stack.start_scheduler()
+        stack.start_workers(workers, SIMPLE)
+        user = bench_users(1)[0]
+        anchor = next_whole_second(timezone.now() + timedelta(seconds=1.5))
+        order = services.order_create(
+            user=user,
+            definition=services.OrderDefinition(
+                order_name="drift",
+                schedule_time=anchor,
+                is_recurring=True,
+                repeat_interval=1,
+                repeat_unit="seconds",
+                max_executions=count,
+            ),
+        )
+        wait_for(lambda: Order.objects.get(pk=order.pk).status in ("completed", "failed"), count + 60, step=0.5)
+        rows = sorted(execution_rows(), key=lambda r: r["grid_index"])
+    finally:
+        stack.stop_all()
+    ks = [r["grid_index"] for r in rows]
+    lateness = [_ts(r["started_at"]) - _ts(r["scheduled_for"]) for r in rows]
+    half = len(lateness) // 2
+    result: dict[str, Any] = {
+        "occurrences": count,
+        "executed": len(rows),
+        "k": ks,
+        "lateness_s": lateness,
+        "max_abs_s": max(abs(v) for v in lateness) if lateness else math.nan,
+        "slope_ms_per_occurrence": slope(ks, lateness) * 1000 if len(ks) > 1 else math.nan,
+        "first_half_p50_s": percentile(lateness[:half], 50) if half else math.nan,
+        "second_half_p50_s": percentile(lateness[half:], 50) if half else math.nan,
+        "early_starts": sum(1 for v in lateness if v < 0),
+    }
+    ctx.log(
+        f"drift: {len(rows)}/{count} executed, max |lateness| {result['max_abs_s'] * 1000:.0f} ms, "
+        f"slope {result['slope_ms_per_occurrence']:.2f} ms/occurrence"
+    )
+    return result
+
+
+# --- scenario 5: scale ---------------------------------------------------------------------------------
+
+
+def _poll_cost(samples: int) -> dict[str, float]:
+    """One scheduler pass as `manage.py rqscheduler` makes it, nothing due: heartbeat, lock,
+    the due-jobs query, unlock."""
+    from orders import scheduling
+
+    sched = scheduling.scheduler()
+    times = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        scheduling.write_heartbeat()
+        if sched.acquire_lock():
+            try:
+                list(sched.enqueue_jobs())
+            finally:
+                sched.remove_lock()
+        times.append(time.perf_counter() - began)
+    return {"p50_ms": percentile(times, 50) * 1000, "p99_ms": percentile(times, 99) * 1000}
+
+
+def scenario_scale(ctx: Context) -> dict[str, Any]:
+    from orders import scheduling
+
+    total, heavy = ctx.profile.scale_orders, ctx.profile.scale_heavy_user_orders
+    conn = scheduling.connection()
+    reset_orders()
+    result: dict[str, Any] = {"orders": total, "heavy_user_orders": heavy}
+    result["poll_empty"] = _poll_cost(ctx.profile.poll_samples)
+    per_user = settings.ORDER_MAX_ACTIVE_PER_USER
+    users = bench_users(math.ceil(total / per_user) + 1)
+    heavy_user = users[-1]
+    began = time.monotonic()
+    # The heavy user holds the cap in active orders and the rest as finished ones.
+    heavy_active = min(per_user, heavy, total)
+    seed_orders(heavy_user, heavy_active)
+    seed_orders(heavy_user, heavy - heavy_active, status="completed", start=timezone.now() - timedelta(days=30))
+    remaining, i = total - heavy_active, 0
+    while remaining > 0:
+        chunk = min(per_user, remaining)
+        seed_orders(users[i], chunk, start=timezone.now() + timedelta(days=1, seconds=i * per_user))
+        remaining -= chunk
+        i += 1
+    result["seed_seconds"] = time.monotonic() - began
+    clear_queue_state()
+    memory_before = int(conn.info("memory")["used_memory"])
+    began = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "manage.py", "reconcile_orders"],
+        cwd=ROOT,
+        env=ctx.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    result["reconcile_seconds"] = time.monotonic() - began
+    result["reconcile_output"] = out.stdout.strip()
+    scheduled = scheduling.scheduled_count()
+    result["scheduled_jobs"] = scheduled
+    memory_after = int(conn.info("memory")["used_memory"])
+    result["redis_bytes_per_order"] = (memory_after - memory_before) / scheduled if scheduled else math.nan
+    result["redis_used_mib"] = memory_after / 2**20
+    ctx.log(
+        f"scale: reconcile of {total} orders {result['reconcile_seconds']:.1f}s, "
+        f"{result['redis_bytes_per_order']:.0f} B/order in Redis"
+    )
+    result["poll_full"] = _poll_cost(ctx.profile.poll_samples)
+    stack = ctx.stack()
+    try:
+        stack.start_scheduler(reconcile=False)
+        pid = stack.pids("scheduler")[0]
+        argv = stack.commands()["scheduler"]
+        interval = float(argv[argv.index("--interval") + 1])
+        time.sleep(1)
+        cpu0, t0 = process_tree_cpu_seconds(pid), time.monotonic()
+        time.sleep(max(3.0, ctx.profile.api_seconds))
+        cpu1, t1 = process_tree_cpu_seconds(pid), time.monotonic()
+        polls = (t1 - t0) / interval
+        result["scheduler_process"] = {
+            "interval_s": interval,
+            "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / polls,
+            "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+            "rss_mib": stack.rss_mib("scheduler"),
+        }
+        stack.stop("scheduler")
+        stack.start_web()
+        list_script = _lua(ctx, "list_orders", [token_for(heavy_user)], path="/api/orders?page=1")
+        result["list_heavy_user"] = [
+            _wrk(ctx, stack.base_url, list_script, conns, ctx.profile.api_seconds) for conns in (1, 16)
+        ]
+        deep = _lua(ctx, "list_orders", [token_for(heavy_user)], path=f"/api/orders?page={max(1, heavy // 50)}")
+        last_page = _wrk(ctx, stack.base_url, deep, 1, ctx.profile.api_seconds)
+        last_page["page"] = max(1, heavy // 50)
+        result["list_heavy_user_last_page"] = last_page
+    finally:
+        stack.stop_all()
+    ctx.log(
+        f"scale: poll p50 {result['poll_full']['p50_ms']:.2f} ms (empty {result['poll_empty']['p50_ms']:.2f} ms); "
+        f"list p50 {result['list_heavy_user'][0]['p50_ms']:.1f} ms"
+    )
+    reset_orders()
+    return result
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "api": scenario_api,
+    "batch": scenario_batch,
+    "precision": scenario_precision,
+    "drift": scenario_drift,
+    "scale": scenario_scale,
+}
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    import django
+    import gunicorn
+    import redis as redis_py
+    import rq
+
+    from orders import scheduling
+
+    mem_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT VERSION()")
+        db_version = cursor.fetchone()[0]
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "cpu_model": cpu_model,
+        "load_average_at_start": os.getloadavg(),
+        "versions": {
+            "python": platform.python_version(),
+            "django": django.get_version(),
+            "rq": rq.__version__,
+            "rq-scheduler": version("rq-scheduler"),
+            "gunicorn": gunicorn.__version__,
+            "redis-py": redis_py.__version__,
+            "redis-server": scheduling.connection().info("server")["redis_version"],
+            "database": f"{connection.vendor} {db_version}",
+            "wrk": _version(["wrk", "--version"]).split(" [")[0] if shutil.which("wrk") else "missing",
+        },
+    }
+
+
+def run(
+    profile: Profile,
+    env: dict[str, str],
+    work_dir: Path,
+    only: list[str] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the scenarios in turn; `checkpoint` receives the results after each one, so a long run
+    stopped half-way still leaves what it measured."""
+    ctx = Context(profile=profile, env=env, work_dir=work_dir)
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": asdict(profile),
+        "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "machine": machine_info(),
+        "settings": {
+            "procfile": (ROOT / "Procfile").read_text().strip().splitlines(),
+            "scheduler_poll_interval_s": settings.SCHEDULER_POLL_INTERVAL_SECONDS,
+            "executor": settings.ORDER_EXECUTOR,
+            "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
+            "email": env.get("EMAIL_URL", "consolemail:// (default)"),
+            "log_level": env.get("LOG_LEVEL", "INFO"),
+        },
+    }
+    for name, scenario in SCENARIOS.items():
+        if only and name not in only:
+            continue
+        ctx.log(f"== {name}")
+        t0 = time.monotonic()
+        results[name] = scenario(ctx)
+        results[name]["seconds"] = round(time.monotonic() - t0, 1)
+        results["duration_s"] = round(time.monotonic() - began, 1)
+        if checkpoint:
+            checkpoint(results)
+    results["duration_s"] = round(time.monotonic() - began, 1)
+    return results

@@ -1,0 +1,508 @@
+"""Turn a results file into docs/BENCHMARKS.md and its PNG plots.
+
+Everything in the tables is computed from the JSON; the reading of the numbers (what bounds a
+target, the profiles, what would move it) is kept by hand in bench/ANALYSIS.md and included as is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.stats import median, spread
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+PLOTS_DIR = ROOT / "docs" / "benchmarks"
+ANALYSIS = ROOT / "bench" / "ANALYSIS.md"
+DRAFT_DIR = ROOT / "var" / "bench" / "report"
+
+TARGETS = {
+    "create_rps": 885,
+    "list_rps": 1044,
+    "api_p99_ms": 50,
+    "batch_all_done_s": 4.0,
+    "batch_rate": 500,
+    "batch_ratio": 0.8,
+    "precision_p99_s": 0.5,
+    "precision_max_s": 1.5,
+    "poll_ms": 10,
+    "reconcile_100k_s": 60,
+}
+
+
+def newest_results(directory: Path) -> Path:
+    files = sorted(p for p in directory.glob("*.json") if p.stem[-1].isdigit())
+    if not files:
+        raise SystemExit(f"no results in {directory}")
+    return files[-1]
+
+
+def _num(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def med(values: Iterable[float | None], digits: int = 0, scale: float = 1.0) -> str:
+    """Median of the repetitions, with the spread (min-max) when there was more than one."""
+    vals = [v * scale for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "n/a"
+    text = _num(median(vals), digits)
+    if len(vals) > 1:
+        lo, hi = spread(vals)
+        text += f" ({_num(lo, digits)}-{_num(hi, digits)})"
+    return text
+
+
+def _ok(met: bool | None) -> str:
+    return "n/a" if met is None else ("**met**" if met else "**not met**")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _short(worker_class: str) -> str:
+    return worker_class.rsplit(".", 1)[-1]
+
+
+# --- plots ---------------------------------------------------------------------------------------------
+
+
+def _plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made: dict[str, str] = {}
+
+    batch = results.get("batch")
+    if batch and batch["runs"]:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        groups: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for run in batch["runs"]:
+            groups[(run["kind"], run["worker_class"])][run["workers"]].append(run.get("throughput_per_s", math.nan))
+        styles = {"product": "-o", "ceiling": "--s", "ceiling_scheduled": ":^"}
+        labels = {
+            "product": "orders (product)",
+            "ceiling": "no-op ceiling",
+            "ceiling_scheduled": "no-op via rq-scheduler",
+        }
+        for (kind, worker_class), by_workers in sorted(groups.items()):
+            xs = sorted(by_workers)
+            ys = [median(by_workers[x]) for x in xs]
+            lo = [ys[i] - spread(by_workers[x])[0] for i, x in enumerate(xs)]
+            hi = [spread(by_workers[x])[1] - ys[i] for i, x in enumerate(xs)]
+            ax.errorbar(
+                xs, ys, yerr=[lo, hi], fmt=styles[kind], capsize=3, label=f"{_short(worker_class)}: {labels[kind]}"
+            )
+        ax.axhline(TARGETS["batch_rate"], color="grey", lw=0.8, ls="-.", label="target 500/s (2 workers)")
+        ax.set_xlabel("worker processes")
+        ax.set_ylabel("executions (jobs) per second")
+        ax.set_title(f"Batch of {batch['orders']} due in the same second: throughput vs worker count")
+        ax.set_xticks(sorted({r["workers"] for r in batch["runs"]}))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "throughput-vs-workers.png", dpi=110)
+        plt.close(fig)
+        made["throughput"] = "throughput-vs-workers.png"
+
+    precision, drift = results.get("precision"), results.get("drift")
+    if precision and precision["runs"]:
+        fig, axes = plt.subplots(1, 2 if drift else 1, figsize=(10 if drift else 6, 4))
+        ax0 = axes[0] if drift else axes
+        lateness_ms = [v * 1000 for run in precision["runs"] for v in run["lateness_s"]]
+        ax0.hist(lateness_ms, bins=40, color="tab:blue")
+        ax0.axvline(0, color="red", lw=0.8)
+        ax0.set_xlabel("lateness: started - due (ms)")
+        ax0.set_ylabel("orders")
+        ax0.set_title(f"Precision: {len(lateness_ms)} orders over {precision['span_s']} s")
+        if drift and drift.get("k"):
+            ax1 = axes[1]
+            ax1.plot(drift["k"], [v * 1000 for v in drift["lateness_s"]], ".", color="tab:orange")
+            ax1.set_xlabel("occurrence k (every 1 s)")
+            ax1.set_ylabel("started_k - due_k (ms)")
+            ax1.set_title(f"Drift: slope {drift['slope_ms_per_occurrence']:.2f} ms per occurrence")
+            ax1.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lateness.png", dpi=110)
+        plt.close(fig)
+        made["lateness"] = "lateness.png"
+
+    api = results.get("api")
+    if api and api["runs"]:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        conns = sorted({r["connections"] for r in api["runs"]})
+        width = 0.38
+        for j, endpoint in enumerate(("create", "list")):
+            ys = [
+                median([r["rps"] for r in api["runs"] if r["endpoint"] == endpoint and r["connections"] == c])
+                for c in conns
+            ]
+            ax.bar([i + (j - 0.5) * width for i in range(len(conns))], ys, width, label=endpoint)
+        ax.axhline(TARGETS["create_rps"], color="tab:blue", lw=0.8, ls="--", label="original: create 885/s")
+        ax.axhline(TARGETS["list_rps"], color="tab:orange", lw=0.8, ls="--", label="original: list 1,044/s")
+        ax.set_xticks(range(len(conns)), [f"{c} conn." for c in conns])
+        ax.set_ylabel("requests per second")
+        ax.set_title("API throughput (median of runs)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "api.png", dpi=110)
+        plt.close(fig)
+        made["api"] = "api.png"
+    return made
+
+
+# --- sections ------------------------------------------------------------------------------------------
+
+
+def _api_section(api: dict[str, Any]) -> str:
+    rows = []
+    by: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for run in api["runs"]:
+        by[(run["endpoint"], run["connections"])].append(run)
+    for (endpoint, conns), runs in sorted(by.items()):
+        rows.append(
+            [
+                endpoint,
+                str(conns),
+                med([r["rps"] for r in runs]),
+                med([r["p50_ms"] for r in runs], 1),
+                med([r["p99_ms"] for r in runs], 1),
+                str(sum(r["non_2xx"] for r in runs)),
+                str(sum(r["socket_errors"] for r in runs)),
+            ]
+        )
+    memory = api.get("memory", {})
+    return (
+        f"gunicorn: `{api.get('web_command', '')}`; list = `GET /api/orders?page=1` (page of "
+        f"{api.get('list_page_orders', 50)}) for a user with a few hundred orders; create = `POST /api/orders` "
+        "with a JWT (users rotated per request), a one-time order in 2031.\n\n"
+        + _table(["endpoint", "connections", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors"], rows)
+        + f"\n\nWeb RSS (master + workers): {_num(memory.get('web_at_rest_mib', math.nan))} MiB at rest, "
+        f"{_num(memory.get('web_after_load_mib', math.nan))} MiB after the load.\n"
+    )
+
+
+def _batch_groups(batch: dict[str, Any]) -> dict[tuple[str, int], dict[str, list[dict[str, Any]]]]:
+    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for run in batch["runs"]:
+        groups[(run["worker_class"], run["workers"])][run["kind"]].append(run)
+    return groups
+
+
+def _ratios(kinds: dict[str, list[dict[str, Any]]]) -> list[float]:
+    """product/ceiling per repetition (ratios within one run, not of medians)."""
+    out = []
+    for p in kinds.get("product", []):
+        c = next((c for c in kinds.get("ceiling", []) if c["rep"] == p["rep"]), None)
+        if c and c.get("throughput_per_s"):
+            out.append(p.get("throughput_per_s", math.nan) / c["throughput_per_s"])
+    return out
+
+
+def _batch_section(batch: dict[str, Any]) -> str:
+    rows = []
+    for (worker_class, workers), kinds in sorted(_batch_groups(batch).items()):
+        product = kinds.get("product", [])
+        ceiling = kinds.get("ceiling", [])
+        scheduled = kinds.get("ceiling_scheduled", [])
+        rows.append(
+            [
+                _short(worker_class),
+                str(workers),
+                med([r.get("first_done_s") for r in product], 2),
+                med([r.get("half_done_s") for r in product], 2),
+                med([r.get("all_done_s") for r in product], 2),
+                med([r.get("throughput_per_s") for r in product]),
+                med([r.get("throughput_per_s") for r in ceiling]),
+                med(_ratios(kinds), 2),
+                med([r.get("throughput_per_s") for r in scheduled]),
+                med([r.get("all_done_s") for r in scheduled], 2),
+                str(sum(r.get("early_starts", 0) + r.get("failed", 0) for r in product)),
+            ]
+        )
+    return _table(
+        [
+            "worker class",
+            "workers",
+            "first done s",
+            "half done s",
+            "all done s",
+            "orders/s",
+            "no-op ceiling jobs/s",
+            "orders / ceiling",
+            "no-op via rq-scheduler jobs/s",
+            "no-op via rq-scheduler all done s",
+            "early or failed",
+        ],
+        rows,
+    ) + (
+        "\n\nTimes are from the due second to the `finished_at` of the first, the median and the last execution. "
+        "Rates are executions divided by the time from the first start to the last finish. The ceiling is the same "
+        "worker processes draining the same number of no-op RQ jobs pushed straight into the queue, measured in the "
+        "same run; the third column group is no-op jobs due in the same second through rq-scheduler (scheduler "
+        "and workers together, no database).\n"
+    )
+
+
+def _precision_section(precision: dict[str, Any]) -> str:
+    runs = precision["runs"]
+    rows = [
+        [
+            str(r["rep"]),
+            f"{r['executed']}/{r['n']}",
+            _num(r["p50_s"] * 1000),
+            _num(r["p99_s"] * 1000),
+            _num(r["max_s"] * 1000),
+            str(r["early_starts"]),
+        ]
+        for r in runs
+    ]
+    rows.append(
+        [
+            "median",
+            "",
+            med([r["p50_s"] for r in runs], 0, 1000),
+            med([r["p99_s"] for r in runs], 0, 1000),
+            med([r["max_s"] for r in runs], 0, 1000),
+            str(sum(r["early_starts"] for r in runs)),
+        ]
+    )
+    return (
+        f"{runs[0]['n']} one-time orders due on whole seconds spread over {precision['span_s']} s, "
+        f"{precision['workers']} x {_short(precision['worker_class'])}. Lateness = `started_at` (written when the "
+        "worker takes the order under its row lock) - due.\n\n"
+        + _table(["run", "executed", "p50 ms", "p99 ms", "max ms", "early starts"], rows)
+        + "\n"
+    )
+
+
+def _drift_section(drift: dict[str, Any]) -> str:
+    return (
+        _table(
+            [
+                "occurrences",
+                "executed",
+                "max abs(lateness) ms",
+                "slope ms/occurrence",
+                "p50 first half ms",
+                "p50 second half ms",
+                "early",
+            ],
+            [
+                [
+                    str(drift["occurrences"]),
+                    str(drift["executed"]),
+                    _num(drift["max_abs_s"] * 1000),
+                    _num(drift["slope_ms_per_occurrence"], 2),
+                    _num(drift["first_half_p50_s"] * 1000),
+                    _num(drift["second_half_p50_s"] * 1000),
+                    str(drift["early_starts"]),
+                ]
+            ],
+        )
+        + "\n"
+    )
+
+
+def _scale_section(scale: dict[str, Any]) -> str:
+    proc = scale.get("scheduler_process", {})
+    rows = [
+        ["active orders scheduled by reconcile", _num(scale["scheduled_jobs"])],
+        ["`reconcile_orders` wall time (empty Redis → all scheduled)", f"{_num(scale['reconcile_seconds'], 1)} s"],
+        ["reconcile rate", f"{_num(scale['scheduled_jobs'] / scale['reconcile_seconds'])} orders/s"],
+        ["Redis memory per scheduled order", f"{_num(scale['redis_bytes_per_order'])} bytes"],
+        ["Redis used memory with all scheduled", f"{_num(scale['redis_used_mib'], 1)} MiB"],
+        [
+            "scheduler pass, nothing due, empty schedule (p50 / p99)",
+            f"{_num(scale['poll_empty']['p50_ms'], 2)} / {_num(scale['poll_empty']['p99_ms'], 2)} ms",
+        ],
+        [
+            "scheduler pass, nothing due, all scheduled (p50 / p99)",
+            f"{_num(scale['poll_full']['p50_ms'], 2)} / {_num(scale['poll_full']['p99_ms'], 2)} ms",
+        ],
+        [
+            "scheduler process CPU per poll (interval " + _num(proc.get("interval_s", math.nan), 1) + " s)",
+            f"{_num(proc.get('cpu_ms_per_poll', math.nan), 2)} ms "
+            f"({_num(proc.get('cpu_share', math.nan) * 100, 1)} % of a core)",
+        ],
+        ["scheduler RSS", f"{_num(proc.get('rss_mib', math.nan))} MiB"],
+    ]
+    for run, conns in zip(scale.get("list_heavy_user", []), (1, 16), strict=False):
+        rows.append(
+            [
+                f"list page 1 for a user with {_num(scale['heavy_user_orders'])} orders, {conns} conn.",
+                f"{_num(run['rps'])} req/s, p50 {_num(run['p50_ms'], 1)} ms, p99 {_num(run['p99_ms'], 1)} ms",
+            ]
+        )
+    last = scale.get("list_heavy_user_last_page")
+    if last:
+        rows.append(
+            [
+                f"list page {last['page']} (the last) for that user, 1 conn.",
+                f"{_num(last['rps'])} req/s, p50 {_num(last['p50_ms'], 1)} ms, p99 {_num(last['p99_ms'], 1)} ms",
+            ]
+        )
+    return _table(["measure", "value"], rows) + f"\n\nreconcile said: `{scale.get('reconcile_output', '')}`\n"
+
+
+def _memory_section(results: dict[str, Any]) -> str:
+    rows = []
+    api = results.get("api", {}).get("memory", {})
+    if api:
+        rows.append(["web (gunicorn master + workers)", "at rest", _num(api.get("web_at_rest_mib"))])
+        rows.append(["web (gunicorn master + workers)", "after scenario 1", _num(api.get("web_after_load_mib"))])
+    for entry in results.get("batch", {}).get("memory", []):
+        rows.append([entry["process"], entry["state"], _num(entry["rss_mib"])])
+    return _table(["process (tree)", "when", "RSS MiB"], rows) + "\n" if rows else "not measured\n"
+
+
+def _targets(results: dict[str, Any]) -> str:
+    rows: list[list[str]] = []
+
+    def add(name: str, measured: str, met: bool | None) -> None:
+        rows.append([name, measured, _ok(met)])
+
+    api = results.get("api")
+    if api:
+        for endpoint, key in (("create", "create_rps"), ("list", "list_rps")):
+            runs = [r for r in api["runs"] if r["endpoint"] == endpoint and r["connections"] == 16]
+            if runs:
+                rps, p99 = median([r["rps"] for r in runs]), median([r["p99_ms"] for r in runs])
+                add(
+                    f"{endpoint} at 16 connections: ≥ {TARGETS[key]:,} req/s, p99 < 50 ms",
+                    f"{_num(rps)} req/s, p99 {_num(p99, 1)} ms",
+                    rps >= TARGETS[key] and p99 < TARGETS["api_p99_ms"],
+                )
+    batch = results.get("batch")
+    if batch:
+        kinds = _batch_groups(batch).get(("rq.worker.SimpleWorker", 2))
+        if kinds:
+            product = kinds.get("product", [])
+            all_done = median([r.get("all_done_s", math.nan) for r in product])
+            rate = median([r.get("throughput_per_s", math.nan) for r in product])
+            ratio = median(_ratios(kinds))
+            add(
+                f"batch of {batch['orders']}, 2 SimpleWorkers: all done within 4 s",
+                f"{_num(all_done, 2)} s",
+                all_done <= 4,
+            )
+            add("… at least 500 executions/s", f"{_num(rate)}/s", rate >= 500)
+            add("… at least 0.8 of the no-op ceiling", _num(ratio, 2), ratio >= 0.8)
+    precision = results.get("precision")
+    if precision and precision["runs"]:
+        runs = precision["runs"]
+        p99, mx = median([r["p99_s"] for r in runs]), median([r["max_s"] for r in runs])
+        early = sum(r["early_starts"] for r in runs)
+        add("precision: p99 lateness < 0.5 s", f"{_num(p99 * 1000)} ms", p99 < 0.5)
+        add("precision: max < 1.5 s", f"{_num(mx * 1000)} ms", mx < 1.5)
+        add("precision: zero early starts", str(early), early == 0)
+    drift = results.get("drift")
+    if drift and drift.get("executed"):
+        grows = abs(drift["slope_ms_per_occurrence"]) >= 1.0
+        add(
+            "drift: lateness does not grow with k (|slope| < 1 ms per occurrence)",
+            f"{_num(drift['slope_ms_per_occurrence'], 2)} ms/occurrence, max {_num(drift['max_abs_s'] * 1000)} ms",
+            not grows and drift["executed"] == drift["occurrences"],
+        )
+    scale = results.get("scale")
+    if scale:
+        poll = scale["poll_full"]["p50_ms"]
+        add(
+            f"scheduler poll at {_num(scale['scheduled_jobs'])} scheduled: < 10 ms",
+            f"{_num(poll, 2)} ms (p50)",
+            poll < 10,
+        )
+        per_100k = scale["reconcile_seconds"] * 100_000 / max(1, scale["scheduled_jobs"])
+        exact = scale["scheduled_jobs"] >= 100_000
+        add(
+            "reconcile of 100,000 orders < 60 s",
+            f"{_num(scale['reconcile_seconds'], 1)} s" if exact else f"{_num(per_100k)} s (extrapolated)",
+            per_100k < 60,
+        )
+    return _table(["target", "measured (median)", ""], rows)
+
+
+def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str) -> str:
+    machine = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    profile = results["profile"]
+    parts = [
+        "# Benchmarks",
+        "",
+        f"<!-- Generated by `python -m bench report` from bench/results/{results['date']}.json; "
+        "edit bench/ANALYSIS.md or bench/report.py, not this file. -->",
+        "",
+        f"Run of {results['started_at']} (profile `{profile['name']}`, {profile['repeats']} repetition(s) per "
+        f"measurement, {results['duration_s'] / 60:.0f} min). Regenerate with `make bench` (full, long) or "
+        "`make bench-quick` (under 2 minutes, smaller counts, not published here).",
+        "",
+        f"**Machine:** {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB; load average "
+        f"at start {', '.join(f'{x:.2f}' for x in machine['load_average_at_start'])}. The machine is shared with "
+        "other engineers' test runs and is noisy: quote medians, read the spread (min-max in brackets), and compare "
+        "ratios measured within one run rather than absolute numbers across runs. Load generator (wrk), database, "
+        "Redis and all app processes share the same 2 cores.",
+        "",
+        f"**Versions:** {versions}.",
+        "",
+        "**Settings:** DEBUG off; Procfile as committed:",
+        "",
+        "```",
+        *results["settings"]["procfile"],
+        "```",
+        "",
+        f"Scheduler poll interval {results['settings']['scheduler_poll_interval_s']} s, executor "
+        f"`{results['settings']['executor']}` (no outside I/O), CONN_MAX_AGE {results['settings']['conn_max_age']} s, "
+        f"email {results['settings']['email']}, log level {results['settings']['log_level']}.",
+        "",
+        "## Targets",
+        "",
+        _targets(results),
+        "",
+    ]
+    if "api" in results:
+        parts += ["## 1. API", "", _api_section(results["api"])]
+        if "api" in plots:
+            parts += [f"![API throughput]({plot_prefix}{plots['api']})", ""]
+    if "batch" in results:
+        parts += [f"## 2. Batch: {results['batch']['orders']:,} one-time orders due in the same second", ""]
+        parts += [_batch_section(results["batch"])]
+        if "throughput" in plots:
+            parts += [f"![throughput vs workers]({plot_prefix}{plots['throughput']})", ""]
+    if "precision" in results:
+        parts += ["## 3. Precision", "", _precision_section(results["precision"])]
+    if "drift" in results:
+        parts += ["## 4. Drift: a recurring order every second", "", _drift_section(results["drift"])]
+    if "lateness" in plots:
+        parts += [f"![lateness]({plot_prefix}{plots['lateness']})", ""]
+    if "scale" in results:
+        parts += [f"## 5. Scale: {results['scale']['orders']:,} future orders", "", _scale_section(results["scale"])]
+    parts += ["## 6. Memory (resident set size)", "", _memory_section(results)]
+    if ANALYSIS.exists():
+        parts += ["", ANALYSIS.read_text().strip(), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def write(path: Path, *, publish: bool = True) -> Path:
+    results = json.loads(path.read_text())
+    if publish:
+        plots = _plots(results, PLOTS_DIR)
+        DOC.write_text(render(results, plots, "benchmarks/"))
+        return DOC
+    DRAFT_DIR.mkdir(parents=True, exist_ok=True)
+    plots = _plots(results, DRAFT_DIR)
+    out = DRAFT_DIR / f"BENCHMARKS-{path.stem}.md"
+    out.write_text(render(results, plots, ""))
+    return out
