@@ -16,6 +16,17 @@ class OrderPagination(PageNumberPagination):
         self.page_size = settings.API_PAGE_SIZE
         self.max_page_size = settings.API_MAX_PAGE_SIZE
 
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            # The same bounds paginate_queryset enforces (a 400 past them), so the schema tells the truth.
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": 999_999_999}
+            elif parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+                parameter["description"] = f"Results per page: 1 to {self.max_page_size} (default {self.page_size})."
+        return parameters
+
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
         # Malformed paging parameters are the caller's mistake (400); a page past the end is a 404.
         errors: dict[str, list[str]] = {}

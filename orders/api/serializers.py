@@ -61,6 +61,15 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: DRF's would also take 0, 1, "yes", "off" and the like."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class OrderSerializer(serializers.ModelSerializer[Order]):
     order_id = serializers.IntegerField(read_only=True)
     user_id = serializers.IntegerField(read_only=True)
@@ -122,7 +131,7 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
 
     order_name = StrictCharField(max_length=255, trim_whitespace=False)
     schedule_time = ZonedDateTimeField(required=False, allow_null=True)
-    is_recurring = serializers.BooleanField(required=False, default=False)
+    is_recurring = StrictBooleanField(required=False, default=False)
     repeat_interval = serializers.IntegerField(min_value=1, max_value=MAX_INTERVAL, required=False, allow_null=True)
     repeat_unit = serializers.ChoiceField(choices=RepeatUnit.choices, required=False, allow_null=True)
     max_executions = serializers.IntegerField(min_value=1, max_value=MAX_EXECUTIONS, required=False, allow_null=True)

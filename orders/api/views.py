@@ -58,6 +58,17 @@ def _user_time_zone(request: Request) -> str:
     return getattr(request.user, "time_zone", None) or "UTC"
 
 
+def _boolean_param(params: Any, name: str, errors: dict[str, list[str]]) -> bool | None:
+    """true/false (or 1/0) when given, None when absent; anything else is an error for `name`."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    value = {"true": True, "1": True, "false": False, "0": False}.get(raw.lower())
+    if value is None:
+        errors[name] = ["Use true or false."]
+    return value
+
+
 def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
     """Validated serializer data -> service arguments (naive times read in the order's zone)."""
     changes = dict(data)
@@ -80,27 +91,18 @@ class OrderListCreateView(APIView):
             OpenApiParameter("is_recurring", bool),
             OpenApiParameter("search", str, description="Part of the order name (case-insensitive)."),
             OpenApiParameter("ordering", str, enum=sorted(selectors.ORDERINGS)),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int, description="At most 200."),
         ],
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         errors: dict[str, list[str]] = {}
-        status_filter = params.get("status") or None
-        if status_filter and status_filter not in OrderStatus.values:
+        # A parameter that is present must be valid, even when empty: "?status=" is not "any status".
+        status_filter = params.get("status")
+        if status_filter is not None and status_filter not in OrderStatus.values:
             errors["status"] = [f"Choose one of: {', '.join(OrderStatus.values)}."]
-        recurring: bool | None = None
-        if params.get("is_recurring") not in (None, ""):
-            raw = params["is_recurring"].lower()
-            if raw in ("true", "1"):
-                recurring = True
-            elif raw in ("false", "0"):
-                recurring = False
-            else:
-                errors["is_recurring"] = ["Use true or false."]
-        ordering = params.get("ordering") or None
-        if ordering and ordering not in selectors.ORDERINGS:
+        recurring = _boolean_param(params, "is_recurring", errors)
+        ordering = params.get("ordering")
+        if ordering is not None and ordering not in selectors.ORDERINGS:
             errors["ordering"] = [f"Choose one of: {', '.join(sorted(selectors.ORDERINGS))}."]
         search = params.get("search") or None
         if search and len(search) > 255:
@@ -223,8 +225,11 @@ class NotificationListView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("unread", bool)], responses=NotificationSerializer(many=True))
     def get(self, request: Request) -> Response:
-        unread = request.query_params.get("unread", "").lower() in ("1", "true")
-        qs = selectors.notification_list_for_user(user=request.user, unread_only=unread)
+        errors: dict[str, list[str]] = {}
+        unread = _boolean_param(request.query_params, "unread", errors)
+        if errors:
+            raise ValidationError(errors)
+        qs = selectors.notification_list_for_user(user=request.user, unread_only=bool(unread))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)

@@ -61,6 +61,10 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("order_name", 12),
     ("order_name", {"a": 1}),
     ("is_recurring", "perhaps"),
+    # JSON booleans only: DRF alone would take 0, 1, "true", "yes" and "off".
+    ("is_recurring", 0),
+    ("is_recurring", "true"),
+    ("is_recurring", "yes"),
     ("time_zone", "Mars/Olympus_Mons"),
     ("time_zone", ""),
     ("time_zone", "UTC\x00"),
@@ -143,6 +147,9 @@ def test_a_recurring_order_needs_interval_and_unit(alice_api: APIClient, field: 
     ("param", "value"),
     [
         ("status", "deleted"),
+        ("status", ""),
+        ("is_recurring", ""),
+        ("ordering", ""),
         ("is_recurring", "maybe"),
         ("ordering", "password"),
         ("ordering", "user__password"),
@@ -162,6 +169,11 @@ def test_a_recurring_order_needs_interval_and_unit(alice_api: APIClient, field: 
 )
 def test_list_rejects_bad_query_parameters(alice_api: APIClient, param: str, value: str) -> None:
     assert_field_error(alice_api.get("/api/orders/", {param: value}), param)
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "null", "2"])
+def test_notifications_reject_a_bad_unread_flag(alice_api: APIClient, value: str) -> None:
+    assert_field_error(alice_api.get("/api/notifications/", {"unread": value}), "unread")
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "101", "-1", "1e100", "9" * 40, "", "\u00b2"])
