@@ -1,0 +1,81 @@
+"""The benchmark harness's code path with the smallest counts: real scheduler and worker processes,
+the no-op ceiling, a batch of orders, precision, and the report with its plots. No timing is asserted
+(that is what `make bench` is for); the outcomes are."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from bench import harness, report
+from tests import processes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _context(tmp_path: Path) -> harness.Context:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "scheduler_site.settings",
+        "DATABASE_URL": processes.test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "LOG_DIR": str(settings.LOG_DIR),
+        "DEBUG": "true",
+    }
+    return harness.Context(
+        profile=harness.SMOKE, env=env, work_dir=tmp_path, log=lambda line: print(f"{time.monotonic():.1f} {line}")
+    )
+
+
+def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    results: dict[str, Any] = {
+        "date": "2000-01-01",
+        "started_at": "2000-01-01T00:00:00+00:00",
+        "duration_s": 1.0,
+        "profile": {"name": "smoke", "repeats": 1},
+        "machine": harness.machine_info(),
+        "settings": {
+            "procfile": ["web: gunicorn ..."],
+            "scheduler_poll_interval_s": 0.2,
+            "executor": settings.ORDER_EXECUTOR,
+            "conn_max_age": 0,
+            "email": "console",
+            "log_level": "INFO",
+        },
+    }
+    results["batch"] = harness.scenario_batch(ctx)
+    results["precision"] = harness.scenario_precision(ctx, workers=1)
+
+    by_kind = {run["kind"]: run for run in results["batch"]["runs"]}
+    assert set(by_kind) == {"ceiling", "ceiling_scheduled", "product"}
+    # Every no-op job and every order ran, none before its due time, none failed.
+    assert by_kind["ceiling"]["done"] == 6
+    assert by_kind["ceiling_scheduled"]["done"] == 6
+    assert by_kind["product"]["done"] == 6
+    assert by_kind["product"]["executions"] == 6
+    assert by_kind["product"]["failed"] == 0
+    assert by_kind["product"]["early_starts"] == 0
+    assert by_kind["product"]["all_done_s"] >= 0
+    assert by_kind["product"]["throughput_per_s"] > 0
+    assert by_kind["product"]["worker_cpu_ms_per_job"] > 0
+    assert [m["process"] for m in results["batch"]["memory"]][0] == "scheduler"
+    assert all(m["rss_mib"] > 10 for m in results["batch"]["memory"])
+
+    precision = results["precision"]["runs"][0]
+    assert precision["executed"] == precision["n"] == 3
+    assert precision["early_starts"] == 0
+    assert len(precision["lateness_s"]) == 3
+
+    plots = report._plots(results, tmp_path / "plots")
+    assert (tmp_path / "plots" / plots["throughput"]).stat().st_size > 1000
+    assert (tmp_path / "plots" / plots["lateness"]).stat().st_size > 1000
+    text = report.render(results, plots, "")
+    assert "## 2. Batch" in text and "## 3. Precision" in text
+    assert "| SimpleWorker | 1 |" in text
+    assert "![throughput vs workers](throughput-vs-workers.png)" in text
