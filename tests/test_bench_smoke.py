@@ -64,7 +64,7 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None
     assert by_kind["product"]["all_done_s"] >= 0
     assert by_kind["product"]["throughput_per_s"] > 0
     assert by_kind["product"]["worker_cpu_ms_per_job"] > 0
-    assert [m["process"] for m in results["batch"]["memory"]][0] == "scheduler"
+    assert results["batch"]["memory"][0]["process"] == "scheduler"
     assert all(m["rss_mib"] > 10 for m in results["batch"]["memory"])
 
     precision = results["precision"]["runs"][0]
