@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
@@ -222,6 +223,15 @@ def _apply_schedule(order: Order, *, now: datetime, restart_grid: bool) -> None:
 # --- user-facing operations -----------------------------------------------------------------------
 
 
+def _lock(order: Order) -> Order:
+    """Re-read the order under a row lock. It may have been deleted since the caller read it: that is
+    a plain not-found for the caller, never a crash."""
+    locked = Order.objects.select_for_update().filter(pk=order.pk).first()
+    if locked is None:
+        raise Http404("Not found.")
+    return locked
+
+
 @transaction.atomic
 def order_create(*, user: User, definition: OrderDefinition) -> Order:
     now = timezone.now()
@@ -267,7 +277,7 @@ def order_definition(order: Order) -> OrderDefinition:
 @transaction.atomic
 def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    order = _lock(order)
     now = timezone.now()
     current = order_definition(order)
     allowed = set(OrderDefinition.__dataclass_fields__)
@@ -312,7 +322,7 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
 
 @transaction.atomic
 def order_pause(*, order: Order) -> Order:
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    order = _lock(order)
     if order.status == OrderStatus.PAUSED:
         return order
     if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING):
@@ -328,7 +338,7 @@ def order_pause(*, order: Order) -> Order:
 
 @transaction.atomic
 def order_resume(*, order: Order) -> Order:
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    order = _lock(order)
     if order.status != OrderStatus.PAUSED:
         raise ValidationError({"status": ["Only a paused order can be resumed."]})
     _check_active_cap(order.user, exclude_order_id=order.pk)
@@ -351,7 +361,7 @@ def order_resume(*, order: Order) -> Order:
 
 @transaction.atomic
 def order_delete(*, order: Order) -> None:
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    order = _lock(order)
     _cancel_after_commit(order.job_id)
     for job_id in order.executions.filter(status__in=INFLIGHT).exclude(job_id="").values_list("job_id", flat=True):
         _cancel_after_commit(job_id)
@@ -362,7 +372,7 @@ def order_delete(*, order: Order) -> None:
 @transaction.atomic
 def order_run_now(*, order: Order) -> Execution:
     """An extra execution now. It counts towards max_executions; the grid is not moved."""
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    order = _lock(order)
     if order.status == OrderStatus.PAUSED:
         raise ValidationError({"status": ["Resume the order before running it."]})
     if not _has_remaining(order):
@@ -403,7 +413,7 @@ def order_run_now(*, order: Order) -> Execution:
 @transaction.atomic
 def order_retry(*, order: Order) -> Execution:
     """Re-run the most recent occurrence that failed for good (one more attempt)."""
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    order = _lock(order)
     if order.status == OrderStatus.PAUSED:
         raise ValidationError({"status": ["Resume the order before retrying it."]})
     execution = order.executions.filter(status=ExecutionStatus.FAILED).order_by("-occurrence").first()
