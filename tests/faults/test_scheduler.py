@@ -111,6 +111,7 @@ def _bulk_one_time_orders(owner: Any, count: int, due: datetime) -> list[int]:
     return [o.pk for o in rows]
 
 
+@pytest.mark.timeout(300 + BULK_ORDERS // 10)
 def test_three_schedulers_and_many_orders_due_in_the_same_second_run_each_once(
     owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
 ) -> None:
