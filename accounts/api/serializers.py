@@ -60,3 +60,10 @@ class MeUpdateSerializer(serializers.Serializer[Any]):
         if "old_password" in attrs and "new_password" not in attrs:
             raise serializers.ValidationError({"new_password": ["Enter the new password."]})
         return attrs
+
+
+class ErrorDetailSerializer(serializers.Serializer[Any]):
+    """Shape of 401 and 429 answers (documentation only)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)

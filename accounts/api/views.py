@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -16,6 +16,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts import services
 from accounts.api.serializers import (
     CredentialsSerializer,
+    ErrorDetailSerializer,
     LogoutSerializer,
     MeUpdateSerializer,
     RefreshSerializer,
@@ -30,6 +31,15 @@ from accounts.tokens import TokenPair
 
 INVALID_CREDENTIALS = "Invalid email or password."
 TOO_MANY_ATTEMPTS = "Too many attempts."
+
+# Errors these views answer themselves; the shared ones (400, 413, 415, 503, and 401 on authenticated
+# operations) are added to every operation by orders.api.schema.add_error_responses.
+THROTTLED = OpenApiResponse(ErrorDetailSerializer, description="Too many attempts; retry after Retry-After seconds.")
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", int, OpenApiParameter.HEADER, response=[429], description="Seconds until the limit resets."
+)
+BAD_CREDENTIALS = OpenApiResponse(ErrorDetailSerializer, description="Unknown email or wrong password (one message).")
+BAD_REFRESH = OpenApiResponse(ErrorDetailSerializer, description="Refresh token invalid, expired, reused or revoked.")
 
 
 def _throttled(exc: Throttled) -> exceptions.Throttled:
@@ -64,7 +74,9 @@ class PublicAuthView(APIView):
 
 
 class SignupView(PublicAuthView):
-    @extend_schema(request=CredentialsSerializer, responses={201: SessionSerializer})
+    @extend_schema(
+        request=CredentialsSerializer, responses={201: SessionSerializer, 429: THROTTLED}, parameters=[RETRY_AFTER]
+    )
     def post(self, request: Request) -> Response:
         data = CredentialsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -77,7 +89,11 @@ class SignupView(PublicAuthView):
 
 
 class LoginView(PublicAuthView):
-    @extend_schema(request=CredentialsSerializer, responses={200: SessionSerializer})
+    @extend_schema(
+        request=CredentialsSerializer,
+        responses={200: SessionSerializer, 401: BAD_CREDENTIALS, 429: THROTTLED},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         data = CredentialsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -92,7 +108,7 @@ class LoginView(PublicAuthView):
 
 
 class RefreshView(PublicAuthView):
-    @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer})
+    @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer, 401: BAD_REFRESH})
     def post(self, request: Request) -> Response:
         data = RefreshSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -110,7 +126,9 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         return Response(UserSerializer(_user(request)).data)
 
-    @extend_schema(request=MeUpdateSerializer, responses=UserSerializer)
+    @extend_schema(
+        request=MeUpdateSerializer, responses={200: UserSerializer, 429: THROTTLED}, parameters=[RETRY_AFTER]
+    )
     def patch(self, request: Request) -> Response:
         user = _user(request)
         data = MeUpdateSerializer(data=request.data)
