@@ -223,3 +223,14 @@ def test_simultaneous_signups_with_one_email_create_one_account() -> None:
 
     assert sorted(statuses) == [201, 400, 400, 400]
     assert User.objects.filter(email="twin@example.com").count() == 1
+
+
+def test_the_schema_documents_the_auth_errors(db: Any) -> None:
+    schema = anon().get("/api/schema/", {"format": "json"}).json()
+    paths = schema["paths"]
+
+    assert {"401", "429"} <= set(paths["/api/auth/login/"]["post"]["responses"])
+    assert "429" in paths["/api/auth/signup/"]["post"]["responses"]
+    assert "401" in paths["/api/auth/refresh/"]["post"]["responses"]
+    assert "Retry-After" in paths["/api/auth/me/"]["patch"]["responses"]["429"]["headers"]
+    assert paths["/api/auth/me/"]["get"]["security"] == [{"jwtAuth": []}]
