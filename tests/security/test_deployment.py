@@ -155,3 +155,13 @@ def test_a_crash_with_debug_off_shows_no_stack_trace(tmp_path: Path, static_root
         assert headers["content-type"].startswith("application/json")
         assert headers["retry-after"] == "5"
         assert "Traceback" not in body and "OperationalError" not in body
+
+
+def test_production_serves_the_api_docs_from_the_app(production: Stack) -> None:
+    status, _, body = _get(production, "/api/docs/")
+    assert status == 200, body[:500]
+    assert "cdn." not in body and "<script>" not in body and "<style>" not in body
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle." in body
+    status, headers, _ = _get(production, "/api/docs/?script=")
+    assert status == 200
+    assert headers["content-type"].startswith("application/javascript")
