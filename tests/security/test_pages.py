@@ -245,3 +245,29 @@ def test_page_query_parameters_never_crash(alice: Any, page: str) -> None:
     client = Client()
     client.force_login(alice)
     assert client.get(page).status_code in (200, 400, 404)
+
+
+PAGE_GETS = ["/orders/{id}", "/orders/{id}/", "/orders/{id}/edit", "/orders/{id}/live", "/orders/{id}/preview.json"]
+PAGE_GETS += ["/orders/{id}/delete"]
+PAGE_POSTS = ["/orders/{id}/edit", "/orders/{id}/delete", "/orders/{id}/pause", "/orders/{id}/resume"]
+PAGE_POSTS += ["/orders/{id}/run-now", "/orders/{id}/retry", "/notifications/{id}/read"]
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "0", "1e100", "99999999999", "9" * 40, "%C2%B2", "%00", "1.0"])
+def test_impossible_ids_on_every_page_are_404(alice: Any, raw: str) -> None:
+    client = Client()
+    client.force_login(alice)
+    for path in PAGE_GETS:
+        assert client.get(path.format(id=raw)).status_code == 404, path
+    for path in PAGE_POSTS:
+        assert client.post(path.format(id=raw), _order_form()).status_code == 404, path
+
+
+def test_another_users_notification_page_action_is_404(alice: Any, bob: Any) -> None:
+    note = Notification.objects.create(user=bob, kind="completed", message="bob-only-news")
+    client = Client()
+    client.force_login(alice)
+    assert client.post(f"/notifications/{note.pk}/read").status_code == 404
+    note.refresh_from_db()
+    assert note.read_at is None
+    assert "bob-only-news" not in client.get("/notifications/").content.decode()

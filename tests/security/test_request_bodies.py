@@ -169,3 +169,33 @@ def test_actions_ignore_a_garbage_body(alice: Any, alice_api: APIClient, path: s
     order = make_order(alice)
     response = _send(alice_api, "post", path.format(id=order.pk), b"[" * NESTING, "text/plain")
     assert response.status_code in (200, 202), response.content[:300]
+
+
+AUTH_WRITES = [
+    ("post", "/api/auth/signup"),
+    ("post", "/api/auth/login"),
+    ("post", "/api/auth/refresh"),
+    ("post", "/api/auth/logout"),
+    ("patch", "/api/auth/me"),
+]
+HOSTILE_BODIES: list[tuple[str, bytes, str, tuple[int, ...]]] = [
+    ("not json", b"{not json", "application/json", (400,)),
+    ("nested", b"[" * 50_000, "application/json", (400,)),
+    ("array", b"[1, 2]", "application/json", (400,)),
+    ("nan", b'{"email": NaN}', "application/json", (400,)),
+    ("form", b"email=a%40b.c&password=x", "application/x-www-form-urlencoded", (415,)),
+    ("too large", b'{"email": "' + b"a" * 100_000 + b'"}', "application/json", (413,)),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), AUTH_WRITES)
+@pytest.mark.parametrize(
+    ("label", "body", "content_type", "expected"), HOSTILE_BODIES, ids=[b[0] for b in HOSTILE_BODIES]
+)
+def test_the_auth_api_answers_hostile_bodies_with_a_4xx(
+    alice_api: APIClient, method: str, path: str, label: str, body: bytes, content_type: str, expected: tuple[int, ...]
+) -> None:
+    # The same parser serves the whole API, so the auth endpoints get the same clean answers.
+    response = _send(alice_api, method, path, body, content_type)
+    assert response.status_code in expected, (label, response.status_code, response.content[:300])
+    assert "detail" in response.json() or "non_field_errors" in response.json()
