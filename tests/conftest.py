@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +17,19 @@ from orders import scheduling
 _emails = itertools.count(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Unless LOG_DIR is given explicitly, each test session writes its own order log, so two runs on
+    one machine never clear each other's; child processes (tests/processes.py) inherit it."""
+    if os.environ.get("LOG_DIR"):
+        return
+    log_dir = tmp_path_factory.mktemp("logs")
+    settings.LOG_DIR = log_dir
+    settings.ORDER_LOG_FILE = log_dir / "orders.log"
+
+
 @pytest.fixture(autouse=True)
-def _clean_redis_and_log() -> Iterator[None]:
+def _clean_redis_and_log(_private_log_dir: None) -> Iterator[None]:
     conn = scheduling.connection()
     conn.flushdb()
     settings.ORDER_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)

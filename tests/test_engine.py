@@ -105,9 +105,10 @@ def test_two_runs_of_one_order_never_overlap(tmp_path: Path) -> None:
         tmp_path, web=False, workers=2, ORDER_EXECUTOR="orders.executors.slow", ORDER_SLOW_EXECUTOR_SECONDS="1.5"
     ):
         order = recurring(max_executions=3)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while reload(order).status != "completed" and time.monotonic() < deadline:
             time.sleep(0.2)
+    assert reload(order).status == "completed"
     runs = ran(order)
     assert [r.status for r in runs] == ["succeeded"] * 3
     for before, after in pairwise(runs):
