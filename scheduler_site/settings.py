@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "scheduler_site.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "scheduler_site.urls"

@@ -94,3 +94,15 @@ def test_healthz_is_503_when_redis_is_down(monkeypatch: Any) -> None:
     assert response.status_code == 503
     assert response.json()["redis"]["ok"] is False
     assert response.json()["database"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_pages_answer_503_not_500_when_redis_is_down(settings: Any) -> None:
+    # The login throttle keeps its counters in Redis: point the cache at a port where nothing listens.
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    response = Client().post("/login", {"email": "a@example.com", "password": "x"})
+    assert response.status_code == 503
+    assert b"Temporarily unavailable" in response.content
+    assert response["Retry-After"] == "5"
