@@ -220,6 +220,14 @@ class OrderActionView(APIView):
         return Response(OrderSerializer(order).data, status=code)
 
 
+class OrderRunActionView(OrderActionView):
+    """POST /run-now and /retry: 202, the execution is queued, not done."""
+
+    @extend_schema(request=None, responses={202: OrderSerializer})
+    def post(self, request: Request, order_id: str) -> Response:
+        return super().post(request, order_id)
+
+
 class NotificationListView(APIView):
     pagination_class = OrderPagination
 
