@@ -107,6 +107,9 @@ class OrderListCreateView(APIView):
         search = params.get("search") or None
         if search and len(search) > 255:
             errors["search"] = ["At most 255 characters."]
+        elif search and "\x00" in search:
+            # No name contains NUL, and SQLite would cut the pattern there and match every order.
+            errors["search"] = ["The search cannot contain NUL characters."]
         if errors:
             raise ValidationError(errors)
         qs = selectors.order_list_for_user(
