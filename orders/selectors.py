@@ -52,6 +52,9 @@ def order_list_for_user(
     if is_recurring is not None:
         qs = qs.filter(is_recurring=is_recurring)
     if search:
+        if "\x00" in search:
+            # Names cannot contain NUL, so nothing matches; SQLite would read the NUL as the pattern's end.
+            return qs.none()
         qs = qs.filter(order_name__icontains=search)
     if ordering in ORDERINGS:
         qs = qs.order_by(ordering, "-id")
