@@ -137,6 +137,9 @@ def _validate_definition(
 
 
 def _check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None:
+    """Called inside the caller's transaction. Locking the user's row makes one user's creates and
+    resumes take turns, so parallel requests cannot each see room for one more and all add it."""
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
     active = Order.objects.filter(user=user, status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING))
     if exclude_order_id is not None:
         active = active.exclude(pk=exclude_order_id)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from orders.models import Order, OrderStatus
+from tests.conftest import api_client_for, make_user
 from tests.security.conftest import assert_field_error, make_order, valid_payload
 
 pytestmark = pytest.mark.django_db
@@ -97,3 +100,27 @@ def test_the_default_cap_bounds_a_huge_request(alice: Any, alice_api: APIClient,
     response = alice_api.get("/api/orders/", {"page_size": settings.API_MAX_PAGE_SIZE + 1})
     assert_field_error(response, "page_size")
     assert alice_api.get("/api/orders/", {"page_size": settings.API_MAX_PAGE_SIZE}).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_creates_cannot_exceed_the_cap(settings: Any) -> None:
+    settings.ORDER_MAX_ACTIVE_PER_USER = 3
+    user = make_user()
+    barrier = threading.Barrier(12)
+    codes: list[int] = []
+
+    def create() -> None:
+        client = api_client_for(user)
+        barrier.wait()
+        try:
+            codes.append(client.post("/api/orders/", valid_payload(), format="json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == [201] * 3 + [400] * 9
+    assert Order.objects.filter(user=user).count() == 3
