@@ -6,8 +6,10 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,26 @@ def test_production_serves_the_api_docs_from_the_app(production: Stack) -> None:
     status, headers, _ = _get(production, "/api/docs/?script=")
     assert status == 200
     assert headers["content-type"].startswith("application/javascript")
+
+
+def test_production_refuses_a_huge_body_before_reading_it(production: Stack) -> None:
+    # 100 MB announced, a few bytes sent: the answer must come at once, without waiting for the rest.
+    user = make_user()
+    token = jwt.encode(dict(AccessToken.for_user(user).payload), SECRET_KEY, algorithm="HS256")
+    with socket.create_connection(("127.0.0.1", production.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/orders/ HTTP/1.1\r\nHost: scheduler.example.com\r\nX-Forwarded-Proto: https\r\n"
+            + f"Authorization: Bearer {token}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+            + b'{"order_name": "'
+        )
+        started = time.monotonic()
+        reply = ""
+        while "larger than" not in reply and time.monotonic() - started < 5:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk.decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 413"), reply[:300]
+    assert "larger than" in reply
+    assert time.monotonic() - started < 5
