@@ -92,3 +92,13 @@ bench: devdeps wrk
 
 bench-quick: devdeps wrk
 	$(PY) -m bench --profile quick
+
+# Soak and the slow fault drill (not part of `make test`): 50 simulated users for SOAK_SECONDS (default
+# 600) against 2 workers with the invariants checked continuously, then fault scenario 4 with
+# FAULT_BULK_ORDERS (default 5000) orders due in the same second. Same DATABASE_URL / REDIS_URL as
+# `make test` (MariaDB + Redis); each test starts its own private redis-server. Short run: SOAK_SECONDS=60 make soak
+soak: devdeps
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} FAULT_BULK_ORDERS=$${FAULT_BULK_ORDERS:-5000} $(PY) -m pytest -q -p no:randomly \
+	  tests/faults/soak.py \
+	  tests/faults/test_scheduler.py::test_three_schedulers_and_many_orders_due_in_the_same_second_run_each_once \
+	  $(PYTEST_ARGS)

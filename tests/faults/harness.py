@@ -26,7 +26,7 @@ import redis
 from django.conf import settings
 
 from orders import scheduling
-from tests.processes import free_port
+from tests.processes import Stack, free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -115,7 +115,6 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._closing = False
 
     def start(self) -> None:
         listener = socket.socket()
@@ -127,11 +126,17 @@ class TcpProxy:
         self._thread.start()
 
     def _accept_loop(self, listener: socket.socket) -> None:
-        while True:
+        # A short timeout rather than a blocking accept(): closing a socket does not wake a thread
+        # blocked in accept() on it, and that thread would keep the port bound after cut().
+        listener.settimeout(0.1)
+        while self._listener is listener:
             try:
                 client, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return  # listener closed by cut()/close()
+            client.settimeout(None)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
@@ -161,9 +166,13 @@ class TcpProxy:
                 self._conns.difference_update((a, b))
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        if self._thread is not None:
+            self._thread.join(5)
         with self._lock:
             conns = list(self._conns)
             self._conns.clear()
@@ -174,7 +183,14 @@ class TcpProxy:
                 s.close()
 
     def restore(self) -> None:
-        self.start()
+        wait_for(self._try_start, timeout=10, step=0.1, what=f"proxy port {self.port} free again")
+
+    def _try_start(self) -> bool:
+        try:
+            self.start()
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         self.cut()
@@ -224,6 +240,37 @@ def wait_until_up(*, workers: int, scheduler: bool = True, timeout: float = 30) 
         return registered and (not scheduler or bool(conn.exists(scheduling.HEARTBEAT_KEY)))
 
     wait_for(up, timeout=timeout, step=0.1, what=f"{workers} workers and the scheduler up")
+
+
+class Supervisor:
+    """Plays the process supervisor (systemd Restart=, docker compose restart: unless-stopped):
+    a worker or scheduler that exited is started again. rq's worker exits when Redis is
+    unreachable at start, or vanishes while it records the end of a job; the fault scenarios that
+    take Redis away need this, exactly as production does."""
+
+    def __init__(self, stack: Stack, names: list[str]) -> None:
+        self.stack = stack
+        self.names = names
+        self.restarts: list[str] = []
+
+    def check(self) -> None:
+        for name in self.names:
+            if self.stack.procs[name].poll() is None:
+                continue
+            self.restarts.append(name)
+            if name.startswith("scheduler"):
+                self.stack.start_scheduler(name)
+            else:
+                self.stack.start_worker(name)
+
+    def watching(self, predicate: Callable[[], object]) -> Callable[[], object]:
+        """The predicate, with a supervision round before each evaluation (for wait_for)."""
+
+        def supervised() -> object:
+            self.check()
+            return predicate()
+
+        return supervised
 
 
 def descendants(pid: int) -> list[int]:

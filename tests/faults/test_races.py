@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -12,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from orders.models import Order, OrderStatus
+from tests import processes
 from tests.faults.conftest import api_for
-from tests.faults.harness import Api, record_measurement, wait_for, wait_until_up
+from tests.faults.harness import Api, RedisServer, Supervisor, TcpProxy, record_measurement, wait_for, wait_until_up
 from tests.faults.invariants import LimitSampler, assert_invariants, settle
 from tests.faults.orders_for_tests import at_second, one_time, recurring
 from tests.processes import Stack
@@ -99,44 +102,86 @@ def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_af
 
 
 def test_everything_stopped_for_several_intervals_and_restarted_in_random_order_keeps_the_invariants(
-    owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
+    owner: Any, stacks: Callable[..., Stack], private_redis: RedisServer, sampler: LimitSampler
 ) -> None:
+    """Web, workers, scheduler, Redis (with its append-only file) and MariaDB (through a proxy) all
+    stop, stay down for five intervals, and come back in a random order, under a Supervisor."""
     seed = int(os.environ.get("FAULT_SEED", str(int(time.time()))))
+    print(f"[faults] scenario 10 seed {seed} (FAULT_SEED={seed} repeats this run)")
     rng = random.Random(seed)
-    stack = stacks()
-    stack.start_web()
-    stack.start_worker("worker1")
-    stack.start_worker("worker2")
-    stack.start_scheduler()
-    wait_until_up(workers=2)
-    start = at_second(3)
-    orders = [recurring(owner, p, start, every=2, max_executions=6, misfire=p) for p in ("skip", "run_once", "run_all")]
-    orders += [one_time(owner, f"due while down {i}", at_second(9 + 2 * i)) for i in range(3)]
-    wait_for(lambda: Order.objects.filter(executions_count__gte=1).count() >= 3, timeout=20, what="first runs")
-    names = ["web", "worker1", "worker2", "scheduler"]
-    rng.shuffle(names)
-    for name in names:
-        stack.stop(name)
-    time.sleep(10)  # five intervals of the recurring orders
-    rng.shuffle(names)
-    for name in names:
-        if name == "web":
-            stack.start_web()
-        elif name == "scheduler":
-            stack.start_scheduler()
-        else:
-            stack.start_worker(name)
-        time.sleep(rng.uniform(0, 2))
-    back = time.monotonic()
-    ids = [o.pk for o in orders]
-    done = wait_for(
-        lambda: Order.objects.filter(pk__in=ids, status=OrderStatus.COMPLETED).count() == len(ids),
-        timeout=60,
-        what="every order completed",
+    db_port = int(connection.settings_dict.get("PORT") or 3306)
+    proxy = TcpProxy(db_port)
+    proxy.start()
+    stack = stacks(DATABASE_URL=processes.test_database_url().replace(f":{db_port}/", f":{proxy.port}/"))
+    try:
+        stack.start_web()
+        stack.start_worker("worker1")
+        stack.start_worker("worker2")
+        stack.start_scheduler()
+        wait_until_up(workers=2)
+        private_redis.enable_persistence()
+        api = api_for(stack, owner)
+        start = at_second(3)
+        policies = ("skip", "run_once", "run_all")
+        orders = [recurring(owner, p, start, every=2, max_executions=6, misfire=p) for p in policies]
+        orders += [one_time(owner, f"due while down {i}", at_second(9 + 2 * i)) for i in range(3)]
+        wait_for(lambda: Order.objects.filter(executions_count__gte=1).count() >= 3, timeout=20, what="first runs")
+
+        names = ["web", "worker1", "worker2", "scheduler", "redis", "mariadb"]
+        rng.shuffle(names)
+        stop_order = list(names)
+        for name in names:
+            if name == "redis":
+                private_redis.kill(signal.SIGTERM)
+            elif name == "mariadb":
+                proxy.cut()
+            else:
+                stack.stop(name)
+        time.sleep(10)  # five intervals of the recurring orders
+        rng.shuffle(names)
+        for name in names:
+            if name == "redis":
+                private_redis.start()
+            elif name == "mariadb":
+                proxy.restore()
+            elif name == "web":
+                stack.start_web()
+            elif name == "scheduler":
+                stack.start_scheduler()
+            else:
+                stack.start_worker(name)
+            time.sleep(rng.uniform(0, 2))
+
+        supervisor = Supervisor(stack, ["worker1", "worker2", "scheduler"])
+
+        def created_over_api() -> bool:
+            supervisor.check()
+            code, _ = api.call("POST", "/api/orders/", {"order_name": "after the restart", "schedule_time": _soon(2)})
+            return code == 201
+
+        api_back = wait_for(created_over_api, timeout=60, step=0.5, what="the API creating orders again")
+        ids = [o.pk for o in orders] + list(
+            Order.objects.filter(order_name="after the restart").values_list("pk", flat=True)
+        )
+
+        def all_completed() -> bool:
+            supervisor.check()
+            return Order.objects.filter(pk__in=ids, status=OrderStatus.COMPLETED).count() == len(ids)
+
+        done = wait_for(all_completed, timeout=90, what="every order completed")
+        settle(timeout=30)
+    finally:
+        proxy.close()
+    record_measurement(
+        "10 all stopped 10 s",
+        seed=seed,
+        stop_order=stop_order,
+        restart_order=names,
+        supervisor_restarts=supervisor.restarts,
+        api_back_after_seconds=round(api_back, 1),
+        completed_after_seconds=round(api_back + done, 1),
     )
-    settle(timeout=30)
-    record_measurement("10 all stopped 10 s", seed=seed, restart_order=names, completed_after_seconds=round(done, 1))
-    del back
+    assert Order.objects.filter(order_name="after the restart").count() == 1
     for order in Order.objects.filter(pk__in=ids):
         assert order.executions_count == (order.max_executions or 1), (order, seed)
     assert_invariants(sampler=sampler)

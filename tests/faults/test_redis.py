@@ -14,7 +14,7 @@ import redis
 from orders import scheduling, services
 from orders.models import Execution, ExecutionStatus, Order, OrderStatus
 from tests.faults.conftest import api_for
-from tests.faults.harness import RedisServer, record_measurement, wait_for, wait_until_up
+from tests.faults.harness import RedisServer, Supervisor, record_measurement, wait_for, wait_until_up
 from tests.faults.invariants import LimitSampler, assert_invariants, order_log, settle
 from tests.faults.orders_for_tests import at_second, one_time, recurring
 from tests.processes import Stack
@@ -50,21 +50,27 @@ def test_redis_flushall_and_empty_restart_reschedule_every_active_order_from_the
     orders += [one_time(owner, f"once #{i}", at_second(9 + i)) for i in range(4)]
     ids = [o.pk for o in orders]
     wait_for(lambda: Execution.objects.count() >= 6, timeout=20, what="first runs")
+    supervisor = Supervisor(stack, ["worker1", "scheduler"])
 
     private_redis.client().flushall()
     assert not _every_active_order_has_its_job()
-    after_flush = wait_for(_every_active_order_has_its_job, timeout=60, what="schedule rebuilt after FLUSHALL")
+    after_flush = wait_for(
+        supervisor.watching(_every_active_order_has_its_job), timeout=60, what="schedule rebuilt after FLUSHALL"
+    )
 
     private_redis.kill(signal.SIGKILL)
     time.sleep(2)
     private_redis.start()  # same port, no persistence: it comes back empty
-    after_restart = wait_for(_every_active_order_has_its_job, timeout=60, what="schedule rebuilt after restart")
-    wait_for(lambda: _all_finished(ids), timeout=60, what="every order finished")
+    after_restart = wait_for(
+        supervisor.watching(_every_active_order_has_its_job), timeout=60, what="schedule rebuilt after restart"
+    )
+    wait_for(supervisor.watching(lambda: _all_finished(ids)), timeout=60, what="every order finished")
     settle(timeout=30)
     record_measurement(
         "5 redis flushall / empty restart",
         rebuilt_after_flushall_seconds=round(after_flush, 1),
         rebuilt_after_restart_seconds=round(after_restart, 1),
+        supervisor_restarts=supervisor.restarts,
         reconcile_every_seconds=5,
     )
     for order in Order.objects.filter(pk__in=ids):
@@ -88,6 +94,7 @@ def test_writes_while_redis_is_down_are_503_with_nothing_committed_or_committed_
     api_update = one_time(owner, "updated over the API", due)
     svc_delete = one_time(owner, "deleted by the service", due)
     svc_update = one_time(owner, "updated by the service", due)
+    supervisor = Supervisor(stack, ["worker1", "scheduler"])
     private_redis.enable_persistence()
     private_redis.kill(signal.SIGTERM)  # an orderly stop: it comes back with its (now partly stale) jobs
 
@@ -120,15 +127,18 @@ def test_writes_while_redis_is_down_are_503_with_nothing_committed_or_committed_
     time.sleep(3)
     private_redis.start()
     back = time.monotonic()
-    rebuilt = wait_for(_every_active_order_has_its_job, timeout=60, what="schedule repaired after Redis returned")
+    rebuilt = wait_for(
+        supervisor.watching(_every_active_order_has_its_job), timeout=60, what="schedule repaired after Redis returned"
+    )
     remaining = list(Order.objects.values_list("pk", flat=True))
-    wait_for(lambda: _all_finished(remaining), timeout=60, what="every remaining order ran")
+    wait_for(supervisor.watching(lambda: _all_finished(remaining)), timeout=60, what="every remaining order ran")
     settle(timeout=30)
     record_measurement(
         "6 writes while redis down",
         api_codes=codes,
         repaired_after_return_seconds=round(rebuilt, 1),
         all_ran_after_return_seconds=round(time.monotonic() - back, 1),
+        supervisor_restarts=supervisor.restarts,
     )
 
     for order in Order.objects.all():
