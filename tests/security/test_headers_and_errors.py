@@ -102,3 +102,33 @@ def test_a_wrong_method_is_a_405(alice_api: APIClient, method: str, path: str) -
     response = getattr(alice_api, method)(path)
     assert response.status_code == 405
     assert "detail" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "accept", "status"),
+    [
+        ("/api/orders/?format=xml", "application/json", 404),
+        ("/api/orders/", "text/html", 406),
+        ("/api/orders/", "application/xml", 406),
+        ("/api/orders/", "*/*;q=abc", 200),
+    ],
+)
+def test_content_negotiation_oddities_are_answered_in_json(
+    alice_api: APIClient, path: str, accept: str, status: int
+) -> None:
+    response = alice_api.get(path, HTTP_ACCEPT=accept)
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+
+
+def test_a_requested_indent_cannot_inflate_responses(alice: Any, alice_api: APIClient) -> None:
+    for n in range(5):
+        alice_api.post("/api/orders/", {"order_name": f"o{n}", "schedule_time": "2031-01-01T00:00:00Z"}, format="json")
+    compact = len(alice_api.get("/api/orders/").content)
+    indented = len(alice_api.get("/api/orders/", HTTP_ACCEPT="application/json; indent=99999999").content)
+    assert indented < compact * 3  # DRF caps the indent at 8
+
+
+def test_trace_is_not_allowed(alice_api: APIClient) -> None:
+    response = alice_api.generic("TRACE", "/api/orders/")
+    assert response.status_code == 405
