@@ -725,7 +725,8 @@ def run(
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": asdict(profile),
-        "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        # BENCH_COMMIT names what was measured when the tree is not a git checkout (a snapshot).
+        "commit": os.environ.get("BENCH_COMMIT") or _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "machine": machine_info(),
         "settings": {
             "procfile": (ROOT / "Procfile").read_text().strip().splitlines(),

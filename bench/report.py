@@ -88,8 +88,9 @@ def _plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
 
     batch = results.get("batch")
     if batch and batch["runs"]:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        fig, ax = plt.subplots(figsize=(9.5, 4.4))
         groups: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        by_workers_n = {(run["kind"], run["worker_class"]): f"n={run['n']:,}" for run in batch["runs"]}
         for run in batch["runs"]:
             groups[(run["kind"], run["worker_class"])][run["workers"]].append(run.get("throughput_per_s", math.nan))
         styles = {"product": "-o", "ceiling": "--s", "ceiling_scheduled": ":^"}
@@ -104,14 +105,22 @@ def _plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
             lo = [ys[i] - spread(by_workers[x])[0] for i, x in enumerate(xs)]
             hi = [spread(by_workers[x])[1] - ys[i] for i, x in enumerate(xs)]
             ax.errorbar(
-                xs, ys, yerr=[lo, hi], fmt=styles[kind], capsize=3, label=f"{_short(worker_class)}: {labels[kind]}"
+                xs,
+                ys,
+                yerr=[lo, hi],
+                fmt=styles[kind],
+                capsize=3,
+                color={"ceiling": "tab:green", "ceiling_scheduled": "tab:olive"}.get(kind, "tab:blue")
+                if worker_class.endswith("SimpleWorker")
+                else {"ceiling": "tab:orange", "ceiling_scheduled": "tab:brown"}.get(kind, "tab:red"),
+                label=f"{_short(worker_class)} ({by_workers_n[(kind, worker_class)]}): {labels[kind]}",
             )
         ax.axhline(TARGETS["batch_rate"], color="grey", lw=0.8, ls="-.", label="target 500/s (2 workers)")
         ax.set_xlabel("worker processes")
         ax.set_ylabel("executions (jobs) per second")
-        ax.set_title(f"Batch of {batch['orders']} due in the same second: throughput vs worker count")
+        ax.set_title("Orders (or no-op jobs) due in the same second: throughput vs worker processes")
         ax.set_xticks(sorted({r["workers"] for r in batch["runs"]}))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out_dir / "throughput-vs-workers.png", dpi=110)
@@ -127,7 +136,9 @@ def _plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
         ax0.axvline(0, color="red", lw=0.8)
         ax0.set_xlabel("lateness: started - due (ms)")
         ax0.set_ylabel("orders")
-        ax0.set_title(f"Precision: {len(lateness_ms)} orders over {precision['span_s']} s")
+        ax0.set_title(
+            f"Precision: {len(lateness_ms)} starts ({len(precision['runs'])} runs), due over {precision['span_s']} s"
+        )
         if drift and drift.get("k"):
             ax1 = axes[1]
             ax1.plot(drift["k"], [v * 1000 for v in drift["lateness_s"]], ".", color="tab:orange")
@@ -180,6 +191,7 @@ def _api_section(api: dict[str, Any]) -> str:
                 med([r["rps"] for r in runs]),
                 med([r["p50_ms"] for r in runs], 1),
                 med([r["p99_ms"] for r in runs], 1),
+                med([r.get("web_cpu_ms_per_request") for r in runs], 1),
                 str(sum(r["non_2xx"] for r in runs)),
                 str(sum(r["socket_errors"] for r in runs)),
             ]
@@ -189,7 +201,19 @@ def _api_section(api: dict[str, Any]) -> str:
         f"gunicorn: `{api.get('web_command', '')}`; list = `GET /api/orders?page=1` (page of "
         f"{api.get('list_page_orders', 50)}) for a user with a few hundred orders; create = `POST /api/orders` "
         "with a JWT (users rotated per request), a one-time order in 2031.\n\n"
-        + _table(["endpoint", "connections", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors"], rows)
+        + _table(
+            [
+                "endpoint",
+                "connections",
+                "requests/s",
+                "p50 ms",
+                "p99 ms",
+                "web CPU ms/request",
+                "non-2xx",
+                "socket errors",
+            ],
+            rows,
+        )
         + f"\n\nWeb RSS (master + workers): {_num(memory.get('web_at_rest_mib', math.nan))} MiB at rest, "
         f"{_num(memory.get('web_after_load_mib', math.nan))} MiB after the load.\n"
     )
@@ -222,6 +246,8 @@ def _batch_section(batch: dict[str, Any]) -> str:
             [
                 _short(worker_class),
                 str(workers),
+                str(product[0]["n"] if product else ""),
+                str(len(product)),
                 med([r.get("first_done_s") for r in product], 2),
                 med([r.get("half_done_s") for r in product], 2),
                 med([r.get("all_done_s") for r in product], 2),
@@ -230,6 +256,9 @@ def _batch_section(batch: dict[str, Any]) -> str:
                 med(_ratios(kinds), 2),
                 med([r.get("throughput_per_s") for r in scheduled]),
                 med([r.get("all_done_s") for r in scheduled], 2),
+                med([r.get("worker_cpu_ms_per_job") for r in product], 1),
+                med([r.get("worker_cpu_ms_per_job") for r in ceiling], 1),
+                med([r.get("scheduler_cpu_ms_per_job") for r in scheduled], 2),
                 str(sum(r.get("early_starts", 0) + r.get("failed", 0) for r in product)),
             ]
         )
@@ -237,6 +266,8 @@ def _batch_section(batch: dict[str, Any]) -> str:
         [
             "worker class",
             "workers",
+            "orders",
+            "runs",
             "first done s",
             "half done s",
             "all done s",
@@ -245,6 +276,9 @@ def _batch_section(batch: dict[str, Any]) -> str:
             "orders / ceiling",
             "no-op via rq-scheduler jobs/s",
             "no-op via rq-scheduler all done s",
+            "worker CPU ms/order",
+            "worker CPU ms/no-op job",
+            "scheduler CPU ms/job moved",
             "early or failed",
         ],
         rows,
@@ -253,7 +287,8 @@ def _batch_section(batch: dict[str, Any]) -> str:
         "Rates are executions divided by the time from the first start to the last finish. The ceiling is the same "
         "worker processes draining the same number of no-op RQ jobs pushed straight into the queue, measured in the "
         "same run; the third column group is no-op jobs due in the same second through rq-scheduler (scheduler "
-        "and workers together, no database).\n"
+        "and workers together, no database). CPU per job is the CPU time of the worker (or scheduler) processes, "
+        "children included, divided by the jobs: unlike the rates it hardly depends on the other load on the machine.\n"
     )
 
 
@@ -320,9 +355,10 @@ def _drift_section(drift: dict[str, Any]) -> str:
 def _scale_section(scale: dict[str, Any]) -> str:
     proc = scale.get("scheduler_process", {})
     rows = [
-        ["active orders scheduled by reconcile", _num(scale["scheduled_jobs"])],
+        ["active orders in the database", _num(scale["orders"])],
+        ["jobs in rq-scheduler's sorted set after reconcile", _num(scale["scheduled_jobs"])],
         ["`reconcile_orders` wall time (empty Redis → all scheduled)", f"{_num(scale['reconcile_seconds'], 1)} s"],
-        ["reconcile rate", f"{_num(scale['scheduled_jobs'] / scale['reconcile_seconds'])} orders/s"],
+        ["reconcile rate", f"{_num(scale['orders'] / scale['reconcile_seconds'])} orders/s"],
         ["Redis memory per scheduled order", f"{_num(scale['redis_bytes_per_order'])} bytes"],
         ["Redis used memory with all scheduled", f"{_num(scale['redis_used_mib'], 1)} MiB"],
         [
@@ -425,8 +461,8 @@ def _targets(results: dict[str, Any]) -> str:
             f"{_num(poll, 2)} ms (p50)",
             poll < 10,
         )
-        per_100k = scale["reconcile_seconds"] * 100_000 / max(1, scale["scheduled_jobs"])
-        exact = scale["scheduled_jobs"] >= 100_000
+        per_100k = scale["reconcile_seconds"] * 100_000 / max(1, scale["orders"])
+        exact = scale["orders"] >= 100_000
         add(
             "reconcile of 100,000 orders < 60 s",
             f"{_num(scale['reconcile_seconds'], 1)} s" if exact else f"{_num(per_100k)} s (extrapolated)",
@@ -435,18 +471,19 @@ def _targets(results: dict[str, Any]) -> str:
     return _table(["target", "measured (median)", ""], rows)
 
 
-def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str) -> str:
+def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, source: str = "") -> str:
     machine = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     profile = results["profile"]
     parts = [
         "# Benchmarks",
         "",
-        f"<!-- Generated by `python -m bench report` from bench/results/{results['date']}.json; "
+        f"<!-- Generated by `python -m bench report` from {source or 'bench/results/'}; "
         "edit bench/ANALYSIS.md or bench/report.py, not this file. -->",
         "",
         f"Run of {results['started_at']} (profile `{profile['name']}`, {profile['repeats']} repetition(s) per "
-        f"measurement, {results['duration_s'] / 60:.0f} min). Regenerate with `make bench` (full, long) or "
+        f"measurement, {results['duration_s'] / 60:.0f} min) of commit `{results.get('commit', '?')}`. "
+        "Regenerate with `make bench` (full, long) or "
         "`make bench-quick` (under 2 minutes, smaller counts, not published here).",
         "",
         f"**Machine:** {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB; load average "
@@ -499,10 +536,10 @@ def write(path: Path, *, publish: bool = True) -> Path:
     results = json.loads(path.read_text())
     if publish:
         plots = _plots(results, PLOTS_DIR)
-        DOC.write_text(render(results, plots, "benchmarks/"))
+        DOC.write_text(render(results, plots, "benchmarks/", source=f"bench/results/{path.name}"))
         return DOC
     DRAFT_DIR.mkdir(parents=True, exist_ok=True)
     plots = _plots(results, DRAFT_DIR)
     out = DRAFT_DIR / f"BENCHMARKS-{path.stem}.md"
-    out.write_text(render(results, plots, ""))
+    out.write_text(render(results, plots, "", source=str(path)))
     return out
