@@ -24,7 +24,7 @@ TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40) |
     ["", "0", "-1", "1e100", "9" * 30, "\x00", "²", "NaN", "true", "9999-12-31T23:59:59", "Etc/GMT+12", "../.."]
 )
 QUERIES = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), TEXT | st.lists(TEXT, max_size=3), max_size=6)
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture
