@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export DEBUG ?= true
 
-.PHONY: run test test-fast lint sysdeps venv devdeps browser migrate bench bench-quick soak clean
+.PHONY: run test test-fast lint sysdeps venv devdeps browser migrate bench bench-quick soak clean screenshots audit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -102,3 +102,13 @@ soak: devdeps
 	  tests/faults/soak.py \
 	  tests/faults/test_scheduler.py::test_three_schedulers_and_many_orders_due_in_the_same_second_run_each_once \
 	  $(PYTEST_ARGS)
+
+# Refresh the README's screenshots (docs/screenshots/) from the browser suite.
+screenshots: devdeps browser
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:randomly tests/browser $(PYTEST_ARGS)
+
+# Known vulnerabilities in the installed (pinned) dependencies, with pip-audit. It needs PyPI's
+# per-release JSON API or OSV; a package that could not be checked is a failure, never a silent pass
+# (AUDIT_ARGS=--allow-unreachable reports it loudly and goes on).
+audit: devdeps
+	$(PY) scripts/audit_dependencies.py $(AUDIT_ARGS)
