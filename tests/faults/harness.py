@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from django.conf import settings
 
@@ -29,6 +30,13 @@ from orders import scheduling
 from tests.processes import Stack, free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def needs_mariadb() -> pytest.MarkDecorator:
+    """For scenarios that cut the database connection with a TCP proxy: the embedded SQLite
+    default has no connection to cut."""
+    on_mysql = settings.DATABASES["default"]["ENGINE"].endswith("mysql")
+    return pytest.mark.skipif(not on_mysql, reason="cuts a MariaDB/MySQL connection; set DATABASE_URL")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.2, what: str = "condition") -> float:

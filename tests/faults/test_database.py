@@ -16,12 +16,18 @@ from django.db import connection
 from orders.models import Execution, ExecutionStatus, Order, OrderStatus
 from tests import processes
 from tests.faults.conftest import api_for
-from tests.faults.harness import TcpProxy, record_measurement, wait_for, wait_until_up
+from tests.faults.harness import TcpProxy, needs_mariadb, record_measurement, wait_for, wait_until_up
 from tests.faults.invariants import LimitSampler, assert_invariants, settle
 from tests.faults.orders_for_tests import at_second, recurring
 from tests.processes import Stack
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.e2e,
+    pytest.mark.mysql,
+    needs_mariadb(),
+    pytest.mark.django_db(transaction=True),
+]
 
 OUTAGE_SECONDS = float(os.environ.get("FAULT_DB_OUTAGE_SECONDS", "30"))
 

@@ -18,7 +18,16 @@ from django.db import connection
 from orders.models import Order, OrderStatus
 from tests import processes
 from tests.faults.conftest import api_for
-from tests.faults.harness import Api, RedisServer, Supervisor, TcpProxy, record_measurement, wait_for, wait_until_up
+from tests.faults.harness import (
+    Api,
+    RedisServer,
+    Supervisor,
+    TcpProxy,
+    needs_mariadb,
+    record_measurement,
+    wait_for,
+    wait_until_up,
+)
 from tests.faults.invariants import LimitSampler, assert_invariants, settle
 from tests.faults.orders_for_tests import at_second, one_time, recurring
 from tests.processes import Stack
@@ -101,6 +110,8 @@ def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_af
     assert_invariants(sampler=sampler, deleted=deleted)
 
 
+@pytest.mark.mysql
+@needs_mariadb()
 def test_everything_stopped_for_several_intervals_and_restarted_in_random_order_keeps_the_invariants(
     owner: Any, stacks: Callable[..., Stack], private_redis: RedisServer, sampler: LimitSampler
 ) -> None:
