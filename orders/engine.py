@@ -246,14 +246,19 @@ def retry_delay_seconds(attempt: int) -> float:
 
 
 @transaction.atomic
-def execution_finish(*, execution_id: int, attempt: int, result_ref: str = "", error: str = "") -> None:
-    """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts."""
-    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
+def execution_finish(
+    *, execution_id: int, attempt: int, result_ref: str = "", error: str = "", order_id: int | None = None
+) -> None:
+    """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts.
+
+    `order_id` is the execution's order when the caller knows it (it saves a query per execution)."""
+    if order_id is None:
+        order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
     if order_id is None:
         return
     order = Order.objects.select_for_update().filter(pk=order_id).first()
     execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
-    if order is None or execution is None:
+    if order is None or execution is None or execution.order_id != order.pk:
         return  # deleted while running: nothing to record
     if execution.status != ExecutionStatus.RUNNING or execution.attempts != attempt:
         logger.warning("discarding a late outcome for execution %s attempt %s", execution_id, attempt)
@@ -324,9 +329,13 @@ def execute(taken: Taken) -> None:
         ref = executor(taken.context) or ""
     except Exception as exc:  # noqa: BLE001 - any executor failure is an attempt that failed
         message = f"{type(exc).__name__}: {exc}"
-        execution_finish(execution_id=taken.execution_id, attempt=taken.attempt, error=message)
+        execution_finish(
+            execution_id=taken.execution_id, attempt=taken.attempt, error=message, order_id=taken.context.order_id
+        )
         return
-    execution_finish(execution_id=taken.execution_id, attempt=taken.attempt, result_ref=str(ref))
+    execution_finish(
+        execution_id=taken.execution_id, attempt=taken.attempt, result_ref=str(ref), order_id=taken.context.order_id
+    )
 
 
 def wait_until_due(order_id: int, version: int, grid_index: int) -> None:
