@@ -32,9 +32,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 # The README's screenshots are refreshed on request (`make screenshots`); ordinary runs write theirs
 # to test-artifacts/ so that running the suite does not modify tracked files.
 SCREENSHOTS = (
-    ROOT / "docs" / "screenshots"
-    if os.environ.get("UPDATE_SCREENSHOTS")
-    else ROOT / "test-artifacts" / "screenshots"
+    ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts" / "screenshots"
 )
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
