@@ -131,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if args.profile == "full" else f"-{args.profile}"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     date = time.strftime("%Y-%m-%d", time.gmtime())
-    out = RESULTS_DIR / f"{date}{suffix}.json"
-    if only:
-        out = WORK_DIR / f"{date}{suffix}-{'-'.join(only)}.json"
+    # Only a complete full run is a result worth keeping in the repository.
+    out = RESULTS_DIR / f"{date}.json"
+    if only or args.profile != "full":
+        out = WORK_DIR / f"{date}{suffix}{'-' + '-'.join(only) if only else ''}.json"
 
     def save(results: dict[str, Any]) -> None:
         tmp = out.with_suffix(".json.tmp")

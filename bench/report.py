@@ -431,7 +431,7 @@ def _targets(results: dict[str, Any]) -> str:
             rate = median([r.get("throughput_per_s", math.nan) for r in product])
             ratio = median(_ratios(kinds))
             add(
-                f"batch of {batch['orders']}, 2 SimpleWorkers: all done within 4 s",
+                f"batch of {batch['orders']:,}, 2 SimpleWorkers: all done within 4 s",
                 f"{_num(all_done, 2)} s",
                 all_done <= 4,
             )
@@ -449,7 +449,7 @@ def _targets(results: dict[str, Any]) -> str:
     if drift and drift.get("executed"):
         grows = abs(drift["slope_ms_per_occurrence"]) >= 1.0
         add(
-            "drift: lateness does not grow with k (|slope| < 1 ms per occurrence)",
+            "drift: lateness does not grow with k (abs(slope) < 1 ms per occurrence)",
             f"{_num(drift['slope_ms_per_occurrence'], 2)} ms/occurrence, max {_num(drift['max_abs_s'] * 1000)} ms",
             not grows and drift["executed"] == drift["occurrences"],
         )
@@ -492,6 +492,8 @@ def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, sou
         "ratios measured within one run rather than absolute numbers across runs. Load generator (wrk), database, "
         "Redis and all app processes share the same 2 cores.",
         "",
+        *[f"- {note}" for note in results.get("notes", [])],
+        *([""] if results.get("notes") else []),
         f"**Versions:** {versions}.",
         "",
         "**Settings:** DEBUG off; Procfile as committed:",
