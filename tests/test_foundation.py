@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,37 @@ def test_pages_answer_503_not_500_when_redis_is_down(settings: Any) -> None:
     assert response.status_code == 503
     assert b"Temporarily unavailable" in response.content
     assert response["Retry-After"] == "5"
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_scheduler_started_before_redis_waits_for_it(tmp_path: Path) -> None:
+    from scheduler_site.embedded_redis import redis_server_binary
+    from tests.processes import Stack, free_port
+
+    port = free_port()
+    stack = Stack(tmp_path, REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    stack.start_scheduler()
+    server = None
+    try:
+        time.sleep(2)
+        assert stack.procs["scheduler"].poll() is None, stack.read_log("scheduler")
+        server = subprocess.Popen(
+            [str(redis_server_binary()), "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if client.get(scheduling.HEARTBEAT_KEY):
+                    break
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert client.get(scheduling.HEARTBEAT_KEY) is not None, stack.read_log("scheduler")
+    finally:
+        stack.stop_all()
+        if server is not None:
+            server.terminate()
+            server.wait(10)

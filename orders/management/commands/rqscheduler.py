@@ -19,6 +19,7 @@ import time
 from types import FrameType
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
@@ -64,7 +65,14 @@ class Command(BaseCommand):
         )
         next_reconcile = 0.0 if reconcile_enabled else float("inf")
         next_abandoned_check = time.monotonic() + settings.ABANDONED_CHECK_EVERY_SECONDS
-        sched.register_birth()
+        # Redis may not be up yet (or be restarting): wait for it instead of exiting.
+        while not stopping:
+            try:
+                sched.register_birth()
+                break
+            except redis.RedisError:
+                logger.warning("Redis is unreachable; the scheduler retries in 1 s")
+                time.sleep(1)
         try:
             while not stopping:
                 try:
