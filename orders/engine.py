@@ -404,9 +404,11 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
         job_ids = [job_id for _, job_id, _ in batch if job_id]
         wanted.update(job_ids)
         live = scheduling.live_job_ids(job_ids)
-        for pk, job_id, next_run_at in batch:
-            if next_run_at is not None and job_id not in live:
-                report.scheduled += _reschedule_order(pk)
+        missing = [pk for pk, job_id, next_run_at in batch if next_run_at is not None and job_id not in live]
+        if missing:
+            placed = _reschedule_orders(missing)
+            report.scheduled += len(placed)
+            wanted.update(placed)
     pending = Execution.objects.filter(
         status__in=(ExecutionStatus.PENDING, ExecutionStatus.RETRYING),
         order__status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING),
@@ -433,15 +435,39 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
 
 
 @transaction.atomic
-def _reschedule_order(order_id: int) -> int:
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
-    if order is None or order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING):
-        return 0
-    if order.next_run_at is None or scheduling.live_job_ids([order.job_id]):
-        return 0
-    _schedule_next(order, grid_index=order.next_grid_index, now=timezone.now())
-    order.save(update_fields=["job_id", "next_run_at", "next_grid_index"])
-    return 1
+def _reschedule_orders(order_ids: list[int]) -> list[str]:
+    """Give each of these active orders a new job for its pending occurrence, in one transaction and
+    one Redis pipeline (after commit). Returns the new job ids.
+
+    The rows are locked in primary-key order, like everywhere else, and re-checked under the lock: an
+    order that was changed or got a live job meanwhile is left alone.
+    """
+    orders = list(
+        Order.objects.select_for_update()
+        .filter(pk__in=order_ids, status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING))
+        .exclude(next_run_at=None)
+        .order_by("pk")
+    )
+    live = scheduling.live_job_ids([o.job_id for o in orders])
+    changed: list[Order] = []
+    placements: list[scheduling.Placement] = []
+    for order in orders:
+        if order.job_id in live:
+            continue
+        try:
+            due = occurrence_due(order_grid(order), order.next_grid_index)
+        except ScheduleOverflow:
+            continue
+        order.next_run_at = due
+        order.job_id = scheduling.new_job_id(order.pk, f"v{order.schedule_version}-k{order.next_grid_index}")
+        changed.append(order)
+        placements.append(
+            scheduling.Placement(order.job_id, order.pk, order.schedule_version, order.next_grid_index, due)
+        )
+    Order.objects.bulk_update(changed, ["job_id", "next_run_at"], batch_size=1000)
+    if placements:
+        transaction.on_commit(lambda: _safe_redis(scheduling.schedule_occurrences, placements))
+    return [p.job_id for p in placements]
 
 
 @transaction.atomic

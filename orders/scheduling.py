@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import redis
 from django.conf import settings
@@ -18,6 +19,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq_scheduler import Scheduler
+from rq_scheduler.utils import to_unix
 
 from orders.schedule import scheduler_time
 
@@ -86,6 +88,41 @@ def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | Non
 
 def schedule_occurrence(*, job_id: str, order_id: int, version: int, grid_index: int, due: datetime) -> None:
     _place(job_id, OCCURRENCE_FUNC, (order_id, version, grid_index), due)
+
+
+class Placement(NamedTuple):
+    job_id: str
+    order_id: int
+    version: int
+    grid_index: int
+    due: datetime
+
+
+def schedule_occurrences(placements: list[Placement]) -> None:
+    """Many schedule_occurrence calls in one round trip (reconcile rebuilding a lost schedule).
+
+    Future jobs are written exactly as rq-scheduler's enqueue_at writes them (a job hash with status
+    "scheduled" and an entry in its sorted set), but through one pipeline; due ones go to the queue.
+    """
+    now = datetime.now(UTC)
+    pipe = connection().pipeline(transaction=False)
+    for p in placements:
+        if scheduler_time(p.due) <= now:
+            _place(p.job_id, OCCURRENCE_FUNC, (p.order_id, p.version, p.grid_index), None)
+            continue
+        job = Job.create(
+            OCCURRENCE_FUNC,
+            args=(p.order_id, p.version, p.grid_index),
+            connection=connection(),
+            id=p.job_id,
+            timeout=job_timeout(),
+            result_ttl=RESULT_TTL_SECONDS,
+            status=JobStatus.SCHEDULED,
+        )
+        job.origin = settings.ORDER_QUEUE
+        job.save(pipeline=pipe)
+        pipe.zadd(Scheduler.scheduled_jobs_key, {p.job_id: to_unix(scheduler_time(p.due))})
+    pipe.execute()
 
 
 def schedule_execution(*, job_id: str, execution_id: int, attempt: int, due: datetime | None) -> None:

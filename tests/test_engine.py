@@ -376,3 +376,31 @@ def test_redis_is_written_only_after_the_database_commits() -> None:
         raise Abort
     assert Order.objects.count() == 0
     assert scheduling.scheduled_count() == 0 and scheduling.all_order_job_ids() == set()
+
+
+def test_reconcile_rebuilds_thousands_of_orders_in_batches() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = make_user()
+    start = whole_second(3600)
+    Order.objects.bulk_create(
+        Order(
+            user=user,
+            order_name=f"bulk {i}",
+            schedule_time=start + timedelta(seconds=i),
+            next_run_at=start,
+            execution_limit=1,
+        )
+        for i in range(3000)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        report = engine.reconcile()
+    assert report.scheduled == 3000
+    assert scheduling.scheduled_count() == 3000
+    jobs = list(Order.objects.values_list("job_id", flat=True))
+    assert scheduling.live_job_ids(jobs) == set(jobs)
+    # Batched: a few statements per 1,000 orders, not several per order.
+    assert len(queries) < 60, len(queries)
+    again = engine.reconcile()
+    assert (again.scheduled, again.removed_orphans) == (0, 0)
