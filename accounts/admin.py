@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 
 from accounts.models import User, normalize_email_address
 
@@ -30,6 +31,17 @@ class UserChangeAdminForm(UserChangeForm):
         return normalize_email_address(self.cleaned_data["email"])
 
 
+def _delete_users_orders(user: User) -> None:
+    """Delete a user's orders through the service first: it cancels their Redis jobs and takes the
+    row locks in the engine's order (order, then executions), which a plain cascade would not."""
+    from orders import services
+    from orders.models import Order
+
+    for order in Order.objects.filter(user=user).order_by("pk"):
+        with contextlib.suppress(Http404):
+            services.order_delete(order=order)
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
@@ -46,6 +58,15 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates and sessions", {"fields": ("date_joined", "last_login", "token_version")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        _delete_users_orders(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            _delete_users_orders(user)
+        super().delete_queryset(request, queryset)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # One query for the whole page instead of a COUNT per row.

@@ -3,13 +3,14 @@ API, so the admin cannot leave Redis and the database disagreeing."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 
 from orders import engine, services
 from orders.models import Execution, Notification, Order
@@ -65,6 +66,9 @@ def _for_each(
             operation(order=order)
         except ValidationError as exc:
             modeladmin.message_user(request, f"{order}: {' '.join(exc.messages)}", messages.WARNING)
+        except Http404:
+            # Deleted by someone else since the list was shown.
+            modeladmin.message_user(request, f"{order}: it no longer exists.", messages.WARNING)
         else:
             succeeded += 1
     if succeeded:
@@ -168,7 +172,8 @@ class OrderAdmin(OrderAdminBase):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         # The bulk delete must also cancel the Redis jobs: one service call per order.
         for order in queryset:
-            services.order_delete(order=order)
+            with contextlib.suppress(Http404):  # already deleted by someone else
+                services.order_delete(order=order)
 
     def delete_model(self, request: HttpRequest, obj: Order) -> None:
         services.order_delete(order=obj)

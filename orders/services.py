@@ -41,7 +41,6 @@ from orders.schedule import (
 
 logger = logging.getLogger(__name__)
 
-SCHEDULE_FIELDS = ("schedule_time", "time_zone", "is_recurring", "repeat_interval", "repeat_unit", "max_executions")
 INFLIGHT = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.RETRYING)
 
 
@@ -199,6 +198,22 @@ def _has_remaining(order: Order) -> bool:
     return order.execution_limit is None or order.executions_count < order.execution_limit
 
 
+def _apply_limit(order: Order, *, now: datetime) -> None:
+    """A new max_executions on an unchanged grid: the pending occurrence keeps its slot and its job."""
+    order.execution_limit = order.max_executions
+    if not _has_remaining(order):
+        order.schedule_version += 1
+        _cancel_after_commit(order.job_id)
+        order.job_id = ""
+        order.next_run_at = None
+        settle_status(order)
+    elif order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        # Raised above what it already ran: carry on from the slot where it stopped.
+        order.schedule_version += 1
+        order.status = OrderStatus.SCHEDULED
+        _schedule_next(order, grid_index=order.next_grid_index, now=now)
+
+
 def _apply_schedule(order: Order, *, now: datetime, restart_grid: bool) -> None:
     """(Re)compute the engine state after a definition change and schedule the next occurrence."""
     order.schedule_version += 1
@@ -291,8 +306,15 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     converting = new.is_recurring != current.is_recurring
     if not new.is_recurring:
         new.repeat_interval = new.repeat_unit = new.max_executions = None
-    schedule_changed = any(getattr(new, f) != getattr(current, f) for f in SCHEDULE_FIELDS)
     schedule_time_changed = new.schedule_time != current.schedule_time
+    # What moves the grid: for a one-time order only its time (its zone just labels that instant);
+    # for a recurring order also its zone (calendar units keep wall time there), interval and unit.
+    grid_fields = (
+        ("schedule_time", "time_zone", "repeat_interval", "repeat_unit") if new.is_recurring else ("schedule_time",)
+    )
+    grid_changed = converting or any(getattr(new, f) != getattr(current, f) for f in grid_fields)
+    limit_changed = new.is_recurring and new.max_executions != current.max_executions
+    schedule_changed = grid_changed or limit_changed
     # A one-time order needs a time still ahead; a recurring order's anchor is usually past.
     needs_new_time = new.schedule_time is None or new.schedule_time <= now
     if converting and not new.is_recurring and not schedule_time_changed and needs_new_time:
@@ -305,11 +327,13 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
 
     for field_name, value in new.__dict__.items():
         setattr(order, field_name, value)
-    if schedule_changed:
+    if grid_changed:
         if not order.is_recurring:
             # A one-time order runs exactly once more under its new definition.
             order.execution_limit = order.executions_count + 1
         _apply_schedule(order, now=now, restart_grid=schedule_time_changed or converting)
+    elif limit_changed:
+        _apply_limit(order, now=now)
     order.save()
     event = "converted" if converting else "updated"
     log_event(
@@ -380,6 +404,8 @@ def order_run_now(*, order: Order) -> Execution:
         raise ValidationError({"status": ["Resume the order before running it."]})
     if not _has_remaining(order):
         raise ValidationError({"max_executions": ["This order has no executions left."]})
+    if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        _check_active_cap(order.user, exclude_order_id=order.pk)
     now = timezone.now()
     order.occurrence_seq += 1
     order.executions_count += 1
@@ -422,6 +448,8 @@ def order_retry(*, order: Order) -> Execution:
     execution = order.executions.filter(status=ExecutionStatus.FAILED).order_by("-occurrence").first()
     if execution is None:
         raise ValidationError({"non_field_errors": ["This order has no failed execution to retry."]})
+    if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+        _check_active_cap(order.user, exclude_order_id=order.pk)
     execution.status = ExecutionStatus.RETRYING
     _schedule_execution_job(execution, due=None)
     execution.save(update_fields=["status", "job_id"])

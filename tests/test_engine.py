@@ -404,3 +404,31 @@ def test_reconcile_rebuilds_thousands_of_orders_in_batches() -> None:
     assert len(queries) < 60, len(queries)
     again = engine.reconcile()
     assert (again.scheduled, again.removed_orphans) == (0, 0)
+
+
+def test_changing_only_the_zone_of_a_one_time_order_that_ran_does_not_run_it_again() -> None:
+    order = create(schedule_time=whole_second(1))
+    run_until(lambda: reload(order).status == "completed", timeout=15)
+    services.order_update(order=reload(order), changes={"time_zone": "Asia/Tokyo"})
+    settle(2)
+    assert reload(order).status == "completed"
+    assert len(ran(order)) == 1
+
+
+def test_changing_only_max_executions_keeps_the_pending_slot_and_its_job() -> None:
+    order = recurring(repeat_interval=1, repeat_unit="hours", max_executions=5, schedule_time=whole_second(1))
+    run_until(lambda: reload(order).executions_count == 1, timeout=10)
+    before = reload(order)
+    after = services.order_update(order=before, changes={"max_executions": 3})
+    assert (after.job_id, after.next_grid_index, after.next_run_at) == (
+        before.job_id,
+        before.next_grid_index,
+        before.next_run_at,
+    )
+    assert scheduling.live_job_ids([after.job_id]) == {after.job_id}
+    # Lowered to what it already ran: it completes; raised again: it carries on from the same slot.
+    done = services.order_update(order=after, changes={"max_executions": 1})
+    assert done.status == "completed" and scheduling.scheduled_count() == 0
+    revived = services.order_update(order=done, changes={"max_executions": 2})
+    assert revived.status == "scheduled" and revived.next_grid_index == before.next_grid_index
+    assert scheduling.live_job_ids([revived.job_id]) == {revived.job_id}
