@@ -6,6 +6,7 @@ can rebuild at any time. Nothing in this module touches the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -184,6 +185,25 @@ def all_order_job_ids() -> set[str]:
 def clean_started_registry() -> None:
     """Let rq move jobs of dead workers out of the started registry (marks them abandoned)."""
     StartedJobRegistry(queue=queue()).cleanup()
+
+
+RECONCILE_LEASE_KEY = "orders:reconcile:lease"
+
+
+def acquire_reconcile_lease(*, ttl: int, force: bool = False) -> str | None:
+    """One reconcile per period across all schedulers: the first to set the key runs it."""
+    token = uuid.uuid4().hex
+    if force:
+        connection().set(RECONCILE_LEASE_KEY, token, ex=ttl)
+        return token
+    return token if connection().set(RECONCILE_LEASE_KEY, token, nx=True, ex=ttl) else None
+
+
+def release_reconcile_lease(token: str) -> None:
+    """Give the lease back (after a failed pass) if it is still ours."""
+    with contextlib.suppress(redis.RedisError):
+        if connection().get(RECONCILE_LEASE_KEY) == token.encode():
+            connection().delete(RECONCILE_LEASE_KEY)
 
 
 def write_heartbeat() -> None:

@@ -432,3 +432,13 @@ def test_changing_only_max_executions_keeps_the_pending_slot_and_its_job() -> No
     revived = services.order_update(order=done, changes={"max_executions": 2})
     assert revived.status == "scheduled" and revived.next_grid_index == before.next_grid_index
     assert scheduling.live_job_ids([revived.job_id]) == {revived.job_id}
+
+
+def test_only_one_scheduler_reconciles_per_period() -> None:
+    first = scheduling.acquire_reconcile_lease(ttl=30)
+    assert first is not None
+    assert scheduling.acquire_reconcile_lease(ttl=30) is None  # a second scheduler stands by
+    scheduling.release_reconcile_lease("not-the-owner")
+    assert scheduling.acquire_reconcile_lease(ttl=30) is None
+    scheduling.release_reconcile_lease(first)  # a failed pass gives it back at once
+    assert scheduling.acquire_reconcile_lease(ttl=30) is not None

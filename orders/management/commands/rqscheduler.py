@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from orders import engine, scheduling
 
@@ -63,8 +64,6 @@ class Command(BaseCommand):
             f"order scheduler: polling every {interval}s; database {settings.DATABASES['default']['ENGINE']} "
             f"{db_name}; redis {'embedded ' if settings.REDIS_EMBEDDED else ''}{settings.REDIS_URL}"
         )
-        next_reconcile = 0.0 if reconcile_enabled else float("inf")
-        next_abandoned_check = time.monotonic() + settings.ABANDONED_CHECK_EVERY_SECONDS
         # Redis may not be up yet (or be restarting): wait for it instead of exiting.
         while not stopping:
             try:
@@ -73,6 +72,10 @@ class Command(BaseCommand):
             except redis.RedisError:
                 logger.warning("Redis is unreachable; the scheduler retries in 1 s")
                 time.sleep(1)
+        repair_stop = threading.Event()
+        repair = RepairLoop(repair_stop)
+        if reconcile_enabled and not options["burst"]:
+            repair.start()
         try:
             while not stopping:
                 try:
@@ -82,30 +85,76 @@ class Command(BaseCommand):
                             sched.enqueue_jobs()
                         finally:
                             sched.remove_lock()
-                    now = time.monotonic()
+                except Exception:
+                    logger.exception("scheduler pass failed; retrying")
+                    time.sleep(1)
+                if options["burst"]:
+                    if reconcile_enabled:
+                        repair.repair_once(force=True)
+                    break
+                # Sleep to just after the next multiple of the interval on the wall clock.
+                now_wall = time.time()
+                time.sleep(interval - (now_wall % interval) + 0.005)
+        finally:
+            repair_stop.set()
+            with contextlib.suppress(Exception):  # Redis may be the reason we stop
+                sched.register_death()
+
+
+class RepairLoop(threading.Thread):
+    """Reconcile (at start, then every RECONCILE_EVERY_SECONDS) and the abandoned-run check (every
+    ABANDONED_CHECK_EVERY_SECONDS), in a thread of their own: a long repair (tens of seconds for
+    100,000 orders) never holds up the poll loop that moves due jobs.
+
+    Several schedulers may run; a Redis lease lets only one of them reconcile per period, and the
+    lease is given back when a pass fails, so another pass (here or elsewhere) retries in seconds.
+    """
+
+    RETRY_AFTER_FAILURE_SECONDS = 5.0
+
+    def __init__(self, stop_event: threading.Event) -> None:
+        super().__init__(name="order-repair", daemon=True)
+        self.stop_event = stop_event
+
+    def repair_once(self, *, force: bool = False) -> bool:
+        token = scheduling.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1), force=force)
+        if token is None:
+            return True  # another scheduler reconciles this period
+        try:
+            close_old_connections()
+            report = engine.reconcile()
+        except BaseException:
+            scheduling.release_reconcile_lease(token)
+            raise
+        logger.info("reconcile: %s", report)
+        return True
+
+    def run(self) -> None:
+        next_reconcile = 0.0
+        next_abandoned_check = time.monotonic() + settings.ABANDONED_CHECK_EVERY_SECONDS
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                try:
                     if now >= next_reconcile:
-                        close_old_connections()
-                        report = engine.reconcile()
-                        logger.info("reconcile: %s", report)
+                        self.repair_once()
                         next_reconcile = now + settings.RECONCILE_EVERY_SECONDS
-                    elif now >= next_abandoned_check and reconcile_enabled:
+                        next_abandoned_check = now + settings.ABANDONED_CHECK_EVERY_SECONDS
+                    elif now >= next_abandoned_check:
                         close_old_connections()
                         recovered = engine.recover_abandoned()
                         if recovered:
                             logger.warning("recovered %s abandoned runs", recovered)
                         next_abandoned_check = now + settings.ABANDONED_CHECK_EVERY_SECONDS
                 except Exception:
-                    logger.exception("scheduler pass failed; retrying")
+                    logger.exception("repair pass failed; retrying in %ss", self.RETRY_AFTER_FAILURE_SECONDS)
                     close_old_connections()
-                    time.sleep(1)
-                if options["burst"]:
-                    break
-                # Sleep to just after the next multiple of the interval on the wall clock.
-                now_wall = time.time()
-                time.sleep(interval - (now_wall % interval) + 0.005)
+                    if now >= next_reconcile:
+                        next_reconcile = now + self.RETRY_AFTER_FAILURE_SECONDS
+                    next_abandoned_check = now + self.RETRY_AFTER_FAILURE_SECONDS
+                self.stop_event.wait(0.5)
         finally:
-            with contextlib.suppress(Exception):  # Redis may be the reason we stop
-                sched.register_death()
+            connection.close()
 
 
 def argparse_suppress() -> str:
