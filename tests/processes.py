@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -107,8 +108,10 @@ class Stack:
                 settings.ORDER_QUEUE,
                 "--worker-class",
                 worker_class,
+                # Unique per start, as rq's default is: a worker stopped while Redis was down leaves
+                # its registration behind (persisted), and a restart under the same name is refused.
                 "--name",
-                f"{name}-{os.getpid()}-{self.port}",
+                f"{name}-{uuid.uuid4().hex[:8]}",
             ],
         )
         return name

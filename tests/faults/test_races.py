@@ -179,7 +179,23 @@ def test_everything_stopped_for_several_intervals_and_restarted_in_random_order_
             supervisor.check()
             return Order.objects.filter(pk__in=ids, status=OrderStatus.COMPLETED).count() == len(ids)
 
-        done = wait_for(all_completed, timeout=90, what="every order completed")
+        try:
+            done = wait_for(all_completed, timeout=90, what="every order completed")
+        except AssertionError:
+            stuck = [
+                (
+                    o.pk,
+                    o.order_name,
+                    o.status,
+                    o.executions_count,
+                    o.next_grid_index,
+                    o.next_run_at,
+                    o.job_id,
+                    list(o.executions.values_list("occurrence", "grid_index", "status", "attempts")),
+                )
+                for o in Order.objects.filter(pk__in=ids).exclude(status=OrderStatus.COMPLETED)
+            ]
+            raise AssertionError(f"not completed (seed {seed}, stop {stop_order}, start {names}): {stuck}") from None
         settle(timeout=30)
     finally:
         proxy.close()
