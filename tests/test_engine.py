@@ -191,22 +191,32 @@ def test_pause_stops_runs_and_resume_continues_to_exactly_max() -> None:
     assert len(ran(order)) == 4
 
 
-def test_nothing_runs_after_delete_returns(settings: Any) -> None:
-    order = recurring(max_executions=10)
-    run_until(lambda: reload(order).executions_count >= 2, timeout=10)
-    order_id = order.pk
-    services.order_delete(order=reload(order))
-    deleted_at = timezone.now()
-    # Deliver what might still be in flight: the next occurrence of the last definition.
-    scheduling.queue().enqueue(scheduling.OCCURRENCE_FUNC, args=(order_id, 1, 3))
-    settle(2.5)
-    assert not Order.objects.filter(pk=order_id).exists()
-    started_after = [
+def test_nothing_starts_after_delete_returns_even_with_a_run_in_progress(tmp_path: Path) -> None:
+    with running_stack(
+        tmp_path, web=False, workers=2, ORDER_EXECUTOR="orders.executors.slow", ORDER_SLOW_EXECUTOR_SECONDS="1.5"
+    ):
+        order = recurring(max_executions=10)
+        deadline = time.monotonic() + 30
+        while not Execution.objects.filter(order_id=order.pk, status="running").exists():
+            assert time.monotonic() < deadline, "no run started"
+            time.sleep(0.05)
+        services.order_delete(order=reload(order))  # while a run is in progress
+        deleted_at = datetime.now(UTC)
+        time.sleep(4)  # several intervals: the next occurrences would have started by now
+    started = [
+        datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+        for e in log_lines()
+        if e["order_id"] == order.pk and e["event"] == "started"
+    ]
+    assert started and all(ts < deleted_at for ts in started)
+    assert not [
         e
         for e in log_lines()
-        if e["order_id"] == order_id and e["event"] == "started" and e["ts"] > deleted_at.isoformat()[:23]
+        if e["order_id"] == order.pk
+        and e["event"] == "succeeded"
+        and datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) > deleted_at
     ]
-    assert started_after == []
+    assert not Execution.objects.filter(order_id=order.pk).exists()
     assert scheduling.all_order_job_ids() == set()
 
 
