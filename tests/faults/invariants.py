@@ -75,7 +75,12 @@ class LimitSampler:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self.sample()
+                try:
+                    self.sample()
+                except Exception as exc:
+                    # A sampler that stops sampling must fail the scenario, not pass it silently.
+                    self.violations.append(f"the limit sampler failed: {exc!r}")
+                    return
                 self._stop.wait(self.interval)
         finally:
             db_connection.close()
@@ -134,6 +139,8 @@ def check_invariants(
     deleted = dict(deleted or {})  # a snapshot taken before the reads below
     now = now or datetime.now(UTC)
     problems: list[str] = list(sampler.violations) if sampler else []
+    if sampler is not None and sampler.samples == 0:
+        problems.append("the limit sampler took no sample")
     orders = {o.pk: o for o in Order.objects.all()}
     executions = list(Execution.objects.all())
     log = order_log()
