@@ -10,6 +10,20 @@ import pytest
 from orders import services
 from orders.models import Order
 
+# Every endpoint that acts on one order (the id is filled in by each test).
+ORDER_ENDPOINTS: list[tuple[str, str]] = [
+    ("get", "/api/orders/{id}/"),
+    ("put", "/api/orders/{id}/"),
+    ("patch", "/api/orders/{id}/"),
+    ("delete", "/api/orders/{id}/"),
+    ("get", "/api/orders/{id}/executions/"),
+    ("get", "/api/orders/{id}/upcoming/"),
+    ("post", "/api/orders/{id}/pause/"),
+    ("post", "/api/orders/{id}/resume/"),
+    ("post", "/api/orders/{id}/run-now/"),
+    ("post", "/api/orders/{id}/retry/"),
+]
+
 
 def future(seconds: float = 3600) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)

@@ -20,7 +20,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from orders.models import Notification, Order
 from tests.conftest import make_user
-from tests.security.conftest import make_order, valid_payload
+from tests.security.conftest import ORDER_ENDPOINTS, make_order, valid_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -28,16 +28,7 @@ ENDPOINTS: list[tuple[str, str]] = [
     ("get", "/api/orders/"),
     ("post", "/api/orders/"),
     ("post", "/api/orders/create/"),
-    ("get", "/api/orders/{id}/"),
-    ("put", "/api/orders/{id}/"),
-    ("patch", "/api/orders/{id}/"),
-    ("delete", "/api/orders/{id}/"),
-    ("get", "/api/orders/{id}/executions/"),
-    ("get", "/api/orders/{id}/upcoming/"),
-    ("post", "/api/orders/{id}/pause/"),
-    ("post", "/api/orders/{id}/resume/"),
-    ("post", "/api/orders/{id}/run-now/"),
-    ("post", "/api/orders/{id}/retry/"),
+    *ORDER_ENDPOINTS,
     ("get", "/api/notifications/"),
     ("post", "/api/notifications/{note}/read/"),
 ]

@@ -8,22 +8,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from orders.models import Execution, ExecutionStatus, Notification, Order
-from tests.security.conftest import assert_json_404, make_order, valid_payload
+from tests.security.conftest import ORDER_ENDPOINTS, assert_json_404, make_order, valid_payload
 
 pytestmark = pytest.mark.django_db
 
-ORDER_ENDPOINTS: list[tuple[str, str]] = [
-    ("get", "/api/orders/{id}/"),
-    ("put", "/api/orders/{id}/"),
-    ("patch", "/api/orders/{id}/"),
-    ("delete", "/api/orders/{id}/"),
-    ("get", "/api/orders/{id}/executions/"),
-    ("get", "/api/orders/{id}/upcoming/"),
-    ("post", "/api/orders/{id}/pause/"),
-    ("post", "/api/orders/{id}/resume/"),
-    ("post", "/api/orders/{id}/run-now/"),
-    ("post", "/api/orders/{id}/retry/"),
-]
 NOTIFICATION_ENDPOINTS: list[tuple[str, str]] = [("post", "/api/notifications/{id}/read/")]
 IMPOSSIBLE_IDS = [
     "abc",
