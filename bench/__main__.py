@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -126,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     profile = harness.PROFILES[args.profile]
+    if os.environ.get("BENCH_BATCH"):
+        # e.g. BENCH_BATCH="SimpleWorker:2:1:2000" (class:workers:repetitions:orders, comma-separated):
+        # one batch configuration measured on its own while tuning.
+        configs = [part.split(":") for part in os.environ["BENCH_BATCH"].split(",")]
+        profile = replace(profile, batch_configs=[(c, int(w), int(r), int(n)) for c, w, r, n in configs])
     only = [s for s in args.only.split(",") if s] or None
     began = time.monotonic()
     suffix = "" if args.profile == "full" else f"-{args.profile}"

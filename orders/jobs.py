@@ -16,8 +16,8 @@ def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
     taken = engine.occurrence_take(order_id=order_id, version=version, grid_index=grid_index)
     if taken is None:
         return "skipped: stale, early, overlapping or not runnable"
-    engine.execute(taken)
-    return f"ran execution {taken.execution_id}"
+    ran = engine.run_occurrence_batch(taken)
+    return f"ran execution {taken.execution_id}" + (f" and {ran - 1} due companion(s)" if ran > 1 else "")
 
 
 def run_execution(execution_id: int, attempt: int) -> str:

@@ -148,6 +148,27 @@ def cancel(job_id: str) -> None:
     job.delete(remove_from_queue=False)
 
 
+def discard(job_ids: Iterable[str]) -> int:
+    """Drop jobs that have not been handed to a worker yet, in two round trips (an execution batch
+    took their orders itself). A job already popped by a worker, or being moved by rq-scheduler at
+    this instant, is left alone: it runs, re-reads its order and finds its slot taken. Returns how
+    many were dropped."""
+    ids = [j for j in job_ids if j]
+    if not ids:
+        return 0
+    conn = connection()
+    queue_key = queue().key
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.lrem(queue_key, 1, job_id)
+        pipe.zrem(Scheduler.scheduled_jobs_key, job_id)
+    replies = pipe.execute()
+    gone = [job_id for i, job_id in enumerate(ids) if replies[2 * i] or replies[2 * i + 1]]
+    if gone:
+        conn.delete(*[Job.key_for(job_id) for job_id in gone])
+    return len(gone)
+
+
 def live_job_ids(job_ids: Iterable[str]) -> set[str]:
     """Which of these jobs are alive in Redis (scheduled, queued, started or deferred)."""
     ids = [j for j in job_ids if j]

@@ -151,10 +151,13 @@ def _check_active_cap(user: User, *, exclude_order_id: int | None = None) -> Non
 # --- scheduling helpers (database side) ------------------------------------------------------------------
 
 
-def _schedule_next(order: Order, *, grid_index: int, now: datetime) -> None:
+def _schedule_next(
+    order: Order, *, grid_index: int, now: datetime, placements: list[scheduling.Placement] | None = None
+) -> None:
     """Point the order at grid occurrence `grid_index` and place its job after commit.
 
-    The caller holds the row lock and saves the order.
+    The caller holds the row lock and saves the order. A caller taking many orders at once passes
+    `placements` and writes them to Redis in one pipeline after commit instead.
     """
     grid = order_grid(order)
     try:
@@ -168,6 +171,9 @@ def _schedule_next(order: Order, *, grid_index: int, now: datetime) -> None:
     job_id = scheduling.new_job_id(order.pk, f"v{order.schedule_version}-k{grid_index}")
     order.job_id = job_id
     order_id, version = order.pk, order.schedule_version
+    if placements is not None:
+        placements.append(scheduling.Placement(job_id, order_id, version, grid_index, due))
+        return
     transaction.on_commit(
         lambda: _safe_redis(
             scheduling.schedule_occurrence,
@@ -480,11 +486,16 @@ def _schedule_execution_job(execution: Execution, *, due: datetime | None) -> No
     )
 
 
-def settle_status(order: Order) -> None:
-    """Derive the order's status from its executions and schedule (caller holds the lock and saves)."""
+def settle_status(order: Order, *, inflight: set[str] | None = None, notices: list[Any] | None = None) -> None:
+    """Derive the order's status from its executions and schedule (caller holds the lock and saves).
+
+    A caller settling many orders at once passes each order's in-flight execution statuses (read in
+    one query) and a `notices` list that it delivers in bulk."""
     if order.status == OrderStatus.PAUSED:
         return
-    statuses = set(order.executions.filter(status__in=INFLIGHT).values_list("status", flat=True))
+    if inflight is None:
+        inflight = set(order.executions.filter(status__in=INFLIGHT).values_list("status", flat=True))
+    statuses = inflight
     previous = order.status
     if ExecutionStatus.RUNNING in statuses:
         order.status = OrderStatus.RUNNING
@@ -496,7 +507,7 @@ def settle_status(order: Order) -> None:
         if previous != order.status:
             from orders.notifications import notify_order_finished
 
-            notify_order_finished(order)
+            notify_order_finished(order, notices=notices)
 
 
 @transaction.atomic

@@ -228,6 +228,10 @@ ORDER_MAX_ACTIVE_PER_USER = env.int("ORDER_MAX_ACTIVE_PER_USER", default=1000)
 ORDER_SCHEDULE_HORIZON_DAYS = env.int("ORDER_SCHEDULE_HORIZON_DAYS", default=366 * 5)
 ORDER_PAST_GRACE_SECONDS = env.int("ORDER_PAST_GRACE_SECONDS", default=5)
 ORDER_QUEUE = env.str("ORDER_QUEUE", default="orders")
+# A worker that runs a due order also runs up to ORDER_BATCH_SIZE - 1 other due orders in the same
+# transactions, for at most ORDER_BATCH_SECONDS (orders/engine.py, "execution batches"); 1 turns it off.
+ORDER_BATCH_SIZE = env.int("ORDER_BATCH_SIZE", default=50)
+ORDER_BATCH_SECONDS = env.float("ORDER_BATCH_SECONDS", default=0.5)
 SCHEDULER_POLL_INTERVAL_SECONDS = env.float("SCHEDULER_POLL_INTERVAL_SECONDS", default=0.2)
 RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", default=60)
 ABANDONED_CHECK_EVERY_SECONDS = env.int("ABANDONED_CHECK_EVERY_SECONDS", default=10)

@@ -1,0 +1,210 @@
+"""Execution batches (orders/engine.py): a worker that runs one due order also takes other due orders.
+
+Real MariaDB/Redis, the real rq-scheduler enqueue step and a real SimpleWorker in burst mode."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from orders import engine, scheduling, services
+from orders.executors import ExecutionContext
+from orders.models import Execution, ExecutionStatus, Notification, Order, OrderStatus
+from tests.conftest import make_user
+from tests.engine_helpers import enqueue_due, log_lines, run_until, work
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def due_in(seconds: float) -> datetime:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0) + timedelta(seconds=1)
+
+
+def create_many(count: int, at: datetime, user: Any = None, **fields: Any) -> list[Order]:
+    user = user or make_user()
+    return [
+        services.order_create(
+            user=user, definition=services.OrderDefinition(order_name=f"batch {i}", schedule_time=at, **fields)
+        )
+        for i in range(count)
+    ]
+
+
+def wait_past(at: datetime) -> None:
+    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 0.05)
+
+
+def queued_job_count() -> int:
+    return len(scheduling.queue().get_job_ids())
+
+
+def test_one_job_runs_its_due_companions_and_their_jobs_leave_the_queue(settings: Any, mailoutbox: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 10
+    at = due_in(1)
+    orders = create_many(25, at)
+    wait_past(at)
+    enqueue_due()
+    assert queued_job_count() == 25
+    first = orders[0]
+    taken = engine.occurrence_take(order_id=first.pk, version=first.schedule_version, grid_index=1)
+    assert taken is not None
+    ran = engine.run_occurrence_batch(taken)
+    assert ran == 10
+    done = Order.objects.filter(status=OrderStatus.COMPLETED)
+    assert done.count() == 10
+    # The 9 companions' jobs were dropped from the queue; the first one's job is the one we "ran"
+    # by hand here, so it is still queued (25 - 9) and must find its slot taken.
+    assert queued_job_count() == 16
+    work()
+    assert Order.objects.filter(status=OrderStatus.COMPLETED).count() == 25
+    executions = Execution.objects.all()
+    assert executions.count() == 25
+    assert {e.status for e in executions} == {ExecutionStatus.SUCCEEDED}
+    for execution in executions:
+        assert execution.started_at is not None and execution.started_at >= at
+        assert execution.finished_at is not None and execution.finished_at >= execution.started_at
+        assert execution.attempt_history[-1]["status"] == "succeeded"
+        assert execution.result_ref == f"PL-{execution.order_id}-1"
+    assert Notification.objects.filter(kind=Notification.Kind.COMPLETED).count() == 25
+    # One owner, three batches (10, then the 15 left in one batch of 10 and one of 5): one email
+    # per batch, each listing its orders.
+    assert len(mailoutbox) == 3
+    assert sorted(m.body.count("completed after 1 execution") for m in mailoutbox) == [5, 10, 10]
+    assert all("orders need your attention" in m.subject for m in mailoutbox)
+    events = [line for line in log_lines() if line.get("order_id") in {o.pk for o in orders}]
+    for name in ("started", "succeeded", "completed"):
+        assert sorted(line["order_id"] for line in events if line["event"] == name) == sorted(o.pk for o in orders)
+    assert scheduling.connection().zcard("rq:scheduler:scheduled_jobs") == 0
+
+
+def test_a_batch_needs_far_fewer_statements_per_order(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    at = due_in(1)
+    orders = create_many(50, at)
+    wait_past(at)
+    first = orders[0]
+    taken = engine.occurrence_take(order_id=first.pk, version=first.schedule_version, grid_index=1)
+    assert taken is not None
+    with CaptureQueriesContext(connection) as queries:
+        assert engine.run_occurrence_batch(taken) == 50
+    # One order alone costs about 15 statements; 49 companions in bulk must cost a small constant.
+    assert len(queries) <= 20, [q["sql"][:80] for q in queries]
+    assert Order.objects.filter(status=OrderStatus.COMPLETED).count() == 50
+
+
+def test_companions_are_never_taken_before_their_due_time(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    now_due = due_in(1)
+    later = now_due + timedelta(seconds=30)
+    early = create_many(3, now_due)
+    future = create_many(3, later)
+    wait_past(now_due)
+    taken = engine.occurrence_take(order_id=early[0].pk, version=1, grid_index=1)
+    assert taken is not None
+    assert engine.run_occurrence_batch(taken) == 3
+    for order in future:
+        order.refresh_from_db()
+        assert order.status == OrderStatus.SCHEDULED and order.executions_count == 0
+    assert not Execution.objects.filter(order__in=future).exists()
+
+
+def test_misfired_paused_and_locked_orders_are_not_companions(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    settings.ORDER_MISFIRE_GRACE_SECONDS = 1
+    at = due_in(1)
+    orders = create_many(4, at)
+    services.order_pause(order=orders[1])
+    wait_past(at)
+    # orders[2] is misfired relative to a later "now": its own job applies the misfire policy.
+    Order.objects.filter(pk=orders[2].pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
+    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
+    assert taken is not None
+    assert engine.run_occurrence_batch(taken) == 2  # itself and orders[3]
+    statuses = {o.pk: o.status for o in Order.objects.all()}
+    assert statuses[orders[1].pk] == OrderStatus.PAUSED
+    assert statuses[orders[2].pk] == OrderStatus.SCHEDULED
+    assert statuses[orders[3].pk] == OrderStatus.COMPLETED
+
+
+def test_recurring_companions_keep_their_grid_and_exact_count(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    at = due_in(1)
+    orders = create_many(20, at, is_recurring=True, repeat_interval=1, repeat_unit="seconds", max_executions=3)
+    run_until(lambda: Order.objects.filter(status=OrderStatus.COMPLETED).count() == 20, timeout=30)
+    for order in orders:
+        runs = list(Execution.objects.filter(order=order).order_by("occurrence"))
+        assert [e.grid_index for e in runs] == [1, 2, 3]
+        assert [e.scheduled_for for e in runs] == [at + timedelta(seconds=k) for k in range(3)]
+        assert all(e.started_at is not None and e.started_at >= e.scheduled_for for e in runs)
+    assert Execution.objects.count() == 60
+
+
+def test_a_failing_companion_is_retried_on_its_own(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    settings.ORDER_EXECUTOR = "orders.executors.fail_when_named_poison"
+    settings.ORDER_RETRY_BASE_DELAY_SECONDS = 0.5
+    at = due_in(1)
+    user = make_user()
+    good = create_many(5, at, user=user)
+    poison = services.order_create(
+        user=user, definition=services.OrderDefinition(order_name="poison pill", schedule_time=at)
+    )
+    wait_past(at)
+    taken = engine.occurrence_take(order_id=good[0].pk, version=1, grid_index=1)
+    assert taken is not None
+    assert engine.run_occurrence_batch(taken) == 6
+    execution = Execution.objects.get(order=poison)
+    assert execution.status == ExecutionStatus.RETRYING and execution.attempts == 1
+    run_until(lambda: Execution.objects.get(order=poison).status == ExecutionStatus.FAILED, timeout=30)
+    execution = Execution.objects.get(order=poison)
+    assert [a["status"] for a in execution.attempt_history] == ["failed"] * 3
+    assert Order.objects.filter(pk__in=[o.pk for o in good], status=OrderStatus.COMPLETED).count() == 5
+
+
+def fast_then_slow(context: ExecutionContext) -> str:
+    """An executor that is quick for the order named "fast" and slow for the others."""
+    if context.order_name != "fast":
+        time.sleep(0.2)
+    return f"PL-{context.order_id}-{context.occurrence}"
+
+
+def test_companions_past_the_time_budget_are_handed_back_and_still_run_once(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    settings.ORDER_EXECUTOR = "tests.test_engine_batch.fast_then_slow"
+    settings.ORDER_BATCH_SECONDS = 0.3
+    at = due_in(1)
+    user = make_user()
+    first = create_many(1, at, user=user)[0]
+    Order.objects.filter(pk=first.pk).update(order_name="fast")
+    create_many(5, at, user=user)
+    wait_past(at)
+    taken = engine.occurrence_take(order_id=first.pk, version=1, grid_index=1)
+    assert taken is not None
+    ran = engine.run_occurrence_batch(taken)
+    assert ran == 3  # itself, then two slow companions; the budget is spent after the second
+    handed_back = list(Execution.objects.filter(status=ExecutionStatus.PENDING))
+    assert len(handed_back) == 3
+    assert all(e.started_at is None and e.attempts == 0 and e.job_id for e in handed_back)
+    assert Order.objects.filter(status=OrderStatus.RUNNING).count() == 0
+    run_until(lambda: Order.objects.filter(status=OrderStatus.COMPLETED).count() == 6, timeout=30)
+    assert Execution.objects.count() == 6
+    for execution in Execution.objects.all():
+        assert execution.attempts == 1 and execution.status == ExecutionStatus.SUCCEEDED
+        assert execution.started_at is not None and execution.started_at >= at
+
+
+def test_batching_off_runs_one_order_per_job(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 1
+    at = due_in(1)
+    orders = create_many(3, at)
+    wait_past(at)
+    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
+    assert taken is not None
+    assert engine.run_occurrence_batch(taken) == 1
+    assert Order.objects.filter(status=OrderStatus.COMPLETED).count() == 1
