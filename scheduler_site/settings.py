@@ -140,7 +140,8 @@ RQ_SHOW_ADMIN_LINK = True
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, keeping one client per pool (see scheduler_site/cache.py).
+        "BACKEND": "scheduler_site.cache.PooledRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cache",
     }

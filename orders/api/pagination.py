@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from rest_framework.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
+
+# (offset, limit) -> (rows, total); the total is None when there are no rows.
+PageFetcher = Callable[[int, int], tuple[list[Any], int | None]]
 
 
 class OrderPagination(PageNumberPagination):
@@ -27,7 +32,7 @@ class OrderPagination(PageNumberPagination):
                 parameter["description"] = f"Results per page: 1 to {self.max_page_size} (default {self.page_size})."
         return parameters
 
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+    def _check_parameters(self, request: Request) -> None:
         # Malformed paging parameters are the caller's mistake (400); a page past the end is a 404.
         errors: dict[str, list[str]] = {}
         for name, upper in (("page", None), (self.page_size_query_param, self.max_page_size)):
@@ -41,4 +46,34 @@ class OrderPagination(PageNumberPagination):
                 errors[name] = [f"At most {upper}."]
         if errors:
             raise ValidationError(errors)
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        self._check_parameters(request)
         return super().paginate_queryset(queryset, request, view)
+
+    def paginate_rows(self, fetch: PageFetcher, request: Request) -> list[Any]:
+        """One page through `fetch(offset, limit) -> (rows, total or None)`, with the same count,
+        links and errors as paginate_queryset.
+
+        The fetcher reads the total with the page (one statement, one snapshot); a page with no
+        rows carries no total: that is page 1 of nothing (count 0) or a page past the end (404).
+        """
+        self._check_parameters(request)
+        self.request = request
+        page_size = int(self.get_page_size(request) or settings.API_PAGE_SIZE)
+        raw = request.query_params.get(self.page_query_param) or "1"
+        if raw in self.last_page_strings:
+            # The last page's number needs the total first.
+            _, total = fetch(0, 1)
+            number = max(1, -(-(total or 0) // page_size))
+        else:
+            number = int(raw)
+        rows, total = fetch((number - 1) * page_size, page_size)
+        if not rows and number > 1:
+            raise NotFound(self.invalid_page_message)
+        paginator: Paginator[Any] = Paginator([], page_size)
+        # Paginator.count is a cached_property: give it the total we already have.
+        paginator.__dict__["count"] = total or 0
+        self.page = Page(rows, number, paginator)
+        self.display_page_controls = paginator.num_pages > 1
+        return rows

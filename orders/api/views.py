@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from orders import selectors, services
 from orders.api.pagination import OrderPagination
+from orders.api.representation import order_as_json, orders_as_json
 from orders.api.serializers import (
     ExecutionSerializer,
     NotificationSerializer,
@@ -112,12 +113,22 @@ class OrderListCreateView(APIView):
             errors["search"] = ["The search cannot contain NUL characters."]
         if errors:
             raise ValidationError(errors)
-        qs = selectors.order_list_for_user(
-            user=request.user, status=status_filter, is_recurring=recurring, search=search, ordering=ordering
-        )
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(OrderSerializer(page, many=True).data)
+        # Rows, not model instances, and a hand-built shape: the same JSON as OrderSerializer, at a
+        # fraction of the CPU (see selectors.order_page_for_user and orders/api/representation.py).
+        rows = paginator.paginate_rows(
+            lambda offset, limit: selectors.order_page_for_user(
+                user=request.user,
+                offset=offset,
+                limit=limit,
+                status=status_filter,
+                is_recurring=recurring,
+                search=search,
+                ordering=ordering,
+            ),
+            request,
+        )
+        return paginator.get_paginated_response(orders_as_json(rows))
 
     @extend_schema(request=OrderWriteSerializer, responses={201: OrderSerializer}, examples=CREATE_EXAMPLES)
     def post(self, request: Request) -> Response:
@@ -128,7 +139,7 @@ class OrderListCreateView(APIView):
         # Absent is not the same as invalid: the service answers "required" (or "now" for recurring).
         changes.setdefault("schedule_time", None)
         order = services.order_create(user=_user(request), definition=services.OrderDefinition(**changes))
-        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+        return Response(order_as_json(order), status=status.HTTP_201_CREATED)
 
 
 class OrderCreateView(OrderListCreateView):
@@ -152,7 +163,7 @@ class OrderDetailView(APIView):
 
     @extend_schema(responses=OrderSerializer)
     def get(self, request: Request, order_id: str) -> Response:
-        return Response(OrderSerializer(self._order(request, order_id)).data)
+        return Response(order_as_json(self._order(request, order_id)))
 
     def _update(self, request: Request, order_id: str, *, partial: bool) -> Response:
         order = self._order(request, order_id)
@@ -160,7 +171,7 @@ class OrderDetailView(APIView):
         serializer.is_valid(raise_exception=True)
         changes = _changes_from(dict(serializer.validated_data), time_zone=order.time_zone)
         order = services.order_update(order=order, changes=changes)
-        return Response(OrderSerializer(order).data)
+        return Response(order_as_json(order))
 
     @extend_schema(request=OrderWriteSerializer, responses=OrderSerializer)
     def put(self, request: Request, order_id: str) -> Response:
@@ -220,7 +231,7 @@ class OrderActionView(APIView):
         operation(order=order)
         order.refresh_from_db()
         code = status.HTTP_202_ACCEPTED if self.action in ("run-now", "retry") else status.HTTP_200_OK
-        return Response(OrderSerializer(order).data, status=code)
+        return Response(order_as_json(order), status=code)
 
 
 class OrderRunActionView(OrderActionView):
