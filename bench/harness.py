@@ -317,7 +317,52 @@ def scenario_api(ctx: Context) -> dict[str, Any]:
         web_argv = stack.commands()["web"][3:]
     finally:
         stack.stop_all()
-    return {"runs": runs, "memory": memory, "web_command": " ".join(web_argv), "list_page_orders": 50}
+    floor = _api_floor(ctx, list_user.pk, users[0].pk)
+    return {
+        "runs": runs,
+        "floor": floor,
+        "memory": memory,
+        "web_command": " ".join(web_argv),
+        "list_page_orders": 50,
+    }
+
+
+def _api_floor(ctx: Context, list_user_id: int, create_user_id: int) -> list[dict[str, Any]]:
+    """The same gunicorn command serving bench/floor.py: Django plus only the statements each endpoint
+    cannot avoid, at 16 connections, measured right after the product in the same run."""
+    scripts = {}
+    for endpoint, method, path in (
+        ("hello", "GET", "/floor/hello"),
+        ("list", "GET", f"/floor/list?user={list_user_id}"),
+        ("create", "POST", f"/floor/create?user={create_user_id}"),
+    ):
+        script = ctx.work_dir / f"floor-{endpoint}.lua"
+        template = (WRK_LUA_DIR / "floor.lua").read_text()
+        script.write_text(template.replace("--METHOD--", method).replace("--PATH--", path))
+        scripts[endpoint] = script
+    stack = ctx.stack()
+    runs: list[dict[str, Any]] = []
+    try:
+        stack.start_web(app="bench.floor:application", settings_module="bench.floor_settings")
+        for script in scripts.values():
+            _wrk(ctx, stack.base_url, script, 4, 1)
+        for rep in range(ctx.profile.repeats):
+            for endpoint, script in scripts.items():
+                cpu = stack.cpu_seconds("web")
+                result = _wrk(ctx, stack.base_url, script, 16, ctx.profile.api_seconds)
+                result["web_cpu_ms_per_request"] = (stack.cpu_seconds("web") - cpu) * 1000 / max(1, result["requests"])
+                result.update(endpoint=endpoint, rep=rep + 1)
+                runs.append(result)
+                ctx.log(
+                    f"api floor {endpoint:6} c=16 rep {rep + 1}: {result['rps']:.0f} req/s "
+                    f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms non-2xx {result['non_2xx']}"
+                )
+    finally:
+        stack.stop_all()
+    from orders.models import Order
+
+    Order.objects.filter(order_name="floor").delete()
+    return runs
 
 
 # --- scenario 2: batch and the ceiling -------------------------------------------------------------------

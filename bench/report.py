@@ -215,7 +215,57 @@ def _api_section(api: dict[str, Any]) -> str:
             rows,
         )
         + f"\n\nWeb RSS (master + workers): {_num(memory.get('web_at_rest_mib', math.nan))} MiB at rest, "
-        f"{_num(memory.get('web_after_load_mib', math.nan))} MiB after the load.\n"
+        f"{_num(memory.get('web_after_load_mib', math.nan))} MiB after the load.\n" + _floor_section(api)
+    )
+
+
+def _floor_section(api: dict[str, Any]) -> str:
+    floor = api.get("floor") or []
+    if not floor:
+        return ""
+    product = {
+        endpoint: median([r["rps"] for r in api["runs"] if r["endpoint"] == endpoint and r["connections"] == 16])
+        for endpoint in ("list", "create")
+    }
+    rows = []
+    for endpoint, what in (
+        ("hello", "an empty JSON response: Django's request cycle alone"),
+        ("list", "the 50 newest orders of one user, values() dumped as JSON"),
+        ("create", "one order row inserted in a transaction, one Redis ZADD"),
+    ):
+        runs = [r for r in floor if r["endpoint"] == endpoint]
+        if not runs:
+            continue
+        rps = median([r["rps"] for r in runs])
+        rows.append(
+            [
+                endpoint,
+                what,
+                med([r["rps"] for r in runs]),
+                med([r["p99_ms"] for r in runs], 1),
+                med([r.get("web_cpu_ms_per_request") for r in runs], 2),
+                f"{product[endpoint] / rps:.2f}" if endpoint in product and rps else "",
+                f"{TARGETS[endpoint + '_rps'] / rps:.2f}" if endpoint in product and rps else "",
+            ]
+        )
+    return (
+        "\n**The floor** (`bench/floor.py`): the same gunicorn command and settings serving Django with no "
+        "middleware, no DRF, no authentication and no validation, only the statements each endpoint cannot "
+        "avoid, at 16 connections, right after the product in the same run. No tuning of the application "
+        "can take an endpoint past its floor on this machine.\n\n"
+        + _table(
+            [
+                "floor endpoint",
+                "what it does",
+                "requests/s",
+                "p99 ms",
+                "web CPU ms/request",
+                "product / floor",
+                "target / floor",
+            ],
+            rows,
+        )
+        + "\n"
     )
 
 

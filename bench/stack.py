@@ -135,8 +135,20 @@ class BenchStack:
             start_new_session=True,
         )
 
-    def start_web(self, *, workers: int | None = None, threads: int | None = None, access_log: bool = True) -> None:
+    def start_web(
+        self,
+        *,
+        workers: int | None = None,
+        threads: int | None = None,
+        access_log: bool = True,
+        app: str | None = None,
+        settings_module: str | None = None,
+    ) -> None:
+        """The Procfile's web command; `app` and `settings_module` swap in another WSGI application
+        (the API floor, bench/floor.py) under the very same server settings."""
         argv = self.commands()["web"]
+        if app is not None:
+            argv = [app if arg == "scheduler_site.wsgi" else arg for arg in argv]
         if workers is not None:
             argv = set_option(argv, "--workers", str(workers))
         if threads is not None:
@@ -144,7 +156,7 @@ class BenchStack:
         if not access_log and "--access-logfile" in argv:
             i = argv.index("--access-logfile")
             del argv[i : i + 2]
-        self._spawn("web", argv)
+        self._spawn("web", argv, {"DJANGO_SETTINGS_MODULE": settings_module} if settings_module else None)
         self.wait_http("/healthz", accept=(200, 503))
 
     def start_workers(self, count: int, worker_class: str) -> None:

@@ -555,12 +555,19 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
     deliver(notices)
 
 
-def _bulk_update(rows: list[Any], fields: list[str]) -> None:
-    """One UPDATE for many rows of one model, each to its own values (the caller holds their locks).
+def _bulk_update(rows: list[Any], fields: list[str], *, chunk: int = 500) -> None:
+    """One UPDATE per `chunk` rows of one model, each row to its own values (the caller holds their
+    locks).
 
     Django's bulk_update builds a CASE expression tree through the ORM, which costs about 3 ms of
     CPU per row here (measured: 0.41 s for three updates of 50 rows, more than the rest of a batch);
-    this writes the same SQL directly. A field with the same value in every row is set once."""
+    this writes the same SQL directly. A field with the same value in every row is set once. Chunks
+    keep each CASE short: the database evaluates it row by row."""
+    for start in range(0, len(rows), chunk):
+        _bulk_update_chunk(rows[start : start + chunk], fields)
+
+
+def _bulk_update_chunk(rows: list[Any], fields: list[str]) -> None:
     if not rows:
         return
     model = type(rows[0])
@@ -778,7 +785,7 @@ def _reschedule_orders(order_ids: list[int]) -> list[str]:
         placements.append(
             scheduling.Placement(order.job_id, order.pk, order.schedule_version, order.next_grid_index, due)
         )
-    Order.objects.bulk_update(changed, ["job_id", "next_run_at"], batch_size=1000)
+    _bulk_update(changed, ["job_id", "next_run_at"])
     if placements:
         transaction.on_commit(lambda: _safe_redis(scheduling.schedule_occurrences, placements))
     return [p.job_id for p in placements]

@@ -88,7 +88,8 @@ def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | Non
 
 
 def schedule_occurrence(*, job_id: str, order_id: int, version: int, grid_index: int, due: datetime) -> None:
-    _place(job_id, OCCURRENCE_FUNC, (order_id, version, grid_index), due)
+    # The pipelined writer: one round trip instead of rq-scheduler's three (every create pays it).
+    schedule_occurrences([Placement(job_id, order_id, version, grid_index, due)])
 
 
 class Placement(NamedTuple):
