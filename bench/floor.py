@@ -3,8 +3,8 @@
 Served by the same gunicorn command as the product (Procfile), against the same MariaDB and Redis,
 with the project's settings but no middleware, no DRF, no authentication and no validation:
 - GET /floor/hello: an empty JSON response (Django's request cycle alone);
-- GET /floor/list?user=N: the 50 newest orders of user N, read with values() and dumped as JSON;
-- POST /floor/create?user=N: one order row inserted in a transaction, then one Redis ZADD.
+- GET /floor/list?user=N: the 50 newest orders of user N, one raw SELECT dumped as JSON;
+- POST /floor/create?user=N: one order row inserted by a raw INSERT in a transaction, one Redis ZADD.
 The product can at best approach these rates; a target above the floor cannot be met by tuning the
 application (bench/harness.py, scenario_api, reports product / floor in the same run).
 """
@@ -15,12 +15,13 @@ import json
 from datetime import UTC, datetime
 
 from django.core.wsgi import get_wsgi_application
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-LIST_FIELDS = (
+# The columns a list page shows (the product's page has the same ones).
+LIST_COLUMNS = (
     "id",
     "order_name",
     "schedule_time",
@@ -38,7 +39,21 @@ LIST_FIELDS = (
     "created_at",
     "updated_at",
 )
-FAR_FUTURE = datetime(2031, 1, 1, tzinfo=UTC)
+# Raw SQL, not the ORM, so that this is a floor the product cannot undercut: times are read as text
+# (MySQLdb's DATETIME conversion is slow) and nothing is converted or validated.
+_SELECTED = ", ".join(f"CAST({c} AS CHAR)" if c.endswith(("_time", "_at")) else c for c in LIST_COLUMNS)
+# Built from the constants above; the user id is a parameter.
+LIST_SQL = (
+    f"SELECT {_SELECTED}"  # noqa: S608
+    " FROM orders_order WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 50"
+)
+INSERT_SQL = (
+    "INSERT INTO orders_order (user_id, order_name, schedule_time, time_zone, status, job_id, is_recurring,"
+    " executions_count, misfire_policy, schedule_version, next_grid_index, next_run_at, execution_limit,"
+    " occurrence_seq, last_result, created_at, updated_at)"
+    " VALUES (%s, 'floor', %s, 'UTC', 'scheduled', '', 0, 0, 'run_once', 1, 1, %s, 1, 0, '', %s, %s)"
+)
+FAR_FUTURE = "2031-01-01 00:00:00"
 
 
 def hello(request: HttpRequest) -> HttpResponse:
@@ -46,30 +61,23 @@ def hello(request: HttpRequest) -> HttpResponse:
 
 
 def list_orders(request: HttpRequest) -> HttpResponse:
-    from orders.models import Order
-
-    rows = list(
-        Order.objects.filter(user_id=int(request.GET["user"])).order_by("-created_at").values(*LIST_FIELDS)[:50]
-    )
-    body = json.dumps({"count": len(rows), "results": rows}, default=str)
+    with connection.cursor() as cursor:
+        cursor.execute(LIST_SQL, [int(request.GET["user"])])
+        rows = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+    body = json.dumps({"count": len(rows), "results": rows})
     return HttpResponse(body, content_type="application/json")
 
 
 @csrf_exempt
 def create_order(request: HttpRequest) -> HttpResponse:
     from orders import scheduling
-    from orders.models import Order
 
-    with transaction.atomic():
-        order = Order.objects.create(
-            user_id=int(request.GET["user"]),
-            order_name="floor",
-            schedule_time=FAR_FUTURE,
-            next_run_at=FAR_FUTURE,
-            execution_limit=1,
-        )
-    scheduling.connection().zadd("bench:floor", {str(order.pk): FAR_FUTURE.timestamp()})
-    return JsonResponse({"id": order.pk}, status=201)
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(INSERT_SQL, [int(request.GET["user"]), FAR_FUTURE, FAR_FUTURE, now, now])
+        order_id = cursor.lastrowid
+    scheduling.connection().zadd("bench:floor", {str(order_id): 1924992000})
+    return JsonResponse({"id": order_id}, status=201)
 
 
 urlpatterns = [

@@ -230,8 +230,8 @@ def _floor_section(api: dict[str, Any]) -> str:
     rows = []
     for endpoint, what in (
         ("hello", "an empty JSON response: Django's request cycle alone"),
-        ("list", "the 50 newest orders of one user, values() dumped as JSON"),
-        ("create", "one order row inserted in a transaction, one Redis ZADD"),
+        ("list", "the 50 newest orders of one user: one raw SELECT, dumped as JSON"),
+        ("create", "one raw INSERT of an order row in a transaction, one Redis ZADD"),
     ):
         runs = [r for r in floor if r["endpoint"] == endpoint]
         if not runs:
