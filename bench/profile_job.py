@@ -29,7 +29,7 @@ def main() -> None:
     from rq import SimpleWorker
 
     from bench import harness
-    from orders import engine, events, jobs, notifications, scheduling
+    from orders import engine, events, jobs, scheduling
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     ctx = harness.Context(profile=harness.QUICK, env=env, work_dir=WORK_DIR)
@@ -63,7 +63,7 @@ def main() -> None:
     wrap(scheduling, "discard", "  after commit: drop the companions' jobs from Redis")
     wrap(engine, "executions_finish", "executions_finish: record the batch's outcomes, settle, commit")
     wrap(engine, "execution_finish", "  of which one outcome at a time (a batch of one, failures)")
-    wrap(notifications, "deliver", "  of which the completion notifications (rows, users, email)")
+    wrap(engine, "deliver", "  of which the completion notifications (rows, users, email)")
     wrap(events, "write_event", "order log lines (3 per execution)")
 
     time.sleep(max(0.0, (due - timezone.now()).total_seconds()) + 0.05)
