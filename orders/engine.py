@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -58,6 +59,8 @@ class Taken:
     attempt: int
     context: ExecutionContext
     job_id: str = ""
+    # The order's schedule_version when a companion was taken (0: not a companion).
+    version: int = 0
 
 
 def _lease_deadline(now: datetime) -> datetime:
@@ -246,18 +249,9 @@ def execution_take(*, execution_id: int, attempt: int) -> Taken | None:
     order.status = OrderStatus.RUNNING
     order.last_run_at = now
     order.save(update_fields=["status", "last_run_at", "updated_at"])
-    log_event(
-        "started",
-        order_id=order.pk,
-        user_id=order.user_id,
-        job_id=execution.job_id,
-        occurrence=execution.occurrence,
-        attempt=attempt,
-        status=ExecutionStatus.RUNNING,
-        scheduled_for=execution.scheduled_for.isoformat(),
-        started_at=now.isoformat(),
-    )
-    return Taken(execution.pk, attempt, _context(order, execution))
+    taken = Taken(execution.pk, attempt, _context(order, execution))
+    _log_started(taken, job_id=execution.job_id, started_at=now)
+    return taken
 
 
 def retry_delay_seconds(attempt: int) -> float:
@@ -353,9 +347,9 @@ class Outcome:
     error: str = ""
 
 
-def _run_executor(taken: Taken) -> Outcome:
+def _run_executor(taken: Taken, *, started_at: datetime | None = None) -> Outcome:
     executor = import_string(settings.ORDER_EXECUTOR)
-    outcome = Outcome(taken, timezone.now())
+    outcome = Outcome(taken, started_at or timezone.now())
     try:
         outcome.result_ref = str(executor(taken.context) or "")
     except Exception as exc:  # noqa: BLE001 - any executor failure is an attempt that failed
@@ -397,28 +391,51 @@ def run_occurrence_batch(first: Taken) -> int:
     clock = time.monotonic()
     outcomes = [_run_executor(first)]
     companions: list[Taken] = []
-    handed_back: list[Taken] = []
+    dealt_with = 0  # companions run, or found changed, so far
+    changed: list[Taken] = []
     try:
         spent = time.monotonic() - clock
         room = int(settings.ORDER_BATCH_SIZE) - 1
         # The first run says how long an executor takes here: a slow executor takes no companions,
-        # so that nothing waits behind it (a companion's lateness stays under the budget).
+        # and a batch is sized to end within the budget if the others take as long.
         if room > 0 and spent < budget:
             room = min(room, int((budget - spent) / max(spent, 0.0005)))
         if room > 0 and spent < budget:
             companions = companions_take(exclude_order_id=first.context.order_id, limit=room)
-        for i, taken in enumerate(companions):
+        for taken in companions:
             if time.monotonic() - clock > budget:
-                handed_back = companions[i:]
                 break
-            outcome = _run_executor(taken)
-            _log_started(taken, job_id=taken.job_id, started_at=outcome.started_at)
-            outcomes.append(outcome)
+            dealt_with += 1
+            if not _still_taken(taken):
+                changed.append(taken)
+                continue
+            started_at = timezone.now()
+            _log_started(taken, job_id=taken.job_id, started_at=started_at)
+            outcomes.append(_run_executor(taken, started_at=started_at))
     finally:
-        executions_finish(outcomes)
-        if handed_back:
-            _hand_back(handed_back)
+        # Whatever was not run (time spent, order changed, or an exception on the way, such as a
+        # cold shutdown) goes back first, as pending runs with their own jobs: their old jobs are
+        # gone, so leaving them "running" would hold them until their lease runs out.
+        try:
+            leftover = changed + companions[dealt_with:]
+            if leftover:
+                _hand_back(leftover)
+        finally:
+            executions_finish(outcomes)
     return len(outcomes)
+
+
+def _still_taken(taken: Taken) -> bool:
+    """Right before a companion's executor starts: its execution still waits for this attempt and its
+    order was not deleted, paused or redefined since the take. One primary-key read, so that DELETE,
+    pause and update hold for a companion as for a job's own order (whose executor starts right
+    after its take commits)."""
+    return Execution.objects.filter(
+        pk=taken.execution_id,
+        status=ExecutionStatus.RUNNING,
+        attempts=taken.attempt,
+        order__schedule_version=taken.version,
+    ).exists()
 
 
 def companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
@@ -439,7 +456,10 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
     # never waits, so it cannot deadlock with the key-ordered locks taken everywhere else.
     orders = list(
         Order.objects.select_for_update(skip_locked=True)
-        .filter(status=OrderStatus.SCHEDULED, next_run_at__lte=now, next_run_at__gte=now - grace)
+        .filter(status=OrderStatus.SCHEDULED, next_run_at__lte=now)
+        # A recurring slot past the grace may be a misfire: its own job applies the order's policy.
+        # A one-time order never misfires, so a backlog of them still batches.
+        .filter(Q(is_recurring=False) | Q(next_run_at__gte=now - grace))
         .exclude(pk=exclude_order_id)
         .exclude(job_id="")
         .order_by("next_run_at", "pk")[:limit]
@@ -471,7 +491,19 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         started.append((order, execution))
     if not started:
         return []
-    Execution.objects.bulk_create([execution for _, execution in started])
+    executions = [execution for _, execution in started]
+    Execution.objects.bulk_create(executions)
+    if any(execution.pk is None for execution in executions):
+        # MySQL does not return the ids of a bulk insert (MariaDB and SQLite do): read them back by
+        # (order, occurrence), which is unique.
+        ids = {
+            (order_id, occurrence): pk
+            for pk, order_id, occurrence in Execution.objects.filter(
+                order_id__in=[e.order_id for e in executions], occurrence__in={e.occurrence for e in executions}
+            ).values_list("pk", "order_id", "occurrence")
+        }
+        for execution in executions:
+            execution.pk = ids[(execution.order_id, execution.occurrence)]
     _bulk_update(
         [order for order, _ in started],
         [
@@ -491,7 +523,10 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         _safe_redis(scheduling.discard, dropped)
 
     transaction.on_commit(after_commit)
-    return [Taken(execution.pk, 1, _context(order, execution), execution.job_id) for order, execution in started]
+    return [
+        Taken(execution.pk, 1, _context(order, execution), execution.job_id, order.schedule_version)
+        for order, execution in started
+    ]
 
 
 def executions_finish(outcomes: list[Outcome]) -> None:

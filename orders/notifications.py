@@ -42,7 +42,7 @@ def deliver(notices: list[Notice]) -> None:
         else:
             # A batch can finish hundreds of one owner's orders in the same second: one email says it
             # all, rather than a flood (each message is also in the in-app notifications).
-            subject = f"[Order Scheduler] {len(texts)} orders need your attention"
+            subject = f"[Order Scheduler] {len(texts)} of your orders finished"
             body = "\n".join(texts)
         messages.append((user_id, subject, body, emails.get(user_id, "")))
 

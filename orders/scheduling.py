@@ -151,9 +151,12 @@ def cancel(job_id: str) -> None:
 
 def discard(job_ids: Iterable[str]) -> int:
     """Drop jobs that have not been handed to a worker yet, in two round trips (an execution batch
-    took their orders itself). A job already popped by a worker, or being moved by rq-scheduler at
-    this instant, is left alone: it runs, re-reads its order and finds its slot taken. Returns how
-    many were dropped."""
+    took their orders itself). Returns how many were dropped.
+
+    Best effort: a job a worker already popped is left alone, and a job rq-scheduler is moving at
+    this instant (it reads the job, pushes it to the queue, then removes it from its set) can be
+    written back by rq-scheduler after the hash is deleted here. Either way the job runs, re-reads
+    its order under the lock and finds its slot taken: no effect."""
     ids = [j for j in job_ids if j]
     if not ids:
         return 0

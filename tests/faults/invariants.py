@@ -26,8 +26,9 @@ from orders import scheduling
 from orders.models import Execution, ExecutionKind, ExecutionStatus, Order, OrderStatus
 from tests.faults.executors import effects_path
 
-# A "started" line is written just after the commit that took the occurrence; a DELETE that waited
-# for that row lock can return a moment before the line is written. Anything later is a real defect.
+# A "started" line is written just after the commit that took the occurrence, or for a batch
+# companion just after a read that checks its order is unchanged; a DELETE that waited for the row
+# lock can return a moment before the line is written. Anything later is a real defect.
 DELETE_TOLERANCE_SECONDS = 0.25
 ACTIVE = (OrderStatus.SCHEDULED, OrderStatus.RUNNING)
 
