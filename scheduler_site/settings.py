@@ -242,6 +242,9 @@ API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# A stalled mail server must not hold a worker: emails are sent after commit, in the worker that
+# finished the orders (Django's default is no timeout at all).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="scheduler@localhost")
 
 # --- i18n / time ----------------------------------------------------------------------------------
