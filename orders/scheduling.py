@@ -55,7 +55,7 @@ def scheduler(interval: float = 1.0) -> Scheduler:
 
 def job_timeout() -> int:
     # The executor's own limit plus room for the bookkeeping around it.
-    return int(settings.ORDER_EXECUTION_TIMEOUT_SECONDS) + 30
+    return int(settings.ORDER_EXECUTION_TIMEOUT_SECONDS) + int(settings.ORDER_JOB_TIMEOUT_MARGIN_SECONDS)
 
 
 def new_job_id(order_id: int, label: str) -> str:

@@ -223,6 +223,9 @@ ORDER_MAX_ATTEMPTS = env.int("ORDER_MAX_ATTEMPTS", default=3)
 ORDER_RETRY_BASE_DELAY_SECONDS = env.float("ORDER_RETRY_BASE_DELAY_SECONDS", default=2.0)
 ORDER_RETRY_MAX_DELAY_SECONDS = env.float("ORDER_RETRY_MAX_DELAY_SECONDS", default=300.0)
 ORDER_EXECUTION_TIMEOUT_SECONDS = env.int("ORDER_EXECUTION_TIMEOUT_SECONDS", default=30)
+# RQ's job timeout is the executor's limit plus this room for the bookkeeping around it (a batch's
+# takes and records); an attempt's lease is the job timeout plus 5 s.
+ORDER_JOB_TIMEOUT_MARGIN_SECONDS = env.int("ORDER_JOB_TIMEOUT_MARGIN_SECONDS", default=30)
 ORDER_MISFIRE_GRACE_SECONDS = env.float("ORDER_MISFIRE_GRACE_SECONDS", default=5.0)
 ORDER_MIN_INTERVAL_SECONDS = env.int("ORDER_MIN_INTERVAL_SECONDS", default=1)
 ORDER_MAX_ACTIVE_PER_USER = env.int("ORDER_MAX_ACTIVE_PER_USER", default=1000)

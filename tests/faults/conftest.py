@@ -24,11 +24,12 @@ from tests.faults.invariants import LimitSampler
 from tests.processes import Stack
 
 # Fast-recovery settings for the child processes. The lease of an attempt is the job timeout
-# (ORDER_EXECUTION_TIMEOUT_SECONDS + 30) plus 5 s, so 5 here gives 40 s: a killed worker's
-# attempt is retried 40-41 s after it started.
+# (ORDER_EXECUTION_TIMEOUT_SECONDS + ORDER_JOB_TIMEOUT_MARGIN_SECONDS) plus 5 s, so 5 and 10 here
+# give 20 s: a killed worker's attempt is retried 20-21 s after it started (the defaults: 65 s).
 FAULT_ENV: dict[str, str] = {
     "ORDER_EXECUTOR": "tests.faults.executors.record",
     "ORDER_EXECUTION_TIMEOUT_SECONDS": "5",
+    "ORDER_JOB_TIMEOUT_MARGIN_SECONDS": "10",
     "ABANDONED_CHECK_EVERY_SECONDS": "1",
     "RECONCILE_EVERY_SECONDS": "10",
     "ORDER_RETRY_BASE_DELAY_SECONDS": "1",
