@@ -244,12 +244,18 @@ def _wrk(ctx: Context, base_url: str, script: Path, connections: int, seconds: f
     }
 
 
-def _lua(ctx: Context, name: str, tokens: list[str], path: str = "/api/orders") -> Path:
-    template = (WRK_LUA_DIR / f"{name}.lua").read_text()
-    table = ",\n".join(f'  "{t}"' for t in tokens)
-    script = ctx.work_dir / f"{name}.lua"
-    script.write_text(template.replace("--TOKENS--", table).replace("--PATH--", path))
+def _lua(ctx: Context, name: str, replacements: dict[str, str], out_name: str | None = None) -> Path:
+    """bench/lua/<name>.lua with its --MARKERS-- replaced, followed by the shared report.lua."""
+    text = (WRK_LUA_DIR / f"{name}.lua").read_text()
+    for marker, value in replacements.items():
+        text = text.replace(f"--{marker}--", value)
+    script = ctx.work_dir / f"{out_name or name}.lua"
+    script.write_text(text + "\n" + (WRK_LUA_DIR / "report.lua").read_text())
     return script
+
+
+def _token_script(ctx: Context, name: str, tokens: list[str], path: str = "/api/orders") -> Path:
+    return _lua(ctx, name, {"TOKENS": ",\n".join(f'  "{t}"' for t in tokens), "PATH": path})
 
 
 def seed_orders(user: Any, count: int, *, status: str = "scheduled", start: datetime | None = None) -> None:
@@ -282,8 +288,8 @@ def scenario_api(ctx: Context) -> dict[str, Any]:
     tokens = [token_for(u) for u in users]
     list_user = bench_users(ctx.profile.api_users + 1)[-1]
     seed_orders(list_user, ctx.profile.list_seed_orders)
-    create_script = _lua(ctx, "create_order", tokens)
-    list_script = _lua(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
+    create_script = _token_script(ctx, "create_order", tokens)
+    list_script = _token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
     stack = ctx.stack()
     runs: list[dict[str, Any]] = []
     memory: dict[str, float] = {}
@@ -336,10 +342,7 @@ def _api_floor(ctx: Context, list_user_id: int, create_user_id: int) -> list[dic
         ("list", "GET", f"/floor/list?user={list_user_id}"),
         ("create", "POST", f"/floor/create?user={create_user_id}"),
     ):
-        script = ctx.work_dir / f"floor-{endpoint}.lua"
-        template = (WRK_LUA_DIR / "floor.lua").read_text()
-        script.write_text(template.replace("--METHOD--", method).replace("--PATH--", path))
-        scripts[endpoint] = script
+        scripts[endpoint] = _lua(ctx, "floor", {"METHOD": method, "PATH": path}, out_name=f"floor-{endpoint}")
     stack = ctx.stack()
     runs: list[dict[str, Any]] = []
     try:
@@ -675,13 +678,14 @@ def scenario_scale(ctx: Context) -> dict[str, Any]:
         }
         stack.stop("scheduler")
         stack.start_web()
-        list_script = _lua(ctx, "list_orders", [token_for(heavy_user)], path="/api/orders?page=1")
+        list_script = _token_script(ctx, "list_orders", [token_for(heavy_user)], path="/api/orders?page=1")
         result["list_heavy_user"] = [
             _wrk(ctx, stack.base_url, list_script, conns, ctx.profile.api_seconds) for conns in (1, 16)
         ]
-        deep = _lua(ctx, "list_orders", [token_for(heavy_user)], path=f"/api/orders?page={max(1, heavy // 50)}")
+        last = max(1, heavy // 50)
+        deep = _token_script(ctx, "list_orders", [token_for(heavy_user)], path=f"/api/orders?page={last}")
         last_page = _wrk(ctx, stack.base_url, deep, 1, ctx.profile.api_seconds)
-        last_page["page"] = max(1, heavy // 50)
+        last_page["page"] = last
         result["list_heavy_user_last_page"] = last_page
     finally:
         stack.stop_all()

@@ -288,53 +288,10 @@ def execution_finish(
     if execution.status != ExecutionStatus.RUNNING or execution.attempts != attempt:
         logger.warning("discarding a late outcome for execution %s attempt %s", execution_id, attempt)
         return
-    now = timezone.now()
-    succeeded = not error
-    execution.attempt_history = [
-        *execution.attempt_history,
-        {
-            "attempt": attempt,
-            "finished_at": now.isoformat(),
-            "status": "succeeded" if succeeded else "failed",
-            "error": error[:2000],
-        },
-    ]
-    execution.lease_expires_at = None
-    if started_at is not None and attempt == 1:
-        execution.started_at = started_at
-    base = {"order_id": order.pk, "user_id": order.user_id, "occurrence": execution.occurrence, "attempt": attempt}
-    if succeeded:
-        execution.status = ExecutionStatus.SUCCEEDED
-        execution.finished_at = now
-        execution.result_ref = result_ref[:128]
-        execution.error = ""
-        order.last_result = ExecutionStatus.SUCCEEDED
-        log_event("succeeded", job_id=execution.job_id, status=ExecutionStatus.SUCCEEDED, result_ref=result_ref, **base)
-    else:
-        execution.error = error[:5000]
-        log_event("failed", job_id=execution.job_id, status=ExecutionStatus.FAILED, error=error[:500], **base)
-        if attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
-            execution.status = ExecutionStatus.RETRYING
-            delay = retry_delay_seconds(attempt)
-            _schedule_execution_job(execution, due=now + timedelta(seconds=delay))
-            log_event(
-                "retried",
-                job_id=execution.job_id,
-                status=ExecutionStatus.RETRYING,
-                retry_in_seconds=delay,
-                **{**base, "attempt": attempt + 1},
-            )
-        elif attempt < settings.ORDER_MAX_ATTEMPTS:
-            # Paused meanwhile: resume schedules the retry.
-            execution.status = ExecutionStatus.RETRYING
-            execution.job_id = ""
-        else:
-            execution.status = ExecutionStatus.FAILED
-            execution.finished_at = now
-            order.last_result = ExecutionStatus.FAILED
+    _record_attempt(
+        order, execution, attempt=attempt, now=timezone.now(), result_ref=result_ref, error=error, started_at=started_at
+    )
     execution.save()
-    if order.status == OrderStatus.RUNNING:
-        order.status = OrderStatus.SCHEDULED
     settle_status(order)
     order.save(update_fields=["status", "last_result", "next_run_at", "updated_at"])
     if execution.status == ExecutionStatus.FAILED and order.status != OrderStatus.FAILED:
@@ -571,7 +528,15 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
         if execution.status != ExecutionStatus.RUNNING or execution.attempts != taken.attempt:
             logger.warning("discarding a late outcome for execution %s attempt %s", execution.pk, taken.attempt)
             continue
-        _record_success(order, execution, outcome, now)
+        _record_attempt(
+            order,
+            execution,
+            attempt=taken.attempt,
+            now=now,
+            result_ref=outcome.result_ref,
+            error="",
+            started_at=outcome.started_at,
+        )
         done_executions.append(execution)
         touched[order.pk] = order
     if not done_executions:
@@ -590,8 +555,6 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
     )
     notices: list[Notice] = []
     for order in touched.values():
-        if order.status == OrderStatus.RUNNING:
-            order.status = OrderStatus.SCHEDULED
         settle_status(order, inflight=inflight[order.pk], notices=notices)
         order.updated_at = now
         _log_if_finished(order)
@@ -641,31 +604,63 @@ def _bulk_update_chunk(rows: list[Any], fields: list[str]) -> None:
         cursor.execute(sql, [*params, *pks])
 
 
-def _record_success(order: Order, execution: Execution, outcome: Outcome, now: datetime) -> None:
-    attempt = outcome.taken.attempt
+def _record_attempt(
+    order: Order,
+    execution: Execution,
+    *,
+    attempt: int,
+    now: datetime,
+    result_ref: str,
+    error: str,
+    started_at: datetime | None,
+) -> None:
+    """The outcome of one attempt on the locked rows (the caller saves them): its history entry,
+    the execution's status, the order's last result, the log lines, and a retry job for a failure
+    with attempts left. `started_at` is when the executor of a first attempt really began (a batch
+    companion's row was written when it was taken)."""
+    succeeded = not error
     execution.attempt_history = [
         *execution.attempt_history,
-        {"attempt": attempt, "finished_at": now.isoformat(), "status": "succeeded", "error": ""},
+        {
+            "attempt": attempt,
+            "finished_at": now.isoformat(),
+            "status": "succeeded" if succeeded else "failed",
+            "error": error[:2000],
+        },
     ]
     execution.lease_expires_at = None
-    if attempt == 1:
-        # A companion's row was written when it was taken; this is when its executor really began.
-        execution.started_at = outcome.started_at
-    execution.status = ExecutionStatus.SUCCEEDED
-    execution.finished_at = now
-    execution.result_ref = outcome.result_ref[:128]
-    execution.error = ""
-    order.last_result = ExecutionStatus.SUCCEEDED
-    log_event(
-        "succeeded",
-        job_id=execution.job_id,
-        status=ExecutionStatus.SUCCEEDED,
-        result_ref=outcome.result_ref,
-        order_id=order.pk,
-        user_id=order.user_id,
-        occurrence=execution.occurrence,
-        attempt=attempt,
-    )
+    if started_at is not None and attempt == 1:
+        execution.started_at = started_at
+    base = {"order_id": order.pk, "user_id": order.user_id, "occurrence": execution.occurrence, "attempt": attempt}
+    if succeeded:
+        execution.status = ExecutionStatus.SUCCEEDED
+        execution.finished_at = now
+        execution.result_ref = result_ref[:128]
+        execution.error = ""
+        order.last_result = ExecutionStatus.SUCCEEDED
+        log_event("succeeded", job_id=execution.job_id, status=ExecutionStatus.SUCCEEDED, result_ref=result_ref, **base)
+    else:
+        execution.error = error[:5000]
+        log_event("failed", job_id=execution.job_id, status=ExecutionStatus.FAILED, error=error[:500], **base)
+        if attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
+            execution.status = ExecutionStatus.RETRYING
+            delay = retry_delay_seconds(attempt)
+            _schedule_execution_job(execution, due=now + timedelta(seconds=delay))
+            log_event(
+                "retried",
+                job_id=execution.job_id,
+                status=ExecutionStatus.RETRYING,
+                retry_in_seconds=delay,
+                **{**base, "attempt": attempt + 1},
+            )
+        elif attempt < settings.ORDER_MAX_ATTEMPTS:
+            # Paused meanwhile: resume schedules the retry.
+            execution.status = ExecutionStatus.RETRYING
+            execution.job_id = ""
+        else:
+            execution.status = ExecutionStatus.FAILED
+            execution.finished_at = now
+            order.last_result = ExecutionStatus.FAILED
 
 
 def _log_if_finished(order: Order) -> None:
@@ -697,8 +692,6 @@ def _hand_back(takens: list[Taken]) -> None:
         _schedule_execution_job(execution, due=None)
         execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at", "job_id"])
     for order in orders.values():
-        if order.status == OrderStatus.RUNNING:
-            order.status = OrderStatus.SCHEDULED
         settle_status(order)
         order.save(update_fields=["status", "next_run_at", "updated_at"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import connections
+from django.db import connections, models
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -84,12 +84,10 @@ ORDER_ROW_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_DATETIME_POSITIONS = tuple(
-    i
-    for i, name in enumerate(ORDER_ROW_COLUMNS)
-    if name in ("schedule_time", "next_run_at", "last_run_at", "created_at", "updated_at")
-)
-_BOOLEAN_POSITIONS = (ORDER_ROW_COLUMNS.index("is_recurring"),)
+# Which columns need converting, read off the model rather than listed again.
+_FIELD_TYPES = [type(Order._meta.get_field(name)) for name in ORDER_ROW_COLUMNS]
+_DATETIME_POSITIONS = tuple(i for i, kind in enumerate(_FIELD_TYPES) if issubclass(kind, models.DateTimeField))
+_BOOLEAN_POSITIONS = tuple(i for i, kind in enumerate(_FIELD_TYPES) if issubclass(kind, models.BooleanField))
 
 
 def order_page_for_user(
