@@ -127,6 +127,7 @@ class OrderAdmin(OrderAdminBase):
         "occurrence_seq",
         "last_run_at",
         "last_result",
+        "idempotency_key",
         "created_at",
         "updated_at",
     )
@@ -159,6 +160,7 @@ class OrderAdmin(OrderAdminBase):
                     "job_id",
                     "last_run_at",
                     "last_result",
+                    "idempotency_key",
                     "created_at",
                     "updated_at",
                 )

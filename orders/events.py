@@ -20,6 +20,7 @@ from django.db import transaction
 
 EVENTS = (
     "created",
+    "create_replayed",
     "updated",
     "converted",
     "paused",

@@ -55,6 +55,13 @@ class Order(models.Model):
     occurrence_seq = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_result = models.CharField(max_length=16, blank=True, default="")
+    # The client's Idempotency-Key for the create, stored in the create's own transaction: a retry of
+    # a create whose answer was lost (a 503 while the commit's acknowledgement was on the wire) finds
+    # the order instead of making a second. NULL when none was given: a unique index admits any
+    # number of NULLs on MariaDB, MySQL and SQLite, where "" would collide.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True, editable=False)  # noqa: DJ001
+    # sha256 of the create's definition as sent, so that a key reused for a different order is refused.
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -65,6 +72,9 @@ class Order(models.Model):
             models.Index(fields=["user", "status"]),
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "next_run_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "idempotency_key"], name="order_user_idempotency_key"),
         ]
 
     def __str__(self) -> str:

@@ -7,14 +7,16 @@ django.core.exceptions.ValidationError with field errors for bad input.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.transaction import TransactionManagementError
 from django.http import Http404
 from django.utils import timezone
@@ -277,8 +279,64 @@ def _lock(order: Order) -> Order:
     return locked
 
 
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key already created an order from a different definition."""
+
+    def __init__(self, order: Order) -> None:
+        super().__init__(f"This Idempotency-Key already created order {order.pk} from a different definition.")
+        self.order = order
+
+
+def _fingerprint(definition: OrderDefinition) -> str:
+    """The definition as the client sent it (before defaults such as "now" are filled in)."""
+    data = asdict(definition)
+    if data["schedule_time"] is not None:
+        data["schedule_time"] = data["schedule_time"].astimezone(UTC).isoformat()
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _replay(user: User, idempotency_key: str, fingerprint: str) -> Order | None:
+    order = Order.objects.filter(user=user, idempotency_key=idempotency_key).first()
+    if order is not None and order.idempotency_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(order)
+    return order
+
+
+def order_create_once(*, user: User, definition: OrderDefinition, idempotency_key: str) -> tuple[Order, bool]:
+    """order_create for a client that may be retrying: returns (order, replayed).
+
+    The key is written with the order, in the same transaction, so no outcome is in between: either
+    the first attempt committed and a retry finds its order (replayed=True, nothing is scheduled
+    again), or it did not and the retry creates it. Two attempts racing with one key meet at the
+    unique index; the loser reads the winner's order.
+    """
+    fingerprint = _fingerprint(definition)
+    existing = _replay(user, idempotency_key, fingerprint)
+    if existing is None:
+        try:
+            order = order_create(
+                user=user, definition=definition, idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint
+            )
+        except IntegrityError:
+            existing = _replay(user, idempotency_key, fingerprint)
+            if existing is None:
+                raise
+        else:
+            return order, False
+    # Logged because the first attempt's "created" line may be missing: it is written after the
+    # commit, and a commit whose acknowledgement was lost raised instead.
+    log_event("create_replayed", order_id=existing.pk, user_id=user.pk, job_id=existing.job_id, status=existing.status)
+    return existing, True
+
+
 @transaction.atomic
-def order_create(*, user: User, definition: OrderDefinition) -> Order:
+def order_create(
+    *,
+    user: User,
+    definition: OrderDefinition,
+    idempotency_key: str | None = None,
+    idempotency_fingerprint: str = "",
+) -> Order:
     now = timezone.now()
     if definition.schedule_time is None and definition.is_recurring:
         definition.schedule_time = now
@@ -298,6 +356,8 @@ def order_create(*, user: User, definition: OrderDefinition) -> Order:
         execution_limit=definition.max_executions if definition.is_recurring else 1,
         status=OrderStatus.SCHEDULED,
         schedule_version=1,
+        idempotency_key=idempotency_key,
+        idempotency_fingerprint=idempotency_fingerprint,
     )
     order.save()
     _schedule_next(order, grid_index=1, now=now)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +32,7 @@ NOTIFICATIONS_PAGE_SIZE = 30
 PREVIEW_COUNT = 5
 # How often the open pages ask for fresh status (milliseconds).
 LIVE_REFRESH_MS = 2000
+FORM_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 def _user(request: HttpRequest) -> User:
@@ -78,14 +81,25 @@ def dashboard_live(request: HttpRequest) -> HttpResponse:
 # --- create / edit ---------------------------------------------------------------------------------
 
 
-def _render_form(request: HttpRequest, form: OrderForm, order: Order | None, status: int = 200) -> HttpResponse:
+def _render_form(
+    request: HttpRequest, form: OrderForm, order: Order | None, status: int = 200, idempotency_key: str = ""
+) -> HttpResponse:
     preview_url = reverse("order-preview-existing", args=[order.pk]) if order is not None else reverse("order-preview")
-    return render(
-        request,
-        "orders/order_form.html",
-        {"form": form, "order": order, "preview_url": preview_url, "user_tz": _user_time_zone(request)},
-        status=status,
-    )
+    context = {
+        "form": form,
+        "order": order,
+        "preview_url": preview_url,
+        "user_tz": _user_time_zone(request),
+        "idempotency_key": idempotency_key,
+    }
+    return render(request, "orders/order_form.html", context, status=status)
+
+
+def _form_key(request: HttpRequest) -> str:
+    """The create form's own Idempotency-Key (hidden in the form): a form sent twice, by a double
+    click or by reloading the page after a 503, schedules one order."""
+    key = request.POST.get("idempotency_key", "")
+    return key if FORM_KEY.fullmatch(key) else ""
 
 
 @login_required
@@ -93,24 +107,38 @@ def _render_form(request: HttpRequest, form: OrderForm, order: Order | None, sta
 def order_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = OrderForm(request.POST)
+        key = _form_key(request) or uuid.uuid4().hex
         if form.is_valid():
+            definition = services.OrderDefinition(**form.changes())
             try:
-                order = services.order_create(
-                    user=_user(request), definition=services.OrderDefinition(**form.changes())
+                order, replayed = services.order_create_once(
+                    user=_user(request), definition=definition, idempotency_key=key
                 )
             except ValidationError as exc:
                 form.add_service_errors(exc)
+            except services.IdempotencyKeyReused as exc:
+                form.add_error(
+                    None,
+                    f"This form has already scheduled \u201c{exc.order.order_name}\u201d. "
+                    "Send it again to schedule another order.",
+                )
+                return _render_form(request, form, None, status=409, idempotency_key=uuid.uuid4().hex)
             else:
-                messages.success(request, f"Order \u201c{order.order_name}\u201d scheduled.")
+                if replayed:
+                    messages.info(
+                        request, f"This form had already been sent: order \u201c{order.order_name}\u201d is scheduled."
+                    )
+                else:
+                    messages.success(request, f"Order \u201c{order.order_name}\u201d scheduled.")
                 return redirect("order-detail", order_id=order.pk)
-        return _render_form(request, form, None, status=400)
+        return _render_form(request, form, None, status=400, idempotency_key=key)
     tz = _user_time_zone(request)
     # A sensible default: the next full hour on the user's clock.
     start = (timezone.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     form = OrderForm(
         initial={"time_zone": tz, "schedule_time": wall_time_text(start, tz), "kind": ONCE, "repeat_unit": "days"}
     )
-    return _render_form(request, form, None)
+    return _render_form(request, form, None, idempotency_key=uuid.uuid4().hex)
 
 
 @login_required

@@ -22,7 +22,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             data = {"non_field_errors": exc.messages}
         return Response(data, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (OperationalError, InterfaceError, RedisError)):
-        # A dependency is down: say so plainly and let the client retry; nothing was committed.
+        # A dependency is down: say so plainly and let the client retry. Nothing was committed, unless
+        # the connection dropped while the commit's acknowledgement was on its way back: that is what
+        # an order create's Idempotency-Key is for (orders/services.py, order_create_once).
         return Response(
             {"detail": "The service is temporarily unavailable; please retry shortly."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

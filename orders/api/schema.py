@@ -3,9 +3,9 @@ fuzzer in tests/security/) can rely on the schema for more than the happy path.
 
 drf-spectacular describes only the success responses it can infer. This post-processing hook adds the
 errors that come from the shared machinery, not from any one view: validation (400), authentication
-(401), ownership and paging (404), body size and type (413, 415) and an unavailable database or Redis
-(503, see scheduler_site/api_errors.py). A view that answers something else (429 from the login
-throttle, say) declares it with @extend_schema.
+(401), ownership and paging (404), body size and type (413, 415), a reused Idempotency-Key (422)
+wherever one is taken and an unavailable database or Redis (503, see scheduler_site/api_errors.py).
+A view that answers something else (429 from the login throttle, say) declares it with @extend_schema.
 """
 
 from __future__ import annotations
@@ -32,13 +32,18 @@ DESCRIPTIONS = {
     "404": "No such object among yours (someone else's is not found either), or a page past the end.",
     "413": "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
     "415": "The request body is not application/json.",
-    "503": "The database or Redis is unavailable; nothing was changed. Retry after Retry-After seconds.",
+    "422": "The Idempotency-Key already created an order from a different body.",
+    "503": (
+        "The database or Redis is unavailable. Retry after Retry-After seconds. A create whose connection "
+        "dropped while it committed may have stored the order: send an Idempotency-Key and retry with it, "
+        "and the retry returns that order instead of creating a second."
+    ),
 }
 WRITE_METHODS = ("post", "put", "patch")
 
 
 def _response(code: str) -> dict[str, Any]:
-    name = "FieldErrors" if code == "400" else "Error"
+    name = "FieldErrors" if code in ("400", "422") else "Error"
     return {
         "description": DESCRIPTIONS[code],
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
@@ -52,6 +57,9 @@ def _error_codes(path: str, method: str, operation: dict[str, Any]) -> set[str]:
         codes.add("400")
     if "requestBody" in operation:
         codes |= {"413", "415"}
+    headers = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "header"}
+    if "Idempotency-Key" in headers:
+        codes.add("422")
     if "{" in path or "page" in query:
         codes.add("404")
     security = operation.get("security")

@@ -49,6 +49,41 @@ CREATE_EXAMPLES = [
 ]
 
 
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Any unique string (a UUID, say) of at most 128 visible ASCII characters, chosen by the client for "
+        "this create. Sent again with the same body, as after a 503 or a dropped connection, it answers "
+        "201 with the order the first attempt created (and `Idempotent-Replayed: true`) instead of "
+        "creating a second one. Sent with a different body it answers 422."
+    ),
+)
+IDEMPOTENT_REPLAYED = OpenApiParameter(
+    "Idempotent-Replayed",
+    str,
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="`true` when the Idempotency-Key had already created this order; absent otherwise.",
+)
+IDEMPOTENCY_KEY_MAX_LENGTH = 128
+
+
+def _idempotency_key(request: Request) -> str | None:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    # The IETF draft sends it as a structured-field string ("..."); most clients send it bare.
+    key = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not all("!" <= c <= "~" for c in key):
+        raise ValidationError(
+            {"Idempotency-Key": [f"Give 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} visible ASCII characters, no spaces."]}
+        )
+    return key
+
+
 def _user(request: Request) -> User:
     # IsAuthenticated (the default permission) guarantees a real user here.
     assert isinstance(request.user, User)
@@ -130,7 +165,12 @@ class OrderListCreateView(APIView):
         )
         return paginator.get_paginated_response(orders_as_json(rows))
 
-    @extend_schema(request=OrderWriteSerializer, responses={201: OrderSerializer}, examples=CREATE_EXAMPLES)
+    @extend_schema(
+        request=OrderWriteSerializer,
+        responses={201: OrderSerializer},
+        examples=CREATE_EXAMPLES,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+    )
     def post(self, request: Request) -> Response:
         serializer = OrderWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -138,8 +178,19 @@ class OrderListCreateView(APIView):
         changes.setdefault("time_zone", _user_time_zone(request))
         # Absent is not the same as invalid: the service answers "required" (or "now" for recurring).
         changes.setdefault("schedule_time", None)
-        order = services.order_create(user=_user(request), definition=services.OrderDefinition(**changes))
-        return Response(order_as_json(order), status=status.HTTP_201_CREATED)
+        definition = services.OrderDefinition(**changes)
+        key = _idempotency_key(request)
+        if key is None:
+            order = services.order_create(user=_user(request), definition=definition)
+            return Response(order_as_json(order), status=status.HTTP_201_CREATED)
+        try:
+            order, replayed = services.order_create_once(
+                user=_user(request), definition=definition, idempotency_key=key
+            )
+        except services.IdempotencyKeyReused as exc:
+            return Response({"Idempotency-Key": [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(order_as_json(order), status=status.HTTP_201_CREATED, headers=headers)
 
 
 class OrderCreateView(OrderListCreateView):
@@ -151,6 +202,7 @@ class OrderCreateView(OrderListCreateView):
         request=OrderWriteSerializer,
         responses={201: OrderSerializer},
         examples=CREATE_EXAMPLES,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
         operation_id="orders_create_legacy",
     )
     def post(self, request: Request) -> Response:

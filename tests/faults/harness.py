@@ -123,6 +123,8 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._marker: bytes | None = None
+        self._tripped = threading.Event()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -155,7 +157,24 @@ class TcpProxy:
                 self._conns.update((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
+    def lose_reply_to(self, marker: bytes) -> threading.Event:
+        """Arm a trap: the next client packet containing `marker` reaches the server, the server's
+        answer is read and dropped, and then the proxy is cut. The client cannot tell what the server
+        did; the server did it (for a COMMIT: the transaction is durable, its acknowledgement lost).
+        The event returned is set once the trap has gone off."""
+        self._tripped.clear()
+        self._marker = marker
+        return self._tripped
+
+    def _claim(self, data: bytes) -> bool:
+        with self._lock:
+            if self._marker is None or self._marker not in data:
+                return False
+            self._marker = None
+            return True
+
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        # a is the client, b the server.
         try:
             while True:
                 readable, _, _ = select.select([a, b], [], [], 1.0)
@@ -164,6 +183,12 @@ class TcpProxy:
                     if not data:
                         return
                     (b if src is a else a).sendall(data)
+                    if src is a and self._claim(data):
+                        # Wait for the server's answer (so it has acted), then drop it with everything.
+                        select.select([b], [], [], 5.0)
+                        self.cut()
+                        self._tripped.set()
+                        return
         except (OSError, ValueError):
             return
         finally:
@@ -212,22 +237,29 @@ class Api:
         self.token = token
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        code, answer, _ = self.exchange(method, path, body)
+        return code, answer
+
+    def exchange(
+        self, method: str, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """call() that also sends extra headers and returns the response's headers."""
         request = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json", **(headers or {})},
         )
         try:
             with urllib.request.urlopen(request, timeout=20) as resp:
                 raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
+                return resp.status, json.loads(raw) if raw else None, dict(resp.headers)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
-                return exc.code, json.loads(raw) if raw else None
+                return exc.code, json.loads(raw) if raw else None, dict(exc.headers)
             except ValueError:
-                return exc.code, raw.decode(errors="replace")[:500]
+                return exc.code, raw.decode(errors="replace")[:500], dict(exc.headers)
 
 
 def record_measurement(scenario: str, **figures: Any) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from django.db import connection
@@ -32,6 +33,14 @@ pytestmark = [
 OUTAGE_SECONDS = float(os.environ.get("FAULT_DB_OUTAGE_SECONDS", "30"))
 
 
+class Answer(NamedTuple):
+    at: float
+    code: int
+    key: str
+    order_id: int | None
+    replayed: bool
+
+
 def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_runs(
     owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
 ) -> None:
@@ -50,14 +59,34 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         api = api_for(stack, owner)
         every = [recurring(owner, f"every 2s #{i}", at_second(2), every=2, max_executions=10) for i in range(4)]
 
-        answers: list[tuple[float, int, int | None]] = []
+        # A client that retries as the API asks: each create carries an Idempotency-Key, kept (with the
+        # same body) until an answer of 201. A 503 can come after the database committed the order (the
+        # commit's acknowledgement lost with the connection); the retry then returns that order.
+        answers: list[Answer] = []
         stop_load = threading.Event()
 
+        # A retry resends its body unchanged, so a time must still lie ahead after the outage.
+        after_outage = datetime.now(UTC) + timedelta(seconds=5 + OUTAGE_SECONDS + 2)
+
         def load() -> None:
+            key, body = "", {}
             while not stop_load.is_set():
-                due = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
-                code, body = api.call("POST", "/api/orders/", {"order_name": "under load", "schedule_time": due})
-                answers.append((time.time(), code, body.get("order_id") if code == 201 else None))
+                if not key:
+                    due = max(datetime.now(UTC) + timedelta(seconds=3), after_outage)
+                    key, body = uuid.uuid4().hex, {"order_name": "under load", "schedule_time": due.isoformat()}
+                code, answer, headers = api.exchange("POST", "/api/orders/", body, {"Idempotency-Key": key})
+                created = code == 201
+                answers.append(
+                    Answer(
+                        time.time(),
+                        code,
+                        key,
+                        answer["order_id"] if created else None,
+                        headers.get("Idempotent-Replayed") == "true",
+                    )
+                )
+                if created:
+                    key = ""
                 time.sleep(0.25)
 
         loader = threading.Thread(target=load, daemon=True)
@@ -69,7 +98,7 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         proxy.restore()
         restored_at = time.time()
         api_back = wait_for(
-            lambda: any(t > restored_at and code == 201 for t, code, _ in answers), timeout=60, what="API answering"
+            lambda: any(a.at > restored_at and a.code == 201 for a in answers), timeout=60, what="API answering"
         )
         workers_back = wait_for(
             lambda: Execution.objects.filter(started_at__gt=datetime.fromtimestamp(restored_at, UTC)).exists(),
@@ -79,7 +108,7 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         time.sleep(3)
         stop_load.set()
         loader.join(30)
-        ids = [o.pk for o in every] + [oid for _, _, oid in answers if oid]
+        ids = [o.pk for o in every] + [a.order_id for a in answers if a.order_id]
         caught_up = wait_for(
             lambda: (
                 not Order.objects.filter(pk__in=ids)
@@ -93,9 +122,11 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
     finally:
         proxy.close()
 
-    during = [code for t, code, _ in answers if cut_at + 1 < t < restored_at]
-    codes = {code for _, code, _ in answers}
+    during = [a.code for a in answers if cut_at + 1 < a.at < restored_at]
+    codes = {a.code for a in answers}
     redelivered = Execution.objects.filter(attempts__gt=1).count()
+    keys = {a.key for a in answers}
+    orders_by_key = {a.key: a.order_id for a in answers if a.code == 201}
     record_measurement(
         "7 mariadb down",
         outage_seconds=OUTAGE_SECONDS,
@@ -104,6 +135,8 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         all_caught_up_after_seconds=round(time.time() - restored_at, 1),
         requests=len(answers),
         answered_503_during_outage=sum(1 for c in during if c == 503),
+        creates=len(keys),
+        replayed_after_a_lost_commit=sum(1 for a in answers if a.replayed),
         attempts_redelivered=redelivered,
     )
     del caught_up
@@ -112,8 +145,14 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
     for name, pid in pids.items():
         proc = stack.procs[name]
         assert proc.pid == pid and proc.poll() is None, f"{name} did not survive the outage"
-    created = [oid for _, code, oid in answers if code == 201]
-    assert Order.objects.filter(order_name="under load").count() == len(created), "a 503 left an order behind"
+    # Every create the client made ended in one order, whatever its attempts were answered: none
+    # lost, none doubled (the replays answered with the order their key had already made).
+    assert set(orders_by_key) == keys, "a create never got its 201"
+    for answer in answers:
+        if answer.code == 201:
+            assert answer.order_id == orders_by_key[answer.key], "one key, two orders"
+    stored = dict(Order.objects.filter(order_name="under load").values_list("idempotency_key", "pk"))
+    assert stored == orders_by_key, "the orders stored are not the orders answered"
     for order in Order.objects.filter(pk__in=ids):
         assert order.status == OrderStatus.COMPLETED, order
         assert order.executions_count == (order.max_executions or 1)
@@ -121,3 +160,59 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
     # An outcome lost with the connection is re-run (at-least-once): the executor may see a
     # delivery twice, which its idempotency key makes harmless; the records show it once.
     assert_invariants(sampler=sampler, effects_once=False)
+
+
+def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_once(
+    owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
+) -> None:
+    """Scenario 7b: the database commits a create and the connection breaks before the answer gets
+    back (what made 31 orders for 30 answers of 201 once in scenario 7). The client sees a 503; its
+    retry with the same Idempotency-Key finds the order; the order runs once, at its time, although
+    the commit's failure kept the web process from placing its job (the reconcile does)."""
+    db_port = int(connection.settings_dict.get("PORT") or 3306)
+    proxy = TcpProxy(db_port)
+    proxy.start()
+    try:
+        # Only the web process talks to the database through the proxy.
+        back = stacks(RECONCILE_EVERY_SECONDS="2")
+        back.start_worker()
+        back.start_scheduler()
+        front = stacks(DATABASE_URL=processes.test_database_url().replace(f":{db_port}/", f":{proxy.port}/"))
+        front.start_web()
+        wait_until_up(workers=1)
+        api = api_for(front, owner)
+        due = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
+        body = {"order_name": "lost answer", "schedule_time": due.isoformat()}
+        key = uuid.uuid4().hex
+
+        tripped = proxy.lose_reply_to(b"\x03COMMIT")
+        first, _, _ = api.exchange("POST", "/api/orders/", body, {"Idempotency-Key": key})
+        assert tripped.is_set(), "the create never committed through the proxy"
+        assert first == 503
+        committed = Order.objects.get(user=owner)
+        assert committed.idempotency_key == key, "the trap went off on another commit"
+
+        proxy.restore()
+        again, answer, headers = api.exchange("POST", "/api/orders/", body, {"Idempotency-Key": key})
+        assert again == 201 and headers.get("Idempotent-Replayed") == "true"
+        assert answer["order_id"] == committed.pk
+        assert Order.objects.filter(user=owner).count() == 1
+
+        wait_for(
+            lambda: Order.objects.filter(pk=committed.pk, status=OrderStatus.COMPLETED).exists(),
+            timeout=40,
+            what="the order to run",
+        )
+        settle(timeout=30)
+    finally:
+        proxy.close()
+    run = Execution.objects.get(order_id=committed.pk)
+    assert run.status == ExecutionStatus.SUCCEEDED
+    assert run.started_at is not None and run.started_at >= due
+    record_measurement(
+        "7b commit answer lost",
+        answer_without_key=first,
+        retry_with_key=again,
+        lateness_seconds=round((run.started_at - due).total_seconds(), 3),
+    )
+    assert_invariants(sampler=sampler)

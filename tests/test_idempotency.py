@@ -1,0 +1,231 @@
+"""Idempotency-Key on order creation: a create retried after a lost answer makes one order, not two."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+from rest_framework.test import APIClient
+
+from orders import scheduling, services
+from orders.models import Order
+from tests.conftest import api_client_for, make_user
+from tests.engine_helpers import log_lines
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _body(**extra: Any) -> dict[str, Any]:
+    due = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0).isoformat()
+    return {"order_name": "Buy 10 AAPL", "schedule_time": due, **extra}
+
+
+def _post(client: APIClient, body: dict[str, Any], key: str | None, path: str = "/api/orders/") -> Any:
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return client.post(path, body, format="json", headers=headers)
+
+
+@pytest.mark.parametrize("path", ["/api/orders/", "/api/orders/create"])
+def test_a_retried_create_returns_the_first_order_and_schedules_it_once(
+    alice: Any, alice_api: APIClient, path: str
+) -> None:
+    body = _body()
+    first = _post(alice_api, body, "key-1", path)
+    again = _post(alice_api, body, "key-1", path)
+    assert first.status_code == again.status_code == 201, (first.json(), again.json())
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["order_id"] == first.json()["order_id"]
+    order = Order.objects.get(user=alice)
+    assert order.job_id == first.json()["job_id"]
+    assert scheduling.live_job_ids([order.job_id]) == {order.job_id}
+    events = [(line["event"], line["order_id"]) for line in log_lines() if line["event"].startswith("create")]
+    assert events == [("created", order.pk), ("create_replayed", order.pk)]
+
+
+def test_the_key_in_structured_field_quotes_is_the_same_key(alice: Any, alice_api: APIClient) -> None:
+    body = _body()
+    first = _post(alice_api, body, "abc")
+    again = _post(alice_api, body, '"abc"')
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["order_id"] == first.json()["order_id"]
+
+
+def test_a_recurring_create_without_a_time_replays_though_now_has_moved(alice: Any, alice_api: APIClient) -> None:
+    # "now" is filled in by the server: the key is matched on what the client sent, not on that.
+    body = {"order_name": "tick", "is_recurring": True, "repeat_interval": 1, "repeat_unit": "hours"}
+    first = _post(alice_api, body, "tick-1")
+    again = _post(alice_api, body, "tick-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["order_id"] == first.json()["order_id"]
+    assert Order.objects.filter(user=alice).count() == 1
+
+
+def test_the_same_key_with_another_body_is_422_and_changes_nothing(alice: Any, alice_api: APIClient) -> None:
+    body = _body()
+    first = _post(alice_api, body, "key-2")
+    other = _post(alice_api, {**body, "order_name": "Sell 10 AAPL"}, "key-2")
+    assert other.status_code == 422
+    errors = other.json()["Idempotency-Key"]
+    assert errors and f"order {first.json()['order_id']}" in errors[0]
+    assert list(Order.objects.filter(user=alice).values_list("order_name", flat=True)) == ["Buy 10 AAPL"]
+
+
+def test_keys_are_per_user(alice: Any, bob: Any, alice_api: APIClient, bob_api: APIClient) -> None:
+    body = _body()
+    mine = _post(alice_api, body, "shared-key")
+    theirs = _post(bob_api, body, "shared-key")
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert mine.json()["order_id"] != theirs.json()["order_id"]
+    assert Order.objects.get(pk=theirs.json()["order_id"]).user == bob
+
+
+def test_without_a_key_every_create_is_a_new_order(alice: Any, alice_api: APIClient) -> None:
+    body = _body()
+    assert _post(alice_api, body, None).status_code == 201
+    assert _post(alice_api, body, None).status_code == 201
+    assert Order.objects.filter(user=alice).count() == 2
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 129, "caf\u00e9", '""'])
+def test_a_malformed_key_is_a_field_error_and_creates_nothing(alice: Any, alice_api: APIClient, key: str) -> None:
+    response = _post(alice_api, _body(), key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()
+    assert not Order.objects.filter(user=alice).exists()
+
+
+def test_a_key_of_128_characters_is_accepted(alice_api: APIClient) -> None:
+    assert _post(alice_api, _body(), "k" * 128).status_code == 201
+
+
+def test_bad_input_with_a_key_is_400_and_the_key_stays_free(alice: Any, alice_api: APIClient) -> None:
+    bad = _post(alice_api, {"order_name": "x", "schedule_time": "yesterday"}, "key-3")
+    assert bad.status_code == 400 and "schedule_time" in bad.json()
+    fixed = _post(alice_api, _body(order_name="x"), "key-3")
+    assert fixed.status_code == 201 and "Idempotent-Replayed" not in fixed.headers
+
+
+def test_the_schema_documents_the_key_and_the_422(alice_api: APIClient) -> None:
+    schema = alice_api.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"}).json()
+    for path in ("/api/orders/", "/api/orders/create/"):
+        operation = schema["paths"][path]["post"]
+        assert "Idempotency-Key" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert "422" in operation["responses"]
+        assert "Idempotent-Replayed" in operation["responses"]["201"]["headers"]
+
+
+@pytest.mark.mysql
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("mysql"),
+    reason="races two writers on MariaDB/MySQL; set DATABASE_URL (SQLite lets one writer in at a time)",
+)
+def test_two_attempts_racing_with_one_key_make_one_order(alice: Any) -> None:
+    """Both attempts pass the look-up before either commits; the unique index decides, and the loser
+    answers with the winner's order. (SQLite lets one writer at a time in: nothing to race there.)"""
+    body = _body()
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, int]] = []
+
+    def attempt() -> None:
+        client = api_client_for(alice)
+        barrier.wait()
+        response = _post(client, body, "raced")
+        answers.append((response.status_code, response.json().get("order_id")))
+        connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(answers) == 8
+    assert {code for code, _ in answers} == {201}
+    assert len({order_id for _, order_id in answers}) == 1
+    assert Order.objects.filter(user=alice).count() == 1
+
+
+def test_the_service_replays_and_refuses_a_changed_definition(alice: Any) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    definition = services.OrderDefinition(order_name="svc", schedule_time=due)
+    order, replayed = services.order_create_once(user=alice, definition=definition, idempotency_key="svc-1")
+    again, replayed_again = services.order_create_once(
+        user=alice, definition=services.OrderDefinition(order_name="svc", schedule_time=due), idempotency_key="svc-1"
+    )
+    assert (replayed, replayed_again) == (False, True) and again.pk == order.pk
+    with pytest.raises(services.IdempotencyKeyReused) as caught:
+        services.order_create_once(
+            user=alice,
+            definition=services.OrderDefinition(order_name="svc", schedule_time=due + timedelta(seconds=1)),
+            idempotency_key="svc-1",
+        )
+    assert caught.value.order.pk == order.pk
+
+
+# --- the create form ---------------------------------------------------------------------------------
+
+
+def _form_client(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _form_key(client: Client) -> str:
+    page = client.get("/orders/new").content.decode()
+    found = re.search(r'name="idempotency_key" value="([0-9a-f]{32})"', page)
+    assert found, "the create form carries no key"
+    return found.group(1)
+
+
+def _form(key: str, **overrides: Any) -> dict[str, Any]:
+    due = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    data = {
+        "order_name": "From the form",
+        "kind": "once",
+        "schedule_time": due,
+        "time_zone": "UTC",
+        "repeat_interval": "",
+        "repeat_unit": "days",
+        "max_executions": "",
+        "misfire_policy": "run_once",
+        "idempotency_key": key,
+    }
+    data.update(overrides)
+    return data
+
+
+def test_a_form_sent_twice_schedules_one_order() -> None:
+    user = make_user()
+    client = _form_client(user)
+    key = _form_key(client)
+    assert key != _form_key(client), "every form needs a key of its own"
+    data = _form(key)
+    first = client.post("/orders/new", data)
+    again = client.post("/orders/new", data, follow=True)
+    order = Order.objects.get(user=user)
+    assert first.status_code == 302 and first["Location"] == f"/orders/{order.pk}"
+    assert again.redirect_chain[-1][0] == f"/orders/{order.pk}"
+    assert "had already been sent" in again.content.decode()
+
+
+def test_a_sent_form_changed_and_sent_again_asks_before_a_second_order() -> None:
+    user = make_user()
+    client = _form_client(user)
+    key = _form_key(client)
+    assert client.post("/orders/new", _form(key)).status_code == 302
+    changed = client.post("/orders/new", _form(key, order_name="Changed"))
+    assert changed.status_code == 409
+    page = changed.content.decode()
+    assert "This form has already scheduled" in page
+    new_key = re.search(r'name="idempotency_key" value="([0-9a-f]{32})"', page)
+    assert new_key and new_key.group(1) != key
+    assert client.post("/orders/new", _form(new_key.group(1), order_name="Changed")).status_code == 302
+    assert sorted(Order.objects.filter(user=user).values_list("order_name", flat=True)) == ["Changed", "From the form"]
