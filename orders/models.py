@@ -55,12 +55,12 @@ class Order(models.Model):
     occurrence_seq = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_result = models.CharField(max_length=16, blank=True, default="")
-    # The client's Idempotency-Key for the create, stored in the create's own transaction: a retry of
-    # a create whose answer was lost (a 503 while the commit's acknowledgement was on the wire) finds
-    # the order instead of making a second. NULL when none was given: a unique index admits any
-    # number of NULLs on MariaDB, MySQL and SQLite, where "" would collide.
-    idempotency_key = models.CharField(max_length=128, null=True, blank=True, editable=False)  # noqa: DJ001
-    # sha256 of the create's definition as sent, so that a key reused for a different order is refused.
+    # sha256 (hex) of the client's Idempotency-Key for the create, stored in the create's own
+    # transaction: a retry of a create whose answer was lost (a 503 while the commit's acknowledgement
+    # was on the wire) finds the order instead of making a second. NULL when none was given: a unique
+    # index admits any number of NULLs on MariaDB, MySQL and SQLite, where "" would collide.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    # sha256 of the create's definition as asked for, so that a key reused for another order is refused.
     idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)

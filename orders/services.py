@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -287,46 +287,104 @@ class IdempotencyKeyReused(Exception):
         self.order = order
 
 
+# The fields a key's fingerprint covers, named rather than taken from the dataclass: a field added
+# later must not change the fingerprints already stored (a retry spanning a deploy would be a 422).
+FINGERPRINT_FIELDS = (
+    "order_name",
+    "schedule_time",
+    "is_recurring",
+    "repeat_interval",
+    "repeat_unit",
+    "max_executions",
+    "time_zone",
+    "misfire_policy",
+)
+
+
+def idempotency_key_digest(key: str) -> str:
+    """What is stored for a client's key: hex is immune to the case-insensitive collation MariaDB
+    compares strings with (abc and ABC are two keys) and has a fixed length whatever the key's."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def _fingerprint(definition: OrderDefinition) -> str:
-    """The definition as the client sent it (before defaults such as "now" are filled in)."""
-    data = asdict(definition)
+    """The definition as asked for, before the create fills in "now" for a recurring order without
+    a start (so a retry a moment later matches). The caller's own defaults (the API's time zone from
+    the user's profile) are part of it."""
+    data = {name: getattr(definition, name) for name in FINGERPRINT_FIELDS}
     if data["schedule_time"] is not None:
         data["schedule_time"] = data["schedule_time"].astimezone(UTC).isoformat()
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _replay(user: User, idempotency_key: str, fingerprint: str) -> Order | None:
-    order = Order.objects.filter(user=user, idempotency_key=idempotency_key).first()
+def _replayable(user: User, digest: str, fingerprint: str) -> Order | None:
+    # A read inside the write it guards (orders.selectors imports this module, so not from there).
+    order = Order.objects.filter(user=user, idempotency_key=digest).first()
     if order is not None and order.idempotency_fingerprint != fingerprint:
         raise IdempotencyKeyReused(order)
     return order
 
 
-def order_create_once(*, user: User, definition: OrderDefinition, idempotency_key: str) -> tuple[Order, bool]:
+def order_create_once(*, user: User, definition: OrderDefinition, idempotency_key: str | None) -> tuple[Order, bool]:
     """order_create for a client that may be retrying: returns (order, replayed).
 
     The key is written with the order, in the same transaction, so no outcome is in between: either
-    the first attempt committed and a retry finds its order (replayed=True, nothing is scheduled
-    again), or it did not and the retry creates it. Two attempts racing with one key meet at the
-    unique index; the loser reads the winner's order.
+    the first attempt committed and a retry finds its order (replayed=True), or it did not and the
+    retry creates it. Attempts racing with one key take turns on the user's row lock (the active
+    cap) and meet at the unique index; the loser reads the winner's order. Without a key, a plain
+    create.
+
+    Not atomic, and refuses to run inside a transaction: the look-up after a lost race must be a
+    new statement that sees the winner's commit, not a snapshot taken before it.
     """
+    if idempotency_key is None:
+        return order_create(user=user, definition=definition), False
+    if transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError("order_create_once must not run inside a transaction.")
+    digest = idempotency_key_digest(idempotency_key)
     fingerprint = _fingerprint(definition)
-    existing = _replay(user, idempotency_key, fingerprint)
+    existing = _replayable(user, digest, fingerprint)
     if existing is None:
         try:
             order = order_create(
-                user=user, definition=definition, idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint
+                user=user, definition=definition, idempotency_key=digest, idempotency_fingerprint=fingerprint
             )
-        except IntegrityError:
-            existing = _replay(user, idempotency_key, fingerprint)
+        except (IntegrityError, ValidationError):
+            # Lost a race: the unique index refused the row, or the winner's order filled the last
+            # place under the active cap. Either way the winner's order is the answer.
+            existing = _replayable(user, digest, fingerprint)
             if existing is None:
                 raise
         else:
             return order, False
+    _place_if_missing(existing)
     # Logged because the first attempt's "created" line may be missing: it is written after the
     # commit, and a commit whose acknowledgement was lost raised instead.
     log_event("create_replayed", order_id=existing.pk, user_id=user.pk, job_id=existing.job_id, status=existing.status)
     return existing, True
+
+
+def _place_if_missing(order: Order) -> None:
+    """A create whose commit raised never ran its after-commit placement, so its job may be missing
+    until the next reconcile (RECONCILE_EVERY_SECONDS, a minute by default). The retry places it now,
+    for an order that has not yet started its first occurrence; later state is the reconcile's."""
+    if not order.is_active or order.occurrence_seq or not order.job_id or order.next_run_at is None:
+        return
+    _safe_redis(_place_unless_live, order)
+
+
+def _place_unless_live(order: Order) -> None:
+    assert order.next_run_at is not None  # checked by the caller
+    if scheduling.live_job_ids([order.job_id]):
+        return
+    # The same job id the reconcile would use: whichever places it first, the job exists once.
+    scheduling.schedule_occurrence(
+        job_id=order.job_id,
+        order_id=order.pk,
+        version=order.schedule_version,
+        grid_index=order.next_grid_index,
+        due=order.next_run_at,
+    )
 
 
 @transaction.atomic

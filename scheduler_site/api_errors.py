@@ -11,6 +11,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from orders.services import IdempotencyKeyReused
+
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
@@ -21,10 +23,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         else:
             data = {"non_field_errors": exc.messages}
         return Response(data, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, IdempotencyKeyReused):
+        return Response({"Idempotency-Key": [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, (OperationalError, InterfaceError, RedisError)):
         # A dependency is down: say so plainly and let the client retry. Nothing was committed, unless
-        # the connection dropped while the commit's acknowledgement was on its way back: that is what
-        # an order create's Idempotency-Key is for (orders/services.py, order_create_once).
+        # the connection dropped while the commit's acknowledgement was on its way back (any write):
+        # repeating is harmless for all but a create, which its Idempotency-Key covers, and run-now
+        # and retry (see the 503 text in orders/api/schema.py).
         return Response(
             {"detail": "The service is temporarily unavailable; please retry shortly."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

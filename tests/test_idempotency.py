@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -77,6 +79,16 @@ def test_the_same_key_with_another_body_is_422_and_changes_nothing(alice: Any, a
     assert list(Order.objects.filter(user=alice).values_list("order_name", flat=True)) == ["Buy 10 AAPL"]
 
 
+def test_keys_differ_in_case(alice: Any, alice_api: APIClient) -> None:
+    # MariaDB compares strings case-insensitively (utf8mb4_unicode_ci); keys must not be.
+    body = _body()
+    lower = _post(alice_api, body, "key-abc")
+    upper = _post(alice_api, body, "KEY-ABC")
+    assert (lower.status_code, upper.status_code) == (201, 201)
+    assert "Idempotent-Replayed" not in upper.headers
+    assert Order.objects.filter(user=alice).count() == 2
+
+
 def test_keys_are_per_user(alice: Any, bob: Any, alice_api: APIClient, bob_api: APIClient) -> None:
     body = _body()
     mine = _post(alice_api, body, "shared-key")
@@ -127,7 +139,7 @@ def test_the_schema_documents_the_key_and_the_422(alice_api: APIClient) -> None:
     not settings.DATABASES["default"]["ENGINE"].endswith("mysql"),
     reason="races two writers on MariaDB/MySQL; set DATABASE_URL (SQLite lets one writer in at a time)",
 )
-def test_two_attempts_racing_with_one_key_make_one_order(alice: Any) -> None:
+def test_eight_attempts_racing_with_one_key_make_one_order(alice: Any) -> None:
     """Both attempts pass the look-up before either commits; the unique index decides, and the loser
     answers with the winner's order. (SQLite lets one writer at a time in: nothing to race there.)"""
     body = _body()
@@ -150,6 +162,7 @@ def test_two_attempts_racing_with_one_key_make_one_order(alice: Any) -> None:
     assert {code for code, _ in answers} == {201}
     assert len({order_id for _, order_id in answers}) == 1
     assert Order.objects.filter(user=alice).count() == 1
+    assert [line["event"] for line in log_lines() if line["event"].startswith("create")].count("create_replayed") == 7
 
 
 def test_the_service_replays_and_refuses_a_changed_definition(alice: Any) -> None:
@@ -167,6 +180,84 @@ def test_the_service_replays_and_refuses_a_changed_definition(alice: Any) -> Non
             idempotency_key="svc-1",
         )
     assert caught.value.order.pk == order.pk
+
+
+def _lose_the_first_look_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the first look-up miss, as it does for an attempt racing the one that commits first."""
+    real = services._replayable
+    calls: list[str] = []
+
+    def racing(user: Any, digest: str, fingerprint: str) -> Order | None:
+        calls.append(digest)
+        return None if len(calls) == 1 else real(user, digest, fingerprint)
+
+    monkeypatch.setattr(services, "_replayable", racing)
+    return calls
+
+
+def test_the_loser_of_a_race_at_the_unique_index_answers_with_the_winners_order(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    definition = services.OrderDefinition(order_name="race", schedule_time=due)
+    winner, _ = services.order_create_once(user=alice, definition=definition, idempotency_key="race-1")
+    calls = _lose_the_first_look_up(monkeypatch)
+    loser, replayed = services.order_create_once(
+        user=alice, definition=services.OrderDefinition(order_name="race", schedule_time=due), idempotency_key="race-1"
+    )
+    assert len(calls) == 2, "the insert did not meet the unique index"
+    assert (loser.pk, replayed) == (winner.pk, True)
+    assert Order.objects.filter(user=alice).count() == 1
+
+
+def test_the_loser_of_a_race_for_the_last_place_under_the_cap_answers_with_the_winners_order(
+    alice: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.ORDER_MAX_ACTIVE_PER_USER = 1
+    due = datetime.now(UTC) + timedelta(hours=1)
+    winner, _ = services.order_create_once(
+        user=alice, definition=services.OrderDefinition(order_name="cap", schedule_time=due), idempotency_key="cap-1"
+    )
+    _lose_the_first_look_up(monkeypatch)
+    loser, replayed = services.order_create_once(
+        user=alice, definition=services.OrderDefinition(order_name="cap", schedule_time=due), idempotency_key="cap-1"
+    )
+    assert (loser.pk, replayed) == (winner.pk, True)
+    # A different key still meets the cap.
+    with pytest.raises(ValidationError):
+        services.order_create_once(
+            user=alice,
+            definition=services.OrderDefinition(order_name="cap", schedule_time=due),
+            idempotency_key="cap-2",
+        )
+
+
+def test_a_replay_places_the_job_a_failed_commit_never_placed(alice: Any) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    order, _ = services.order_create_once(
+        user=alice, definition=services.OrderDefinition(order_name="lost", schedule_time=due), idempotency_key="lost-1"
+    )
+    scheduling.cancel(order.job_id)
+    assert not scheduling.live_job_ids([order.job_id])
+    again, replayed = services.order_create_once(
+        user=alice, definition=services.OrderDefinition(order_name="lost", schedule_time=due), idempotency_key="lost-1"
+    )
+    assert replayed and again.job_id == order.job_id
+    assert scheduling.live_job_ids([order.job_id]) == {order.job_id}
+
+
+def test_the_service_refuses_to_run_inside_a_transaction(alice: Any) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(TransactionManagementError), transaction.atomic():
+        services.order_create_once(
+            user=alice, definition=services.OrderDefinition(order_name="tx", schedule_time=due), idempotency_key="tx"
+        )
+
+
+def test_the_key_is_stored_as_its_digest(alice: Any, alice_api: APIClient) -> None:
+    response = _post(alice_api, _body(), "visible-key")
+    order = Order.objects.get(pk=response.json()["order_id"])
+    assert order.idempotency_key == services.idempotency_key_digest("visible-key") != "visible-key"
 
 
 # --- the create form ---------------------------------------------------------------------------------

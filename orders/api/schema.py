@@ -34,9 +34,10 @@ DESCRIPTIONS = {
     "415": "The request body is not application/json.",
     "422": "The Idempotency-Key already created an order from a different body.",
     "503": (
-        "The database or Redis is unavailable. Retry after Retry-After seconds. A create whose connection "
-        "dropped while it committed may have stored the order: send an Idempotency-Key and retry with it, "
-        "and the retry returns that order instead of creating a second."
+        "The database or Redis is unavailable. Retry after Retry-After seconds. A write whose connection "
+        "dropped while it committed may have taken effect: repeating a PUT, PATCH, DELETE, pause or resume "
+        "is harmless; retry a create with the same Idempotency-Key (it then returns the order it made); "
+        "before repeating run-now or retry, read the order's executions."
     ),
 }
 WRITE_METHODS = ("post", "put", "patch")

@@ -178,17 +178,11 @@ class OrderListCreateView(APIView):
         changes.setdefault("time_zone", _user_time_zone(request))
         # Absent is not the same as invalid: the service answers "required" (or "now" for recurring).
         changes.setdefault("schedule_time", None)
-        definition = services.OrderDefinition(**changes)
-        key = _idempotency_key(request)
-        if key is None:
-            order = services.order_create(user=_user(request), definition=definition)
-            return Response(order_as_json(order), status=status.HTTP_201_CREATED)
-        try:
-            order, replayed = services.order_create_once(
-                user=_user(request), definition=definition, idempotency_key=key
-            )
-        except services.IdempotencyKeyReused as exc:
-            return Response({"Idempotency-Key": [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        order, replayed = services.order_create_once(
+            user=_user(request),
+            definition=services.OrderDefinition(**changes),
+            idempotency_key=_idempotency_key(request),
+        )
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response(order_as_json(order), status=status.HTTP_201_CREATED, headers=headers)
 

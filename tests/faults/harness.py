@@ -158,17 +158,19 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
     def lose_reply_to(self, marker: bytes) -> threading.Event:
-        """Arm a trap: the next client packet containing `marker` reaches the server, the server's
-        answer is read and dropped, and then the proxy is cut. The client cannot tell what the server
-        did; the server did it (for a COMMIT: the transaction is durable, its acknowledgement lost).
-        The event returned is set once the trap has gone off."""
+        """Arm a trap: the next client packet containing `marker` (compared in upper case: client
+        libraries differ in the case of the statements they send) reaches the server; once the
+        server's answer has arrived, the proxy is cut, resetting both sides before the answer is
+        relayed. The client cannot tell what the server did; the server did it (for a COMMIT: the
+        transaction is durable, its acknowledgement lost). The event returned is set once the trap
+        has gone off."""
         self._tripped.clear()
         self._marker = marker
         return self._tripped
 
     def _claim(self, data: bytes) -> bool:
         with self._lock:
-            if self._marker is None or self._marker not in data:
+            if self._marker is None or self._marker.upper() not in data.upper():
                 return False
             self._marker = None
             return True
