@@ -33,6 +33,7 @@ EVENTS = (
     "skipped",
     "completed",
     "run_now",
+    "run_now_replayed",
 )
 
 

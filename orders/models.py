@@ -127,11 +127,15 @@ class Execution(models.Model):
     job_id = models.CharField(max_length=64, blank=True, default="")
     # A running attempt whose lease has passed belonged to a worker that died; reconcile retries it.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # sha256 (hex) of the Idempotency-Key of the run-now that made this (manual) execution; NULL
+    # otherwise. See Order.idempotency_key.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["-occurrence"]
         constraints = [
             models.UniqueConstraint(fields=["order", "occurrence"], name="uniq_execution_order_occurrence"),
+            models.UniqueConstraint(fields=["order", "idempotency_key"], name="execution_order_idempotency_key"),
         ]
         indexes = [
             models.Index(fields=["order", "status"]),

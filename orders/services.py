@@ -334,13 +334,12 @@ def order_create_once(*, user: User, definition: OrderDefinition, idempotency_ke
     cap) and meet at the unique index; the loser reads the winner's order. Without a key, a plain
     create.
 
-    Not atomic, and refuses to run inside a transaction: the look-up after a lost race must be a
-    new statement that sees the winner's commit, not a snapshot taken before it.
+    The look-up after a lost race must see the winner's commit: it does as a statement of its own
+    under READ COMMITTED, the isolation level settings.py sets for MariaDB (under REPEATABLE READ
+    inside a caller's transaction it would read that transaction's older snapshot).
     """
     if idempotency_key is None:
         return order_create(user=user, definition=definition), False
-    if transaction.get_connection().in_atomic_block:
-        raise TransactionManagementError("order_create_once must not run inside a transaction.")
     digest = idempotency_key_digest(idempotency_key)
     fingerprint = _fingerprint(definition)
     existing = _replayable(user, digest, fingerprint)
@@ -542,8 +541,49 @@ def order_delete(*, order: Order) -> None:
 
 
 @transaction.atomic
-def order_run_now(*, order: Order) -> Execution:
-    """An extra execution now. It counts towards max_executions; the grid is not moved."""
+def order_run_now_once(*, order: Order, idempotency_key: str | None) -> tuple[Execution, bool]:
+    """order_run_now for a client that may be retrying: returns (execution, replayed).
+
+    The key is stored on the execution it made, in the same transaction. Attempts with one key take
+    turns on the order's row lock, and each looks for the key only once it holds the lock, so a
+    retry finds what the first attempt committed (READ COMMITTED: a new statement sees it). Without
+    a key, a plain run-now.
+    """
+    if idempotency_key is None:
+        return order_run_now(order=order), False
+    digest = idempotency_key_digest(idempotency_key)
+    order = _lock(order)
+    existing = order.executions.filter(idempotency_key=digest).first()
+    if existing is None:
+        return order_run_now(order=order, idempotency_key=digest), False
+    if existing.status in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING) and not _live(existing.job_id):
+        # The first attempt's commit raised, so its after-commit placement never ran.
+        _schedule_execution_job(existing, due=None)
+        existing.save(update_fields=["job_id"])
+    log_event(
+        "run_now_replayed",
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=existing.job_id,
+        occurrence=existing.occurrence,
+        status=existing.status,
+    )
+    return existing, True
+
+
+def _live(job_id: str) -> bool:
+    try:
+        return bool(scheduling.live_job_ids([job_id]))
+    except Exception:
+        # Redis is down: then nothing can be placed now anyway, and the reconcile will do it.
+        logger.warning("Redis read failed; reconcile will repair it", exc_info=True)
+        return True
+
+
+@transaction.atomic
+def order_run_now(*, order: Order, idempotency_key: str | None = None) -> Execution:
+    """An extra execution now. It counts towards max_executions; the grid is not moved.
+    `idempotency_key` is the digest order_run_now_once stores with the execution."""
     order = _lock(order)
     if order.status == OrderStatus.PAUSED:
         raise ValidationError({"status": ["Resume the order before running it."]})
@@ -561,6 +601,7 @@ def order_run_now(*, order: Order) -> Execution:
         schedule_version=order.schedule_version,
         scheduled_for=now,
         status=ExecutionStatus.PENDING,
+        idempotency_key=idempotency_key,
     )
     _schedule_execution_job(execution, due=None)
     execution.save(update_fields=["job_id"])

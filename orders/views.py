@@ -96,8 +96,8 @@ def _render_form(
 
 
 def _form_key(request: HttpRequest) -> str:
-    """The create form's own Idempotency-Key (hidden in the form): a form sent twice, by a double
-    click or by reloading the page after a 503, schedules one order."""
+    """The Idempotency-Key hidden in the create form and the Run now button: a form sent twice, by a
+    double click or by reloading the page after a 503, schedules one order or starts one run."""
     key = request.POST.get("idempotency_key", "")
     return key if FORM_KEY.fullmatch(key) else ""
 
@@ -220,6 +220,7 @@ def _detail_context(request: HttpRequest, order: Order) -> dict[str, Any]:
         "can_pause": order.status in (OrderStatus.SCHEDULED, OrderStatus.RUNNING),
         "can_resume": order.status == OrderStatus.PAUSED,
         "can_run": order.status != OrderStatus.PAUSED and order.executions_remaining != 0,
+        "run_key": uuid.uuid4().hex,
         "can_retry": order.status != OrderStatus.PAUSED and executions.filter(status=ExecutionStatus.FAILED).exists(),
     }
 
@@ -239,8 +240,10 @@ def order_detail_live(request: HttpRequest, order_id: str) -> HttpResponse:
     return render(request, "orders/_order_live.html", _detail_context(request, order))
 
 
-def _run_now(order: Order) -> str:
-    execution = services.order_run_now(order=order)
+def _run_now(order: Order, key: str) -> str:
+    execution, replayed = services.order_run_now_once(order=order, idempotency_key=key or None)
+    if replayed:
+        return f"Run #{execution.occurrence} had already been started by this button."
     return f"Run #{execution.occurrence} started."
 
 
@@ -259,7 +262,7 @@ def _resume(order: Order) -> str:
     return "Resumed."
 
 
-ACTIONS: dict[str, Callable[[Order], str]] = {"pause": _pause, "resume": _resume, "run-now": _run_now, "retry": _retry}
+ACTIONS: dict[str, Callable[[Order], str]] = {"pause": _pause, "resume": _resume, "retry": _retry}
 
 
 @login_required
@@ -267,7 +270,9 @@ ACTIONS: dict[str, Callable[[Order], str]] = {"pause": _pause, "resume": _resume
 def order_action(request: HttpRequest, order_id: str, action: str) -> HttpResponseRedirect:
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     try:
-        messages.success(request, ACTIONS[action](order))
+        # The Run now button carries a key of its own (see _detail_context): pressed twice, one run.
+        message = _run_now(order, _form_key(request)) if action == "run-now" else ACTIONS[action](order)
+        messages.success(request, message)
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)

@@ -1,4 +1,5 @@
-"""Idempotency-Key on order creation: a create retried after a lost answer makes one order, not two."""
+"""Idempotency-Key on order creation and run-now: a request retried after a lost answer makes one
+order (one run), not two."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.transaction import TransactionManagementError
+from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
 from orders import scheduling, services
-from orders.models import Order
+from orders.models import Execution, ExecutionKind, Order
 from tests.conftest import api_client_for, make_user
 from tests.engine_helpers import log_lines
 
@@ -246,14 +246,6 @@ def test_a_replay_places_the_job_a_failed_commit_never_placed(alice: Any) -> Non
     assert scheduling.live_job_ids([order.job_id]) == {order.job_id}
 
 
-def test_the_service_refuses_to_run_inside_a_transaction(alice: Any) -> None:
-    due = datetime.now(UTC) + timedelta(hours=1)
-    with pytest.raises(TransactionManagementError), transaction.atomic():
-        services.order_create_once(
-            user=alice, definition=services.OrderDefinition(order_name="tx", schedule_time=due), idempotency_key="tx"
-        )
-
-
 def test_the_key_is_stored_as_its_digest(alice: Any, alice_api: APIClient) -> None:
     response = _post(alice_api, _body(), "visible-key")
     order = Order.objects.get(pk=response.json()["order_id"])
@@ -320,3 +312,106 @@ def test_a_sent_form_changed_and_sent_again_asks_before_a_second_order() -> None
     assert new_key and new_key.group(1) != key
     assert client.post("/orders/new", _form(new_key.group(1), order_name="Changed")).status_code == 302
     assert sorted(Order.objects.filter(user=user).values_list("order_name", flat=True)) == ["Changed", "From the form"]
+
+
+# --- run-now -------------------------------------------------------------------------------------------
+
+
+def _manual_runs(order_id: int) -> list[Execution]:
+    return list(Execution.objects.filter(order_id=order_id, kind=ExecutionKind.MANUAL))
+
+
+def test_a_repeated_run_now_starts_one_run(alice_api: APIClient) -> None:
+    order_id = _post(alice_api, _body(), None).json()["order_id"]
+    path = f"/api/orders/{order_id}/run-now"
+    first = alice_api.post(path, headers={"Idempotency-Key": "run-1"})
+    again = alice_api.post(path, headers={"Idempotency-Key": "run-1"})
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    runs = _manual_runs(order_id)
+    assert len(runs) == 1 and runs[0].idempotency_key == services.idempotency_key_digest("run-1")
+    assert again.json()["executions_count"] == first.json()["executions_count"] == 1
+    assert [line["event"] for line in log_lines() if line["event"].startswith("run_now")] == [
+        "run_now",
+        "run_now_replayed",
+    ]
+
+
+def test_run_now_keys_are_per_order_and_runs_without_a_key_are_all_new(alice_api: APIClient) -> None:
+    hourly = _body(is_recurring=True, repeat_interval=1, repeat_unit="hours", max_executions=10)
+    one = _post(alice_api, hourly, None).json()["order_id"]
+    two = _post(alice_api, hourly, None).json()["order_id"]
+    for order_id in (one, two):
+        assert alice_api.post(f"/api/orders/{order_id}/run-now", headers={"Idempotency-Key": "k"}).status_code == 202
+    assert len(_manual_runs(one)) == len(_manual_runs(two)) == 1
+    assert alice_api.post(f"/api/orders/{one}/run-now").status_code == 202
+    assert alice_api.post(f"/api/orders/{one}/run-now").status_code == 202
+    assert len(_manual_runs(one)) == 3
+
+
+def test_a_malformed_run_now_key_is_400_and_starts_nothing(alice_api: APIClient) -> None:
+    order_id = _post(alice_api, _body(), None).json()["order_id"]
+    response = alice_api.post(f"/api/orders/{order_id}/run-now", headers={"Idempotency-Key": "no spaces"})
+    assert response.status_code == 400 and "Idempotency-Key" in response.json()
+    assert not _manual_runs(order_id)
+
+
+def test_a_repeated_run_now_places_the_job_a_failed_commit_never_placed(alice: Any) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    order = services.order_create(user=alice, definition=services.OrderDefinition(order_name="r", schedule_time=due))
+    execution, _ = services.order_run_now_once(order=order, idempotency_key="r-1")
+    scheduling.cancel(execution.job_id)
+    assert not scheduling.live_job_ids([execution.job_id])
+    again, replayed = services.order_run_now_once(order=order, idempotency_key="r-1")
+    assert replayed and again.pk == execution.pk
+    assert scheduling.live_job_ids([again.job_id]) == {again.job_id}
+
+
+def test_the_run_now_button_pressed_twice_starts_one_run() -> None:
+    user = make_user()
+    client = _form_client(user)
+    due = datetime.now(UTC) + timedelta(hours=1)
+    order = services.order_create(user=user, definition=services.OrderDefinition(order_name="b", schedule_time=due))
+    page = client.get(f"/orders/{order.pk}").content.decode()
+    found = re.search(
+        rf'action="/orders/{order.pk}/run-now">.*?name="idempotency_key" value="([0-9a-f]{{32}})"', page, re.S
+    )
+    assert found, "the Run now button carries no key"
+    client.post(f"/orders/{order.pk}/run-now", {"idempotency_key": found.group(1)})
+    again = client.post(f"/orders/{order.pk}/run-now", {"idempotency_key": found.group(1)}, follow=True)
+    assert len(_manual_runs(order.pk)) == 1
+    assert "had already been started by this button" in again.content.decode()
+
+
+def test_the_schema_documents_the_run_now_key_without_a_422(alice_api: APIClient) -> None:
+    schema = alice_api.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"}).json()
+    operation = schema["paths"]["/api/orders/{order_id}/run-now/"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+    assert "422" not in operation["responses"]
+    assert "Idempotent-Replayed" in operation["responses"]["202"]["headers"]
+
+
+@pytest.mark.mysql
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("mysql"),
+    reason="races two writers on MariaDB/MySQL; set DATABASE_URL (SQLite lets one writer in at a time)",
+)
+def test_eight_run_nows_racing_with_one_key_start_one_run(alice: Any) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    order = services.order_create(user=alice, definition=services.OrderDefinition(order_name="r", schedule_time=due))
+    barrier = threading.Barrier(8)
+    codes: list[int] = []
+
+    def attempt() -> None:
+        client = api_client_for(alice)
+        barrier.wait()
+        codes.append(client.post(f"/api/orders/{order.pk}/run-now", headers={"Idempotency-Key": "raced"}).status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert codes == [202] * 8
+    assert len(_manual_runs(order.pk)) == 1

@@ -36,8 +36,9 @@ DESCRIPTIONS = {
     "503": (
         "The database or Redis is unavailable. Retry after Retry-After seconds. A write whose connection "
         "dropped while it committed may have taken effect: repeating a PUT, PATCH, DELETE, pause or resume "
-        "is harmless; retry a create with the same Idempotency-Key (it then returns the order it made); "
-        "before repeating run-now or retry, read the order's executions."
+        "is harmless; repeat a create or a run-now with the same Idempotency-Key (it then answers with "
+        "what the first attempt did); a repeated retry retries the next most recent failed run, if any: "
+        "read the order's executions first."
     ),
 }
 WRITE_METHODS = ("post", "put", "patch")
@@ -59,7 +60,8 @@ def _error_codes(path: str, method: str, operation: dict[str, Any]) -> set[str]:
     if "requestBody" in operation:
         codes |= {"413", "415"}
     headers = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "header"}
-    if "Idempotency-Key" in headers:
+    if "Idempotency-Key" in headers and "requestBody" in operation:
+        # A key is matched with the body it came with (a run-now has none to differ).
         codes.add("422")
     if "{" in path or "page" in query:
         codes.add("404")

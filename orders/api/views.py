@@ -61,13 +61,29 @@ IDEMPOTENCY_KEY = OpenApiParameter(
         "creating a second one. Sent with a different body it answers 422."
     ),
 )
-IDEMPOTENT_REPLAYED = OpenApiParameter(
-    "Idempotent-Replayed",
+RUN_NOW_KEY = OpenApiParameter(
+    "Idempotency-Key",
     str,
     OpenApiParameter.HEADER,
-    response=[201],
-    description="`true` when the Idempotency-Key had already created this order; absent otherwise.",
+    required=False,
+    description=(
+        "Any unique string of at most 128 visible ASCII characters, chosen by the client for this run. "
+        "Sent again for the same order, as after a 503 or a dropped connection, it answers 202 with "
+        "`Idempotent-Replayed: true` and starts no second run."
+    ),
 )
+
+
+def _replayed_header(code: int) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Idempotent-Replayed",
+        str,
+        OpenApiParameter.HEADER,
+        response=[code],
+        description="`true` when the Idempotency-Key had already been used for this; absent otherwise.",
+    )
+
+
 IDEMPOTENCY_KEY_MAX_LENGTH = 128
 
 
@@ -169,7 +185,7 @@ class OrderListCreateView(APIView):
         request=OrderWriteSerializer,
         responses={201: OrderSerializer},
         examples=CREATE_EXAMPLES,
-        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        parameters=[IDEMPOTENCY_KEY, _replayed_header(201)],
     )
     def post(self, request: Request) -> Response:
         serializer = OrderWriteSerializer(data=request.data)
@@ -196,7 +212,7 @@ class OrderCreateView(OrderListCreateView):
         request=OrderWriteSerializer,
         responses={201: OrderSerializer},
         examples=CREATE_EXAMPLES,
-        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        parameters=[IDEMPOTENCY_KEY, _replayed_header(201)],
         operation_id="orders_create_legacy",
     )
     def post(self, request: Request) -> Response:
@@ -261,7 +277,7 @@ class OrderUpcomingView(APIView):
 
 
 class OrderActionView(APIView):
-    """POST /pause, /resume, /run-now, /retry."""
+    """POST /pause, /resume, /retry."""
 
     action: str = ""
 
@@ -271,21 +287,33 @@ class OrderActionView(APIView):
         operation = {
             "pause": services.order_pause,
             "resume": services.order_resume,
-            "run-now": services.order_run_now,
             "retry": services.order_retry,
         }[self.action]
         operation(order=order)
         order.refresh_from_db()
-        code = status.HTTP_202_ACCEPTED if self.action in ("run-now", "retry") else status.HTTP_200_OK
+        code = status.HTTP_202_ACCEPTED if self.action == "retry" else status.HTTP_200_OK
         return Response(order_as_json(order), status=code)
 
 
 class OrderRunActionView(OrderActionView):
-    """POST /run-now and /retry: 202, the execution is queued, not done."""
+    """POST /retry: 202, the execution is queued, not done."""
 
     @extend_schema(request=None, responses={202: OrderSerializer})
     def post(self, request: Request, order_id: str) -> Response:
         return super().post(request, order_id)
+
+
+class OrderRunNowView(APIView):
+    """POST /run-now: 202, the execution is queued, not done. With an Idempotency-Key, a repeat
+    (after a 503 whose commit had landed, say) starts no second run."""
+
+    @extend_schema(request=None, responses={202: OrderSerializer}, parameters=[RUN_NOW_KEY, _replayed_header(202)])
+    def post(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get_for_user(user=request.user, order_id=order_id)
+        _, replayed = services.order_run_now_once(order=order, idempotency_key=_idempotency_key(request))
+        order.refresh_from_db()
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(order_as_json(order), status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class NotificationListView(APIView):

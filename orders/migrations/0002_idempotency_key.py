@@ -13,6 +13,11 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name='execution',
+            name='idempotency_key',
+            field=models.CharField(blank=True, editable=False, max_length=64, null=True),
+        ),
+        migrations.AddField(
             model_name='order',
             name='idempotency_fingerprint',
             field=models.CharField(blank=True, default='', editable=False, max_length=64),
@@ -21,6 +26,10 @@ class Migration(migrations.Migration):
             model_name='order',
             name='idempotency_key',
             field=models.CharField(blank=True, editable=False, max_length=64, null=True),
+        ),
+        migrations.AddConstraint(
+            model_name='execution',
+            constraint=models.UniqueConstraint(fields=('order', 'idempotency_key'), name='execution_order_idempotency_key'),
         ),
         migrations.AddConstraint(
             model_name='order',
