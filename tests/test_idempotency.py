@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,32 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _body(**extra: Any) -> dict[str, Any]:
     due = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0).isoformat()
     return {"order_name": "Buy 10 AAPL", "schedule_time": due, **extra}
+
+
+ON_MARIADB = pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("mysql"),
+    reason="races writers on MariaDB/MySQL; set DATABASE_URL (SQLite lets one writer in at a time)",
+)
+
+
+def _race(user: Any, request: Callable[[APIClient], Any], attempts: int = 8) -> list[Any]:
+    """Send `request` from `attempts` threads released at once, each with its own connection."""
+    barrier = threading.Barrier(attempts)
+    responses: list[Any] = []
+
+    def attempt() -> None:
+        client = api_client_for(user)
+        barrier.wait()
+        responses.append(request(client))
+        connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(responses) == attempts
+    return responses
 
 
 def _post(client: APIClient, body: dict[str, Any], key: str | None, path: str = "/api/orders/") -> Any:
@@ -135,32 +162,14 @@ def test_the_schema_documents_the_key_and_the_422(alice_api: APIClient) -> None:
 
 
 @pytest.mark.mysql
-@pytest.mark.skipif(
-    not settings.DATABASES["default"]["ENGINE"].endswith("mysql"),
-    reason="races two writers on MariaDB/MySQL; set DATABASE_URL (SQLite lets one writer in at a time)",
-)
+@ON_MARIADB
 def test_eight_attempts_racing_with_one_key_make_one_order(alice: Any) -> None:
-    """Both attempts pass the look-up before either commits; the unique index decides, and the loser
-    answers with the winner's order. (SQLite lets one writer at a time in: nothing to race there.)"""
+    """They take turns on the user's row lock and meet at the unique index; each loser answers with
+    the winner's order."""
     body = _body()
-    barrier = threading.Barrier(8)
-    answers: list[tuple[int, int]] = []
-
-    def attempt() -> None:
-        client = api_client_for(alice)
-        barrier.wait()
-        response = _post(client, body, "raced")
-        answers.append((response.status_code, response.json().get("order_id")))
-        connection.close()
-
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert len(answers) == 8
-    assert {code for code, _ in answers} == {201}
-    assert len({order_id for _, order_id in answers}) == 1
+    responses = _race(alice, lambda client: _post(client, body, "raced"))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["order_id"] for r in responses}) == 1
     assert Order.objects.filter(user=alice).count() == 1
     assert [line["event"] for line in log_lines() if line["event"].startswith("create")].count("create_replayed") == 7
 
@@ -392,26 +401,11 @@ def test_the_schema_documents_the_run_now_key_without_a_422(alice_api: APIClient
 
 
 @pytest.mark.mysql
-@pytest.mark.skipif(
-    not settings.DATABASES["default"]["ENGINE"].endswith("mysql"),
-    reason="races two writers on MariaDB/MySQL; set DATABASE_URL (SQLite lets one writer in at a time)",
-)
+@ON_MARIADB
 def test_eight_run_nows_racing_with_one_key_start_one_run(alice: Any) -> None:
     due = datetime.now(UTC) + timedelta(hours=1)
     order = services.order_create(user=alice, definition=services.OrderDefinition(order_name="r", schedule_time=due))
-    barrier = threading.Barrier(8)
-    codes: list[int] = []
-
-    def attempt() -> None:
-        client = api_client_for(alice)
-        barrier.wait()
-        codes.append(client.post(f"/api/orders/{order.pk}/run-now", headers={"Idempotency-Key": "raced"}).status_code)
-        connection.close()
-
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert codes == [202] * 8
+    path = f"/api/orders/{order.pk}/run-now"
+    responses = _race(alice, lambda client: client.post(path, headers={"Idempotency-Key": "raced"}))
+    assert [r.status_code for r in responses] == [202] * 8
     assert len(_manual_runs(order.pk)) == 1
