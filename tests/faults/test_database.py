@@ -21,7 +21,7 @@ from tests import processes
 from tests.faults.conftest import api_for
 from tests.faults.harness import TcpProxy, needs_mariadb, record_measurement, wait_for, wait_until_up
 from tests.faults.invariants import LimitSampler, assert_invariants, settle
-from tests.faults.orders_for_tests import at_second, recurring
+from tests.faults.orders_for_tests import at_second, one_time, recurring
 from tests.processes import Stack
 
 pytestmark = [
@@ -59,7 +59,11 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         wait_until_up(workers=2)
         pids = {name: proc.pid for name, proc in stack.procs.items()}
         api = api_for(stack, owner)
-        every = [recurring(owner, f"every 2s #{i}", at_second(2), every=2, max_executions=10) for i in range(4)]
+        seeded = [recurring(owner, f"every 2s #{i}", at_second(2), every=2, max_executions=10) for i in range(4)]
+        # One-time orders that fall due while the database is away (it goes at 5 s, for 30 s).
+        seeded += [
+            one_time(owner, f"due in the outage #{i}", at_second(5 + OUTAGE_SECONDS * i / 6)) for i in range(1, 6)
+        ]
 
         # A client that retries as the API asks: each create carries an Idempotency-Key, kept (with the
         # same body) until an answer of 201. A 503 can come after the database committed the order (the
@@ -68,7 +72,7 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         stop_load = threading.Event()
 
         # A retry resends its body unchanged, so a time must still lie ahead after the outage.
-        after_outage = datetime.now(UTC) + timedelta(seconds=5 + OUTAGE_SECONDS + 2)
+        after_outage = datetime.now(UTC) + timedelta(seconds=5 + OUTAGE_SECONDS + 5)
 
         def load() -> None:
             key, body = "", {}
@@ -110,7 +114,7 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         time.sleep(3)
         stop_load.set()
         loader.join(30)
-        ids = [o.pk for o in every] + [a.order_id for a in answers if a.order_id]
+        ids = [o.pk for o in seeded] + [a.order_id for a in answers if a.order_id]
         caught_up = wait_for(
             lambda: (
                 not Order.objects.filter(pk__in=ids)
