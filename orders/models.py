@@ -127,8 +127,9 @@ class Execution(models.Model):
     job_id = models.CharField(max_length=64, blank=True, default="")
     # A running attempt whose lease has passed belonged to a worker that died; reconcile retries it.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    # sha256 (hex) of the Idempotency-Key of the run-now that made this (manual) execution; NULL
-    # otherwise. See Order.idempotency_key.
+    # sha256 (hex) of the client's Idempotency-Key of the run-now that made this (manual) execution;
+    # NULL otherwise. See Order.idempotency_key. Not the key an executor receives
+    # (ExecutionContext.idempotency_key, derived from the order and occurrence).
     idempotency_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:

@@ -366,8 +366,9 @@ def order_create_once(*, user: User, definition: OrderDefinition, idempotency_ke
 def _place_if_missing(order: Order) -> None:
     """A create whose commit raised never ran its after-commit placement, so its job may be missing
     until the next reconcile (RECONCILE_EVERY_SECONDS, a minute by default). The retry places it now,
-    for an order that has not yet started its first occurrence; later state is the reconcile's."""
-    if not order.is_active or order.occurrence_seq or not order.job_id or order.next_run_at is None:
+    for an order whose first scheduled occurrence has not been taken (a run-now meanwhile does not
+    count); later state is the reconcile's."""
+    if not order.is_active or order.next_grid_index != 1 or not order.job_id or order.next_run_at is None:
         return
     _safe_redis(_place_unless_live, order)
 
@@ -540,7 +541,6 @@ def order_delete(*, order: Order) -> None:
     order.delete()
 
 
-@transaction.atomic
 def order_run_now_once(*, order: Order, idempotency_key: str | None) -> tuple[Execution, bool]:
     """order_run_now for a client that may be retrying: returns (execution, replayed).
 
@@ -552,22 +552,25 @@ def order_run_now_once(*, order: Order, idempotency_key: str | None) -> tuple[Ex
     if idempotency_key is None:
         return order_run_now(order=order), False
     digest = idempotency_key_digest(idempotency_key)
-    order = _lock(order)
-    existing = order.executions.filter(idempotency_key=digest).first()
-    if existing is None:
-        return order_run_now(order=order, idempotency_key=digest), False
-    if existing.status in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING) and not _live(existing.job_id):
-        # The first attempt's commit raised, so its after-commit placement never ran.
-        _schedule_execution_job(existing, due=None)
-        existing.save(update_fields=["job_id"])
-    log_event(
-        "run_now_replayed",
-        order_id=order.pk,
-        user_id=order.user_id,
-        job_id=existing.job_id,
-        occurrence=existing.occurrence,
-        status=existing.status,
-    )
+    with transaction.atomic():
+        order = _lock(order)
+        existing = order.executions.filter(idempotency_key=digest).first()
+        if existing is None:
+            return order_run_now(order=order, idempotency_key=digest), False
+        waiting = existing.status in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING)
+        # As the reconcile's requeue: a paused order's waiting run gets its job when it is resumed.
+        if waiting and order.status != OrderStatus.PAUSED and not _live(existing.job_id):
+            # The first attempt's commit raised, so its after-commit placement never ran.
+            _schedule_execution_job(existing, due=None)
+            existing.save(update_fields=["job_id"])
+        log_event(
+            "run_now_replayed",
+            order_id=order.pk,
+            user_id=order.user_id,
+            job_id=existing.job_id,
+            occurrence=existing.occurrence,
+            status=order.status,
+        )
     return existing, True
 
 

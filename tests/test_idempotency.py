@@ -17,7 +17,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from orders import scheduling, services
-from orders.models import Execution, ExecutionKind, Order
+from orders.models import Execution, ExecutionKind, ExecutionStatus, Order
 from tests.conftest import api_client_for, make_user
 from tests.engine_helpers import log_lines
 
@@ -43,8 +43,10 @@ def _race(user: Any, request: Callable[[APIClient], Any], attempts: int = 8) -> 
     def attempt() -> None:
         client = api_client_for(user)
         barrier.wait()
-        responses.append(request(client))
-        connection.close()
+        try:
+            responses.append(request(client))
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=attempt) for _ in range(attempts)]
     for thread in threads:
@@ -376,6 +378,23 @@ def test_a_repeated_run_now_places_the_job_a_failed_commit_never_placed(alice: A
     assert scheduling.live_job_ids([again.job_id]) == {again.job_id}
 
 
+@pytest.mark.parametrize("state", ["paused", "succeeded"])
+def test_a_repeated_run_now_places_nothing_for_a_run_that_is_not_waiting_to_start(alice: Any, state: str) -> None:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    order = services.order_create(user=alice, definition=services.OrderDefinition(order_name="r", schedule_time=due))
+    execution, _ = services.order_run_now_once(order=order, idempotency_key="r-2")
+    if state == "paused":
+        services.order_pause(order=order)
+    else:
+        Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.SUCCEEDED)
+    scheduling.cancel(execution.job_id)
+    before = Execution.objects.get(pk=execution.pk).job_id
+    again, replayed = services.order_run_now_once(order=order, idempotency_key="r-2")
+    assert replayed and again.pk == execution.pk
+    assert again.job_id == before
+    assert not scheduling.live_job_ids([execution.job_id]), "a job was placed for a run that cannot start"
+
+
 def test_the_run_now_button_pressed_twice_starts_one_run() -> None:
     user = make_user()
     client = _form_client(user)
@@ -408,4 +427,6 @@ def test_eight_run_nows_racing_with_one_key_start_one_run(alice: Any) -> None:
     path = f"/api/orders/{order.pk}/run-now"
     responses = _race(alice, lambda client: client.post(path, headers={"Idempotency-Key": "raced"}))
     assert [r.status_code for r in responses] == [202] * 8
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 7
     assert len(_manual_runs(order.pk)) == 1
+    assert [line["event"] for line in log_lines()].count("run_now_replayed") == 7

@@ -61,9 +61,10 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
         api = api_for(stack, owner)
         seeded = [recurring(owner, f"every 2s #{i}", at_second(2), every=2, max_executions=10) for i in range(4)]
         # One-time orders that fall due while the database is away (it goes at 5 s, for 30 s).
-        seeded += [
+        in_outage = [
             one_time(owner, f"due in the outage #{i}", at_second(5 + OUTAGE_SECONDS * i / 6)) for i in range(1, 6)
         ]
+        seeded += in_outage
 
         # A client that retries as the API asks: each create carries an Idempotency-Key, kept (with the
         # same body) until an answer of 201. A 503 can come after the database committed the order (the
@@ -160,6 +161,10 @@ def test_mariadb_gone_for_30_seconds_gives_clean_503s_and_no_lost_or_doubled_run
     stored = dict(Order.objects.filter(order_name="under load").values_list("idempotency_key", "pk"))
     answered = {idempotency_key_digest(key): order_id for key, order_id in orders_by_key.items()}
     assert stored == answered, "the orders stored are not the orders answered"
+    for order in in_outage:
+        assert cut_at < order.schedule_time.timestamp() < restored_at, (
+            "an order meant to fall due in the outage did not"
+        )
     for order in Order.objects.filter(pk__in=ids):
         assert order.status == OrderStatus.COMPLETED, order
         assert order.executions_count == (order.max_executions or 1)
