@@ -30,6 +30,7 @@ EVENTS = (
     "succeeded",
     "failed",
     "retried",
+    "retry_replayed",
     "skipped",
     "completed",
     "run_now",

@@ -131,12 +131,15 @@ class Execution(models.Model):
     # NULL otherwise. See Order.idempotency_key. Not the key an executor receives
     # (ExecutionContext.idempotency_key, derived from the order and occurrence).
     idempotency_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    # The same for the latest retry of this execution that came with a key.
+    retry_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["-occurrence"]
         constraints = [
             models.UniqueConstraint(fields=["order", "occurrence"], name="uniq_execution_order_occurrence"),
             models.UniqueConstraint(fields=["order", "idempotency_key"], name="execution_order_idempotency_key"),
+            models.UniqueConstraint(fields=["order", "retry_key"], name="execution_order_retry_key"),
         ]
         indexes = [
             models.Index(fields=["order", "status"]),

@@ -557,21 +557,41 @@ def order_run_now_once(*, order: Order, idempotency_key: str | None) -> tuple[Ex
         existing = order.executions.filter(idempotency_key=digest).first()
         if existing is None:
             return order_run_now(order=order, idempotency_key=digest), False
-        waiting = existing.status in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING)
-        # As the reconcile's requeue: a paused order's waiting run gets its job when it is resumed.
-        if waiting and order.status != OrderStatus.PAUSED and not _live(existing.job_id):
-            # The first attempt's commit raised, so its after-commit placement never ran.
-            _schedule_execution_job(existing, due=None)
-            existing.save(update_fields=["job_id"])
-        log_event(
-            "run_now_replayed",
-            order_id=order.pk,
-            user_id=order.user_id,
-            job_id=existing.job_id,
-            occurrence=existing.occurrence,
-            status=order.status,
-        )
+        _replay_execution(order, existing, "run_now_replayed")
     return existing, True
+
+
+def order_retry_once(*, order: Order, idempotency_key: str | None) -> tuple[Execution, bool]:
+    """order_retry for a client that may be retrying, as order_run_now_once: a repeat answers with
+    the execution the first attempt retried instead of retrying the next failed one."""
+    if idempotency_key is None:
+        return order_retry(order=order), False
+    digest = idempotency_key_digest(idempotency_key)
+    with transaction.atomic():
+        order = _lock(order)
+        existing = order.executions.filter(retry_key=digest).first()
+        if existing is None:
+            return order_retry(order=order, retry_key=digest), False
+        _replay_execution(order, existing, "retry_replayed")
+    return existing, True
+
+
+def _replay_execution(order: Order, execution: Execution, event: str) -> None:
+    """The repeat of a run-now or retry that had committed. The caller holds the order's lock."""
+    waiting = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING)
+    # As the reconcile's requeue: a paused order's waiting run gets its job when it is resumed.
+    if waiting and order.status != OrderStatus.PAUSED and not _live(execution.job_id):
+        # The first attempt's commit raised, so its after-commit placement never ran.
+        _schedule_execution_job(execution, due=None)
+        execution.save(update_fields=["job_id"])
+    log_event(
+        event,
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=execution.job_id,
+        occurrence=execution.occurrence,
+        status=order.status,
+    )
 
 
 def _live(job_id: str) -> bool:
@@ -629,8 +649,9 @@ def order_run_now(*, order: Order, idempotency_key: str | None = None) -> Execut
 
 
 @transaction.atomic
-def order_retry(*, order: Order) -> Execution:
-    """Re-run the most recent occurrence that failed for good (one more attempt)."""
+def order_retry(*, order: Order, retry_key: str | None = None) -> Execution:
+    """Re-run the most recent occurrence that failed for good (one more attempt). `retry_key` is the
+    digest order_retry_once stores with the execution."""
     order = _lock(order)
     if order.status == OrderStatus.PAUSED:
         raise ValidationError({"status": ["Resume the order before retrying it."]})
@@ -640,8 +661,10 @@ def order_retry(*, order: Order) -> Execution:
     if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
         _check_active_cap(order.user, exclude_order_id=order.pk)
     execution.status = ExecutionStatus.RETRYING
+    if retry_key is not None:
+        execution.retry_key = retry_key
     _schedule_execution_job(execution, due=None)
-    execution.save(update_fields=["status", "job_id"])
+    execution.save(update_fields=["status", "job_id", "retry_key"])
     if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
         order.status = OrderStatus.SCHEDULED
         order.save(update_fields=["status", "updated_at"])

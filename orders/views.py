@@ -96,8 +96,8 @@ def _render_form(
 
 
 def _form_key(request: HttpRequest) -> str:
-    """The Idempotency-Key hidden in the create form and the Run now button: a form sent twice, by a
-    double click or by reloading the page after a 503, schedules one order or starts one run."""
+    """The Idempotency-Key hidden in the create form and the Run now and Retry buttons: a form sent
+    twice, by a double click or by reloading the page after a 503, acts once."""
     key = request.POST.get("idempotency_key", "")
     return key if FORM_KEY.fullmatch(key) else ""
 
@@ -247,8 +247,10 @@ def _run_now(order: Order, key: str) -> str:
     return f"Run #{execution.occurrence} started."
 
 
-def _retry(order: Order) -> str:
-    execution = services.order_retry(order=order)
+def _retry(order: Order, key: str) -> str:
+    execution, replayed = services.order_retry_once(order=order, idempotency_key=key or None)
+    if replayed:
+        return f"Run #{execution.occurrence} had already been retried by this button."
     return f"Retrying run #{execution.occurrence}."
 
 
@@ -262,7 +264,9 @@ def _resume(order: Order) -> str:
     return "Resumed."
 
 
-ACTIONS: dict[str, Callable[[Order], str]] = {"pause": _pause, "resume": _resume, "retry": _retry}
+ACTIONS: dict[str, Callable[[Order], str]] = {"pause": _pause, "resume": _resume}
+# Run now and Retry carry a key of their own (see _detail_context): pressed twice, they act once.
+KEYED_ACTIONS: dict[str, Callable[[Order, str], str]] = {"run-now": _run_now, "retry": _retry}
 
 
 @login_required
@@ -270,8 +274,10 @@ ACTIONS: dict[str, Callable[[Order], str]] = {"pause": _pause, "resume": _resume
 def order_action(request: HttpRequest, order_id: str, action: str) -> HttpResponseRedirect:
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     try:
-        # The Run now button carries a key of its own (see _detail_context): pressed twice, one run.
-        message = _run_now(order, _form_key(request)) if action == "run-now" else ACTIONS[action](order)
+        if action in KEYED_ACTIONS:
+            message = KEYED_ACTIONS[action](order, _form_key(request))
+        else:
+            message = ACTIONS[action](order)
         messages.success(request, message)
     except ValidationError as exc:
         for message in exc.messages:

@@ -28,8 +28,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, (OperationalError, InterfaceError, RedisError)):
         # A dependency is down: say so plainly and let the client retry. Nothing was committed, unless
         # the connection dropped while the commit's acknowledgement was on its way back (any write):
-        # repeating is harmless for all but a create, which its Idempotency-Key covers, and run-now
-        # and retry (see the 503 text in orders/api/schema.py).
+        # repeating is harmless for all but a create, a run-now and a retry, which their
+        # Idempotency-Key covers (see the 503 text in orders/api/schema.py).
         return Response(
             {"detail": "The service is temporarily unavailable; please retry shortly."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -1,5 +1,5 @@
-"""Idempotency-Key on order creation and run-now: a request retried after a lost answer makes one
-order (one run), not two."""
+"""Idempotency-Key on order creation, run-now and retry: a request repeated after a lost answer acts
+once (one order, one run, one retry)."""
 
 from __future__ import annotations
 
@@ -411,12 +411,13 @@ def test_the_run_now_button_pressed_twice_starts_one_run() -> None:
     assert "had already been started by this button" in again.content.decode()
 
 
-def test_the_schema_documents_the_run_now_key_without_a_422(alice_api: APIClient) -> None:
+def test_the_schema_documents_the_run_now_and_retry_keys_without_a_422(alice_api: APIClient) -> None:
     schema = alice_api.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"}).json()
-    operation = schema["paths"]["/api/orders/{order_id}/run-now/"]["post"]
-    assert "Idempotency-Key" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
-    assert "422" not in operation["responses"]
-    assert "Idempotent-Replayed" in operation["responses"]["202"]["headers"]
+    for action in ("run-now", "retry"):
+        operation = schema["paths"][f"/api/orders/{{order_id}}/{action}/"]["post"]
+        assert "Idempotency-Key" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert "422" not in operation["responses"]
+        assert "Idempotent-Replayed" in operation["responses"]["202"]["headers"]
 
 
 @pytest.mark.mysql
@@ -430,3 +431,76 @@ def test_eight_run_nows_racing_with_one_key_start_one_run(alice: Any) -> None:
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 7
     assert len(_manual_runs(order.pk)) == 1
     assert [line["event"] for line in log_lines()].count("run_now_replayed") == 7
+
+
+# --- retry ---------------------------------------------------------------------------------------------
+
+
+def _with_two_failed_runs(user: Any) -> Order:
+    due = datetime.now(UTC) + timedelta(hours=1)
+    definition = services.OrderDefinition(
+        order_name="flaky",
+        schedule_time=due,
+        is_recurring=True,
+        repeat_interval=1,
+        repeat_unit="hours",
+        max_executions=9,
+    )
+    order = services.order_create(user=user, definition=definition)
+    for occurrence in (1, 2):
+        Execution.objects.create(
+            order=order,
+            occurrence=occurrence,
+            kind=ExecutionKind.MANUAL,
+            scheduled_for=due - timedelta(hours=2),
+            status=ExecutionStatus.FAILED,
+            attempts=1,
+        )
+    Order.objects.filter(pk=order.pk).update(occurrence_seq=2, executions_count=2)
+    return order
+
+
+def _retrying(order: Order) -> list[int]:
+    return sorted(order.executions.filter(status=ExecutionStatus.RETRYING).values_list("occurrence", flat=True))
+
+
+def test_a_repeated_retry_retries_one_run(alice: Any, alice_api: APIClient) -> None:
+    order = _with_two_failed_runs(alice)
+    path = f"/api/orders/{order.pk}/retry"
+    first = alice_api.post(path, headers={"Idempotency-Key": "retry-1"})
+    again = alice_api.post(path, headers={"Idempotency-Key": "retry-1"})
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert _retrying(order) == [2], "the repeat retried the older failed run as well"
+    # A new key (or none) is a new request: it retries the next failed run.
+    assert alice_api.post(path, headers={"Idempotency-Key": "retry-2"}).status_code == 202
+    assert _retrying(order) == [1, 2]
+    assert [line["event"] for line in log_lines() if line["event"].startswith("retr")] == [
+        "retried",
+        "retry_replayed",
+        "retried",
+    ]
+
+
+def test_a_repeated_retry_places_the_job_a_failed_commit_never_placed(alice: Any) -> None:
+    order = _with_two_failed_runs(alice)
+    execution, _ = services.order_retry_once(order=order, idempotency_key="retry-3")
+    scheduling.cancel(execution.job_id)
+    again, replayed = services.order_retry_once(order=order, idempotency_key="retry-3")
+    assert replayed and again.pk == execution.pk
+    assert scheduling.live_job_ids([again.job_id]) == {again.job_id}
+
+
+def test_the_retry_button_pressed_twice_retries_one_run() -> None:
+    user = make_user()
+    client = _form_client(user)
+    order = _with_two_failed_runs(user)
+    page = client.get(f"/orders/{order.pk}").content.decode()
+    found = re.search(
+        rf'action="/orders/{order.pk}/retry">.*?name="idempotency_key" value="([0-9a-f]{{32}})"', page, re.S
+    )
+    assert found, "the Retry button carries no key"
+    client.post(f"/orders/{order.pk}/retry", {"idempotency_key": found.group(1)})
+    again = client.post(f"/orders/{order.pk}/retry", {"idempotency_key": found.group(1)}, follow=True)
+    assert _retrying(order) == [2]
+    assert "had already been retried by this button" in again.content.decode()

@@ -36,9 +36,8 @@ DESCRIPTIONS = {
     "503": (
         "The database or Redis is unavailable. Retry after Retry-After seconds. A write whose connection "
         "dropped while it committed may have taken effect: repeating a PUT, PATCH, DELETE, pause or resume "
-        "is harmless; repeat a create or a run-now with the same Idempotency-Key (it then answers with "
-        "what the first attempt did); a repeated retry retries the next most recent failed run, if any: "
-        "read the order's executions first."
+        "is harmless; repeat a create, a run-now or a retry with the same Idempotency-Key (it then "
+        "answers with what the first attempt did)."
     ),
 }
 WRITE_METHODS = ("post", "put", "patch")

@@ -16,8 +16,8 @@ urlpatterns = [
     re_path(rf"^orders/{ID}/upcoming/?$", views.OrderUpcomingView.as_view(), name="api-order-upcoming"),
     re_path(rf"^orders/{ID}/pause/?$", views.OrderActionView.as_view(action="pause"), name="api-order-pause"),
     re_path(rf"^orders/{ID}/resume/?$", views.OrderActionView.as_view(action="resume"), name="api-order-resume"),
-    re_path(rf"^orders/{ID}/run-now/?$", views.OrderRunNowView.as_view(), name="api-order-run-now"),
-    re_path(rf"^orders/{ID}/retry/?$", views.OrderRunActionView.as_view(action="retry"), name="api-order-retry"),
+    re_path(rf"^orders/{ID}/run-now/?$", views.OrderRunView.as_view(action="run-now"), name="api-order-run-now"),
+    re_path(rf"^orders/{ID}/retry/?$", views.OrderRunView.as_view(action="retry"), name="api-order-retry"),
     re_path(r"^notifications/?$", views.NotificationListView.as_view(), name="api-notifications"),
     re_path(
         r"^notifications/(?P<notification_id>[^/]+)/read/?$",

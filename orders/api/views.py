@@ -61,15 +61,16 @@ IDEMPOTENCY_KEY = OpenApiParameter(
         "creating a second one. Sent with a different body it answers 422."
     ),
 )
-RUN_NOW_KEY = OpenApiParameter(
+RUN_KEY = OpenApiParameter(
     "Idempotency-Key",
     str,
     OpenApiParameter.HEADER,
     required=False,
     description=(
-        "Any unique string of at most 128 visible ASCII characters, chosen by the client for this run. "
-        "Sent again for the same order, as after a 503 or a dropped connection, it answers 202 with "
-        "`Idempotent-Replayed: true` and starts no second run."
+        "Any unique string of at most 128 visible ASCII characters, chosen by the client for this run-now "
+        "or retry. Sent again for the same order, as after a 503 or a dropped connection, it answers 202 "
+        "with `Idempotent-Replayed: true` and queues nothing more (a repeated retry without a key retries "
+        "the next most recent failed run)."
     ),
 )
 
@@ -277,40 +278,30 @@ class OrderUpcomingView(APIView):
 
 
 class OrderActionView(APIView):
-    """POST /pause, /resume, /retry."""
+    """POST /pause, /resume."""
 
     action: str = ""
 
     @extend_schema(request=None, responses=OrderSerializer)
     def post(self, request: Request, order_id: str) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
-        operation = {
-            "pause": services.order_pause,
-            "resume": services.order_resume,
-            "retry": services.order_retry,
-        }[self.action]
+        operation = {"pause": services.order_pause, "resume": services.order_resume}[self.action]
         operation(order=order)
         order.refresh_from_db()
-        code = status.HTTP_202_ACCEPTED if self.action == "retry" else status.HTTP_200_OK
-        return Response(order_as_json(order), status=code)
+        return Response(order_as_json(order))
 
 
-class OrderRunActionView(OrderActionView):
-    """POST /retry: 202, the execution is queued, not done."""
+class OrderRunView(APIView):
+    """POST /run-now, /retry: 202, the execution is queued, not done. With an Idempotency-Key, a
+    repeat (after a 503 whose commit had landed, say) queues nothing more."""
 
-    @extend_schema(request=None, responses={202: OrderSerializer})
-    def post(self, request: Request, order_id: str) -> Response:
-        return super().post(request, order_id)
+    action: str = ""
 
-
-class OrderRunNowView(APIView):
-    """POST /run-now: 202, the execution is queued, not done. With an Idempotency-Key, a repeat
-    (after a 503 whose commit had landed, say) starts no second run."""
-
-    @extend_schema(request=None, responses={202: OrderSerializer}, parameters=[RUN_NOW_KEY, _replayed_header(202)])
+    @extend_schema(request=None, responses={202: OrderSerializer}, parameters=[RUN_KEY, _replayed_header(202)])
     def post(self, request: Request, order_id: str) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
-        _, replayed = services.order_run_now_once(order=order, idempotency_key=_idempotency_key(request))
+        operation = {"run-now": services.order_run_now_once, "retry": services.order_retry_once}[self.action]
+        _, replayed = operation(order=order, idempotency_key=_idempotency_key(request))
         order.refresh_from_db()
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response(order_as_json(order), status=status.HTTP_202_ACCEPTED, headers=headers)

@@ -18,6 +18,11 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, editable=False, max_length=64, null=True),
         ),
         migrations.AddField(
+            model_name='execution',
+            name='retry_key',
+            field=models.CharField(blank=True, editable=False, max_length=64, null=True),
+        ),
+        migrations.AddField(
             model_name='order',
             name='idempotency_fingerprint',
             field=models.CharField(blank=True, default='', editable=False, max_length=64),
@@ -30,6 +35,10 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='execution',
             constraint=models.UniqueConstraint(fields=('order', 'idempotency_key'), name='execution_order_idempotency_key'),
+        ),
+        migrations.AddConstraint(
+            model_name='execution',
+            constraint=models.UniqueConstraint(fields=('order', 'retry_key'), name='execution_order_retry_key'),
         ),
         migrations.AddConstraint(
             model_name='order',
