@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -544,21 +545,18 @@ def order_delete(*, order: Order) -> None:
 def order_run_now_once(*, order: Order, idempotency_key: str | None) -> tuple[Execution, bool]:
     """order_run_now for a client that may be retrying: returns (execution, replayed).
 
-    The key is stored on the execution it made, in the same transaction. Attempts with one key take
-    turns on the order's row lock, and each looks for the key only once it holds the lock, so a
-    retry finds what the first attempt committed (READ COMMITTED: a new statement sees it). Without
-    a key, a plain run-now.
+    The key is stored on the execution it made, in the same transaction. Without a key, a plain
+    run-now.
     """
     if idempotency_key is None:
         return order_run_now(order=order), False
-    digest = idempotency_key_digest(idempotency_key)
-    with transaction.atomic():
-        order = _lock(order)
-        existing = order.executions.filter(idempotency_key=digest).first()
-        if existing is None:
-            return order_run_now(order=order, idempotency_key=digest), False
-        _replay_execution(order, existing, "run_now_replayed")
-    return existing, True
+    return _execution_once(
+        order,
+        idempotency_key,
+        field="idempotency_key",
+        act=lambda locked, digest: order_run_now(order=locked, idempotency_key=digest),
+        event="run_now_replayed",
+    )
 
 
 def order_retry_once(*, order: Order, idempotency_key: str | None) -> tuple[Execution, bool]:
@@ -566,13 +564,28 @@ def order_retry_once(*, order: Order, idempotency_key: str | None) -> tuple[Exec
     the execution the first attempt retried instead of retrying the next failed one."""
     if idempotency_key is None:
         return order_retry(order=order), False
+    return _execution_once(
+        order,
+        idempotency_key,
+        field="retry_key",
+        act=lambda locked, digest: order_retry(order=locked, retry_key=digest),
+        event="retry_replayed",
+    )
+
+
+def _execution_once(
+    order: Order, idempotency_key: str, *, field: str, act: Callable[[Order, str], Execution], event: str
+) -> tuple[Execution, bool]:
+    """Attempts with one key take turns on the order's row lock, and each looks for the key only
+    once it holds the lock, so a repeat finds what the first attempt committed (READ COMMITTED: a
+    new statement sees it)."""
     digest = idempotency_key_digest(idempotency_key)
     with transaction.atomic():
         order = _lock(order)
-        existing = order.executions.filter(retry_key=digest).first()
+        existing = order.executions.filter(**{field: digest}).first()
         if existing is None:
-            return order_retry(order=order, retry_key=digest), False
-        _replay_execution(order, existing, "retry_replayed")
+            return act(order, digest), False
+        _replay_execution(order, existing, event)
     return existing, True
 
 

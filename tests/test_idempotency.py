@@ -395,18 +395,23 @@ def test_a_repeated_run_now_places_nothing_for_a_run_that_is_not_waiting_to_star
     assert not scheduling.live_job_ids([execution.job_id]), "a job was placed for a run that cannot start"
 
 
+def _button_key(client: Client, order: Order, action: str) -> str:
+    page = client.get(f"/orders/{order.pk}").content.decode()
+    found = re.search(
+        rf'action="/orders/{order.pk}/{action}">.*?name="idempotency_key" value="([0-9a-f]{{32}})"', page, re.S
+    )
+    assert found, f"the {action} button carries no key"
+    return found.group(1)
+
+
 def test_the_run_now_button_pressed_twice_starts_one_run() -> None:
     user = make_user()
     client = _form_client(user)
     due = datetime.now(UTC) + timedelta(hours=1)
     order = services.order_create(user=user, definition=services.OrderDefinition(order_name="b", schedule_time=due))
-    page = client.get(f"/orders/{order.pk}").content.decode()
-    found = re.search(
-        rf'action="/orders/{order.pk}/run-now">.*?name="idempotency_key" value="([0-9a-f]{{32}})"', page, re.S
-    )
-    assert found, "the Run now button carries no key"
-    client.post(f"/orders/{order.pk}/run-now", {"idempotency_key": found.group(1)})
-    again = client.post(f"/orders/{order.pk}/run-now", {"idempotency_key": found.group(1)}, follow=True)
+    key = _button_key(client, order, "run-now")
+    client.post(f"/orders/{order.pk}/run-now", {"idempotency_key": key})
+    again = client.post(f"/orders/{order.pk}/run-now", {"idempotency_key": key}, follow=True)
     assert len(_manual_runs(order.pk)) == 1
     assert "had already been started by this button" in again.content.decode()
 
@@ -495,12 +500,8 @@ def test_the_retry_button_pressed_twice_retries_one_run() -> None:
     user = make_user()
     client = _form_client(user)
     order = _with_two_failed_runs(user)
-    page = client.get(f"/orders/{order.pk}").content.decode()
-    found = re.search(
-        rf'action="/orders/{order.pk}/retry">.*?name="idempotency_key" value="([0-9a-f]{{32}})"', page, re.S
-    )
-    assert found, "the Retry button carries no key"
-    client.post(f"/orders/{order.pk}/retry", {"idempotency_key": found.group(1)})
-    again = client.post(f"/orders/{order.pk}/retry", {"idempotency_key": found.group(1)}, follow=True)
+    key = _button_key(client, order, "retry")
+    client.post(f"/orders/{order.pk}/retry", {"idempotency_key": key})
+    again = client.post(f"/orders/{order.pk}/retry", {"idempotency_key": key}, follow=True)
     assert _retrying(order) == [2]
     assert "had already been retried by this button" in again.content.decode()
