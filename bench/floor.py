@@ -11,6 +11,7 @@ application (bench/harness.py, scenario_api, reports product / floor in the same
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 
@@ -20,38 +21,26 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-# The columns a list page shows (the product's page has the same ones).
-LIST_COLUMNS = (
-    "id",
-    "order_name",
-    "schedule_time",
-    "time_zone",
-    "status",
-    "is_recurring",
-    "repeat_interval",
-    "repeat_unit",
-    "max_executions",
-    "executions_count",
-    "misfire_policy",
-    "next_run_at",
-    "last_run_at",
-    "last_result",
-    "created_at",
-    "updated_at",
-)
+
 # Raw SQL, not the ORM, so that this is a floor the product cannot undercut: times are read as text
 # (MySQLdb's DATETIME conversion is slow) and nothing is converted or validated.
-_SELECTED = ", ".join(f"CAST({c} AS CHAR)" if c.endswith(("_time", "_at")) else c for c in LIST_COLUMNS)
-# Built from the constants above; the user id is a parameter.
-LIST_SQL = (
-    f"SELECT {_SELECTED}"  # noqa: S608
-    " FROM orders_order WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 50"
-)
+@functools.cache
+def _list_query() -> tuple[tuple[str, ...], str]:
+    """The product's page columns (orders.selectors.ORDER_ROW_COLUMNS) and the SELECT of them. Read
+    on the first request: the models load only once the WSGI application has set Django up."""
+    from orders.selectors import ORDER_ROW_COLUMNS
+
+    selected = ", ".join(f"CAST({c} AS CHAR)" if c.endswith(("_time", "_at")) else c for c in ORDER_ROW_COLUMNS)
+    # Built from the model's column names; the user id is a parameter.
+    sql = f"SELECT {selected} FROM orders_order WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 50"  # noqa: S608
+    return ORDER_ROW_COLUMNS, sql
+
+
 INSERT_SQL = (
     "INSERT INTO orders_order (user_id, order_name, schedule_time, time_zone, status, job_id, is_recurring,"
     " executions_count, misfire_policy, schedule_version, next_grid_index, next_run_at, execution_limit,"
-    " occurrence_seq, last_result, created_at, updated_at)"
-    " VALUES (%s, 'floor', %s, 'UTC', 'scheduled', '', 0, 0, 'run_once', 1, 1, %s, 1, 0, '', %s, %s)"
+    " occurrence_seq, last_result, idempotency_fingerprint, created_at, updated_at)"
+    " VALUES (%s, 'floor', %s, 'UTC', 'scheduled', '', 0, 0, 'run_once', 1, 1, %s, 1, 0, '', '', %s, %s)"
 )
 FAR_FUTURE = "2031-01-01 00:00:00"
 
@@ -61,9 +50,10 @@ def hello(request: HttpRequest) -> HttpResponse:
 
 
 def list_orders(request: HttpRequest) -> HttpResponse:
+    columns, sql = _list_query()
     with connection.cursor() as cursor:
-        cursor.execute(LIST_SQL, [int(request.GET["user"])])
-        rows = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+        cursor.execute(sql, [int(request.GET["user"])])
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     body = json.dumps({"count": len(rows), "results": rows})
     return HttpResponse(body, content_type="application/json")
 

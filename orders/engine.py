@@ -764,7 +764,7 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
         live = scheduling.live_job_ids(job_ids)
         missing = [pk for pk, job_id, next_run_at in batch if next_run_at is not None and job_id not in live]
         if missing:
-            placed = _reschedule_orders(missing)
+            placed = reschedule_orders(missing)
             report.scheduled += len(placed)
             wanted.update(placed)
     pending = Execution.objects.filter(
@@ -776,7 +776,7 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
     live_exec = scheduling.live_job_ids([job_id for _, job_id in pending_list])
     for pk, job_id in pending_list:
         if job_id not in live_exec:
-            report.requeued_executions += _requeue_execution(pk)
+            report.requeued_executions += requeue_execution(pk)
     candidates = sorted(scheduling.all_order_job_ids() - wanted)
     for i in range(0, len(candidates), batch_size):
         # One lookup per chunk, not per job: after a rebuild every job placed above is a candidate
@@ -793,9 +793,10 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
 
 
 @transaction.atomic
-def _reschedule_orders(order_ids: list[int]) -> list[str]:
-    """Give each of these active orders a new job for its pending occurrence, in one transaction and
-    one Redis pipeline (after commit). Returns the new job ids.
+def reschedule_orders(order_ids: list[int]) -> list[str]:
+    """Give each of these active orders that has no live job a new one for its pending occurrence,
+    in one transaction and one Redis pipeline (after commit). Returns the new job ids. The repair of
+    reconcile, also run at once for an order whose create is replayed (services.order_create_once).
 
     The rows are locked in primary-key order, like everywhere else, and re-checked under the lock: an
     order that was changed or got a live job meanwhile is left alone.
@@ -829,7 +830,9 @@ def _reschedule_orders(order_ids: list[int]) -> list[str]:
 
 
 @transaction.atomic
-def _requeue_execution(execution_id: int) -> int:
+def requeue_execution(execution_id: int) -> int:
+    """Give a waiting run (pending, or retrying) of an unpaused order a job if it has no live one;
+    returns 1 if it did. The repair of reconcile, also run at once for a replayed run-now or retry."""
     order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
     if order_id is None:
         return 0

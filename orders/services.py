@@ -357,35 +357,18 @@ def order_create_once(*, user: User, definition: OrderDefinition, idempotency_ke
                 raise
         else:
             return order, False
-    _place_if_missing(existing)
+    if existing.is_active:
+        # The first attempt's commit may have raised after all, so its after-commit placement never
+        # ran: repair it now with reconcile's own repair (it re-checks under the lock that the job is
+        # missing) rather than wait up to RECONCILE_EVERY_SECONDS. Imported here: engine imports this.
+        from orders.engine import reschedule_orders
+
+        if reschedule_orders([existing.pk]):
+            existing.refresh_from_db()
     # Logged because the first attempt's "created" line may be missing: it is written after the
     # commit, and a commit whose acknowledgement was lost raised instead.
     log_event("create_replayed", order_id=existing.pk, user_id=user.pk, job_id=existing.job_id, status=existing.status)
     return existing, True
-
-
-def _place_if_missing(order: Order) -> None:
-    """A create whose commit raised never ran its after-commit placement, so its job may be missing
-    until the next reconcile (RECONCILE_EVERY_SECONDS, a minute by default). The retry places it now,
-    for an order whose first scheduled occurrence has not been taken (a run-now meanwhile does not
-    count); later state is the reconcile's."""
-    if not order.is_active or order.next_grid_index != 1 or not order.job_id or order.next_run_at is None:
-        return
-    _safe_redis(_place_unless_live, order)
-
-
-def _place_unless_live(order: Order) -> None:
-    assert order.next_run_at is not None  # checked by the caller
-    if scheduling.live_job_ids([order.job_id]):
-        return
-    # The same job id the reconcile would use: whichever places it first, the job exists once.
-    scheduling.schedule_occurrence(
-        job_id=order.job_id,
-        order_id=order.pk,
-        version=order.schedule_version,
-        grid_index=order.next_grid_index,
-        due=order.next_run_at,
-    )
 
 
 @transaction.atomic
@@ -590,13 +573,12 @@ def _execution_once(
 
 
 def _replay_execution(order: Order, execution: Execution, event: str) -> None:
-    """The repeat of a run-now or retry that had committed. The caller holds the order's lock."""
-    waiting = execution.status in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING)
-    # As the reconcile's requeue: a paused order's waiting run gets its job when it is resumed.
-    if waiting and order.status != OrderStatus.PAUSED and not _live(execution.job_id):
-        # The first attempt's commit raised, so its after-commit placement never ran.
-        _schedule_execution_job(execution, due=None)
-        execution.save(update_fields=["job_id"])
+    """The repeat of a run-now or retry that had committed. The caller holds the order's lock. As for
+    a replayed create, a placement the first attempt's failed commit never made is repaired at once."""
+    from orders.engine import requeue_execution  # engine imports this module
+
+    requeue_execution(execution.pk)
+    execution.refresh_from_db(fields=["job_id"])
     log_event(
         event,
         order_id=order.pk,
@@ -605,15 +587,6 @@ def _replay_execution(order: Order, execution: Execution, event: str) -> None:
         occurrence=execution.occurrence,
         status=order.status,
     )
-
-
-def _live(job_id: str) -> bool:
-    try:
-        return bool(scheduling.live_job_ids([job_id]))
-    except Exception:
-        # Redis is down: then nothing can be placed now anyway, and the reconcile will do it.
-        logger.warning("Redis read failed; reconcile will repair it", exc_info=True)
-        return True
 
 
 @transaction.atomic

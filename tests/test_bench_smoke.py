@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from bench import harness, report
+from orders.models import Order
+from orders.selectors import ORDER_ROW_COLUMNS
 from tests import processes
+from tests.conftest import make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -79,3 +83,16 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None
     assert "## 2. Batch" in text and "## 3. Precision" in text
     assert "| SimpleWorker | 1 |" in text
     assert "![throughput vs workers](throughput-vs-workers.png)" in text
+
+
+def test_the_api_floor_writes_and_reads_real_order_rows(settings: Any) -> None:
+    """The floor's raw INSERT and SELECT follow the schema (a NOT NULL column added without it made
+    every floor create fail) and select the product's page columns."""
+    settings.ROOT_URLCONF = "bench.floor"
+    user = make_user()
+    created = Client().post(f"/floor/create?user={user.pk}")
+    assert created.status_code == 201
+    assert Order.objects.get(pk=created.json()["id"]).user == user
+    listed = Client().get(f"/floor/list?user={user.pk}").json()
+    assert listed["count"] == 1
+    assert tuple(listed["results"][0]) == ORDER_ROW_COLUMNS

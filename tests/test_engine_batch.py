@@ -36,6 +36,13 @@ def create_many(count: int, at: datetime, user: Any = None, **fields: Any) -> li
     ]
 
 
+def take_first(order: Order) -> engine.Taken:
+    """The take a job of the order's first occurrence makes: the batch's first run."""
+    taken = engine.occurrence_take(order_id=order.pk, version=order.schedule_version, grid_index=1)
+    assert taken is not None
+    return taken
+
+
 def wait_past(at: datetime) -> None:
     time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 0.05)
 
@@ -52,8 +59,7 @@ def test_one_job_runs_its_due_companions_and_their_jobs_leave_the_queue(settings
     enqueue_due()
     assert queued_job_count() == 25
     first = orders[0]
-    taken = engine.occurrence_take(order_id=first.pk, version=first.schedule_version, grid_index=1)
-    assert taken is not None
+    taken = take_first(first)
     ran = engine.run_occurrence_batch(taken)
     assert ran == 10
     done = Order.objects.filter(status=OrderStatus.COMPLETED)
@@ -89,8 +95,7 @@ def test_a_batch_needs_far_fewer_statements_per_order(settings: Any) -> None:
     orders = create_many(50, at)
     wait_past(at)
     first = orders[0]
-    taken = engine.occurrence_take(order_id=first.pk, version=first.schedule_version, grid_index=1)
-    assert taken is not None
+    taken = take_first(first)
     with CaptureQueriesContext(connection) as queries:
         assert engine.run_occurrence_batch(taken) == 50
     # One order alone costs about 15 statements; 49 companions in bulk must cost a small constant
@@ -106,8 +111,7 @@ def test_companions_are_never_taken_before_their_due_time(settings: Any) -> None
     early = create_many(3, now_due)
     future = create_many(3, later)
     wait_past(now_due)
-    taken = engine.occurrence_take(order_id=early[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(early[0])
     assert engine.run_occurrence_batch(taken) == 3
     for order in future:
         order.refresh_from_db()
@@ -124,8 +128,7 @@ def test_misfired_paused_and_locked_orders_are_not_companions(settings: Any) -> 
     wait_past(at)
     # orders[2] is misfired relative to a later "now": its own job applies the misfire policy.
     Order.objects.filter(pk=orders[2].pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
-    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(orders[0])
     assert engine.run_occurrence_batch(taken) == 2  # itself and orders[3]
     statuses = {o.pk: o.status for o in Order.objects.all()}
     assert statuses[orders[1].pk] == OrderStatus.PAUSED
@@ -157,8 +160,7 @@ def test_a_failing_companion_is_retried_on_its_own(settings: Any) -> None:
         user=user, definition=services.OrderDefinition(order_name="poison pill", schedule_time=at)
     )
     wait_past(at)
-    taken = engine.occurrence_take(order_id=good[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(good[0])
     assert engine.run_occurrence_batch(taken) == 6
     execution = Execution.objects.get(order=poison)
     assert execution.status == ExecutionStatus.RETRYING and execution.attempts == 1
@@ -185,8 +187,7 @@ def test_companions_past_the_time_budget_are_handed_back_and_still_run_once(sett
     Order.objects.filter(pk=first.pk).update(order_name="fast")
     create_many(5, at, user=user)
     wait_past(at)
-    taken = engine.occurrence_take(order_id=first.pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(first)
     ran = engine.run_occurrence_batch(taken)
     assert ran == 3  # itself, then two slow companions; the budget is spent after the second
     handed_back = list(Execution.objects.filter(status=ExecutionStatus.PENDING))
@@ -205,8 +206,7 @@ def test_batching_off_runs_one_order_per_job(settings: Any) -> None:
     at = due_in(1)
     orders = create_many(3, at)
     wait_past(at)
-    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(orders[0])
     assert engine.run_occurrence_batch(taken) == 1
     assert Order.objects.filter(status=OrderStatus.COMPLETED).count() == 1
 
@@ -237,8 +237,7 @@ def test_a_companion_changed_after_the_take_does_not_start(settings: Any, monkey
     Order.objects.filter(pk=meddler.pk).update(order_name=action)
     Order.objects.filter(pk=victim.pk).update(order_name="victim")
     wait_past(at)
-    taken = engine.occurrence_take(order_id=first.pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(first)
     assert engine.run_occurrence_batch(taken) == 2  # the first and the meddler; not the victim
     started = {line["order_id"] for line in log_lines() if line["event"] == "started"}
     assert victim.pk not in started
@@ -272,8 +271,7 @@ def test_companions_not_reached_when_the_batch_is_interrupted_are_handed_back(se
     boom = orders[2]
     Order.objects.filter(pk=boom.pk).update(order_name="boom")
     wait_past(at)
-    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(orders[0])
     with pytest.raises(SystemExit):
         engine.run_occurrence_batch(taken)
     status = {e.order_id: e.status for e in Execution.objects.all()}
@@ -292,8 +290,7 @@ def test_batches_work_where_a_bulk_insert_returns_no_ids(settings: Any, monkeypa
     at = due_in(1)
     orders = create_many(8, at)
     wait_past(at)
-    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(orders[0])
     assert engine.run_occurrence_batch(taken) == 8
     assert Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() == 8
 
@@ -305,6 +302,5 @@ def test_a_backlog_of_one_time_orders_past_the_grace_still_batches(settings: Any
     orders = create_many(5, at)
     past = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(schedule_time=past, next_run_at=past)
-    taken = engine.occurrence_take(order_id=orders[0].pk, version=1, grid_index=1)
-    assert taken is not None
+    taken = take_first(orders[0])
     assert engine.run_occurrence_batch(taken) == 5

@@ -211,7 +211,8 @@ def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_onc
         assert again == 201 and headers.get("Idempotent-Replayed") == "true"
         assert answer["order_id"] == committed.pk
         assert Order.objects.filter(user=owner).count() == 1
-        assert scheduling.live_job_ids([committed.job_id]) == {committed.job_id}, "the retry did not place the job"
+        placed = Order.objects.get(pk=committed.pk).job_id
+        assert scheduling.live_job_ids([placed]) == {placed}, "the retry did not place the job"
 
         wait_for(
             lambda: Order.objects.filter(pk=committed.pk, status=OrderStatus.COMPLETED).exists(),
