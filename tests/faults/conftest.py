@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from orders import scheduling
+from orders import jobqueue
 from tests.conftest import make_user
 from tests.faults.executors import effects_path
 from tests.faults.harness import Api, RedisServer
@@ -45,12 +45,12 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     shared_url = settings.REDIS_URL
     settings.REDIS_URL = server.url
-    scheduling._connection = None
+    jobqueue.reset_connection()
     try:
         yield server
     finally:
         settings.REDIS_URL = shared_url
-        scheduling._connection = None
+        jobqueue.reset_connection()
         server.kill()
 
 
