@@ -100,7 +100,7 @@ def order_create_once(*, user: User, definition: OrderDefinition, idempotency_ke
                 raise
         else:
             return order, False
-    # The first attempt's commit may have raised after all, so its after-commit placement never
+    # The first attempt's commit may have raised after all, so its after-commit job never
     # ran: repair it now with reconcile's own repair (it re-checks under the lock that the job is
     # missing) rather than wait up to RECONCILE_EVERY_SECONDS.
     if existing.is_active and reschedule_orders([existing.pk]):
@@ -160,7 +160,7 @@ def _execution_once(
 
 def _replay_execution(order: Order, execution: Execution, event: str) -> None:
     """The repeat of a run-now or retry that had committed. The caller holds the order's lock. As for
-    a replayed create, a placement the first attempt's failed commit never made is repaired at once."""
+    a replayed create, a job the first attempt's failed commit never made is repaired at once."""
     requeue_execution(execution.pk)
     execution.refresh_from_db(fields=["job_id"])
     log_event(
