@@ -485,7 +485,14 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
     place_occurrence_jobs(jobs)
     discard_jobs_after_commit(dropped)
     return [
-        Taken(execution.pk, 1, _context(order, execution), execution.job_id, True, order.schedule_version)
+        Taken(
+            execution.pk,
+            1,
+            _context(order, execution),
+            execution.job_id,
+            is_companion=True,
+            version=order.schedule_version,
+        )
         for order, execution in started
     ]
 

@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from common.timezones import is_valid_time_zone
 from orders.api.representation import ORDER_JSON_FIELDS
@@ -171,8 +172,22 @@ class UpcomingSerializer(serializers.Serializer[Any]):
     upcoming = serializers.ListField(child=serializers.DateTimeField())
 
 
+def _query_value(field: serializers.Field, query: Any) -> Any:
+    # DRF reads an empty query value of an optional field as absent: here a parameter that is
+    # present must be valid, even when empty ("?status=" is not "any status").
+    return query.get(field.field_name, empty)
+
+
+class QueryChoiceField(serializers.ChoiceField):
+    def get_value(self, dictionary: Any) -> Any:
+        return _query_value(self, dictionary)
+
+
 class QueryBooleanField(serializers.Field):
     """true/false (or 1/0, any case) in a query string; anything else is an error."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return _query_value(self, dictionary)
 
     default_error_messages = {"invalid": "Use true or false."}
     VALUES = {"true": True, "1": True, "false": False, "0": False}
@@ -195,12 +210,12 @@ class OrderListFilterSerializer(serializers.Serializer[Any]):
     """The list's query string. A parameter that is present must be valid, even when empty:
     "?status=" is not "any status"."""
 
-    status = serializers.ChoiceField(
+    status = QueryChoiceField(
         choices=list(OrderStatus.values), required=False, error_messages=_choose_one_of(list(OrderStatus.values))
     )
     is_recurring = QueryBooleanField(required=False)
     search = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
-    ordering = serializers.ChoiceField(
+    ordering = QueryChoiceField(
         choices=sorted(ORDERINGS), required=False, error_messages=_choose_one_of(sorted(ORDERINGS))
     )
 
