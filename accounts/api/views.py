@@ -34,7 +34,7 @@ INVALID_CREDENTIALS = "Invalid email or password."
 TOO_MANY_ATTEMPTS = "Too many attempts."
 
 # Errors these views answer themselves; the shared ones (400, 413, 415, 503, and 401 on authenticated
-# operations) are added to every operation by orders.api.schema.add_error_responses.
+# operations) are added to every operation by common.api.schema.add_error_responses.
 THROTTLED = OpenApiResponse(ErrorDetailSerializer, description="Too many attempts; retry after Retry-After seconds.")
 RETRY_AFTER = OpenApiParameter(
     "Retry-After", int, OpenApiParameter.HEADER, response=[429], description="Seconds until the limit resets."
