@@ -12,9 +12,11 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -51,6 +53,9 @@ class Profile:
     list_seed_orders: int = 200
     api_users: int = 200
     poll_samples: int = 200
+    # The precision scenario under load: simulated API users and how long they work.
+    load_users: int = 40
+    load_seconds: float = 60
 
 
 FULL = Profile(
@@ -81,6 +86,7 @@ QUICK = Profile(
     scale_heavy_user_orders=300,
     api_users=40,
     poll_samples=50,
+    load_seconds=15,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -97,6 +103,8 @@ SMOKE = Profile(
     list_seed_orders=10,
     api_users=3,
     poll_samples=5,
+    load_users=3,
+    load_seconds=3,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -515,7 +523,9 @@ def scenario_precision(ctx: Context, workers: int = 2) -> dict[str, Any]:
         for rep in range(ctx.profile.repeats):
             reset_orders()
             start = next_whole_second(timezone.now() + timedelta(seconds=2 + n * ctx.create_cost_s * 1.5))
-            dues = [start + timedelta(seconds=i % span) for i in range(n)]
+            # Due times to the microsecond, spread over the span (a whole second is no special case).
+            rng = random.Random(rep)
+            dues = [start + timedelta(seconds=i % span, microseconds=rng.randrange(1_000_000)) for i in range(n)]
             create_one_time_orders(ctx, dues, "precision")
             if timezone.now() >= start:
                 ctx.log("  precision: creation overran the first due time")
@@ -540,6 +550,132 @@ def scenario_precision(ctx: Context, workers: int = 2) -> dict[str, Any]:
     finally:
         stack.stop_all()
     return {"workers": workers, "worker_class": SIMPLE, "span_s": span, "runs": runs}
+
+
+class _LoadUser(threading.Thread):
+    """One simulated API user: creates one-time orders due a few seconds ahead (to the microsecond),
+    lists its orders, renames one, pauses and resumes another, and runs it now, at about the pace
+    of a person clicking quickly. Every request goes to the real web server over loopback."""
+
+    PACE_SECONDS = 0.25
+
+    def __init__(self, base_url: str, token: str, stop_at: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.host, self.port = base_url.removeprefix("http://").split(":")
+        self.token, self.stop_at, self.rng = token, stop_at, random.Random(seed)
+        self.created: list[int] = []  # the orders whose lateness is measured
+        self.requests = 0
+        self.errors: list[str] = []
+
+    def _call(self, conn: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.requests += 1
+        if resp.status >= 400:
+            self.errors.append(f"{method} {path}: {resp.status} {data[:200]!r}")
+            return None
+        return json.loads(data) if data else None
+
+    def run(self) -> None:
+        import http.client
+
+        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=10)
+        far = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        churn = self._call(
+            conn,
+            "POST",
+            "/api/orders/",
+            {
+                "order_name": "churn",
+                "schedule_time": far,
+                "is_recurring": True,
+                "repeat_interval": 1,
+                "repeat_unit": "hours",
+            },
+        )
+        while time.time() < self.stop_at:
+            due = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(1.5, 4.0))
+            made = self._call(conn, "POST", "/api/orders/", {"order_name": "precise", "schedule_time": due.isoformat()})
+            if made:
+                self.created.append(made["order_id"])
+            self._call(conn, "GET", "/api/orders/?page=1")
+            roll = self.rng.random()
+            if roll < 0.3 and self.created:
+                self._call(conn, "PATCH", f"/api/orders/{self.created[-1]}", {"order_name": "precise (renamed)"})
+            elif roll < 0.5 and churn:
+                self._call(conn, "POST", f"/api/orders/{churn['order_id']}/pause")
+                self._call(conn, "POST", f"/api/orders/{churn['order_id']}/resume")
+            elif roll < 0.6 and churn:
+                self._call(conn, "POST", f"/api/orders/{churn['order_id']}/run-now")
+            time.sleep(self.PACE_SECONDS * self.rng.uniform(0.5, 1.5))
+        conn.close()
+
+
+def scenario_precision_load(ctx: Context, workers: int = 2) -> dict[str, Any]:
+    """Due times to the microsecond while load_users simulated users work through the API (create,
+    list, update, pause, resume, run-now). Lateness = started_at - scheduled_for of the one-time
+    orders the users created; the idle figure is scenario precision's."""
+    from orders.models import Execution, ExecutionKind
+
+    stack = ctx.stack()
+    runs = []
+    try:
+        reset_orders()
+        users = bench_users(ctx.profile.load_users)
+        tokens = [token_for(u) for u in users]
+        stack.start_web()
+        stack.start_scheduler()
+        stack.start_workers(workers, SIMPLE)
+        for rep in range(ctx.profile.repeats):
+            reset_orders()
+            stop_at = time.time() + ctx.profile.load_seconds
+            began = time.monotonic()
+            clients = [_LoadUser(stack.base_url, t, stop_at, seed=rep * 1000 + i) for i, t in enumerate(tokens)]
+            for c in clients:
+                c.start()
+            for c in clients:
+                c.join(ctx.profile.load_seconds + 60)
+            elapsed = time.monotonic() - began
+            created = [oid for c in clients for oid in c.created]
+
+            def all_ran(ids: list[int] = created) -> bool:
+                return Execution.objects.filter(order_id__in=ids, status="succeeded").count() >= len(ids)
+
+            wait_for(all_ran, 30)
+            rows = list(
+                Execution.objects.filter(order_id__in=created, kind=ExecutionKind.SCHEDULED).values(
+                    "scheduled_for", "started_at"
+                )
+            )
+            lateness = [_ts(r["started_at"]) - _ts(r["scheduled_for"]) for r in rows]
+            requests = sum(c.requests for c in clients)
+            errors = [e for c in clients for e in c.errors]
+            result: dict[str, Any] = {
+                "rep": rep + 1,
+                "users": len(clients),
+                "requests": requests,
+                "requests_per_s": requests / elapsed if elapsed else math.nan,
+                "errors": len(errors),
+                "error_samples": errors[:5],
+                "orders": len(created),
+                "executed": len(rows),
+                "p50_s": percentile(lateness, 50),
+                "p99_s": percentile(lateness, 99),
+                "max_s": max(lateness) if lateness else math.nan,
+                "early_starts": sum(1 for v in lateness if v < 0),
+            }
+            runs.append(result)
+            ctx.log(
+                f"precision under load rep {rep + 1}: {requests} requests ({result['requests_per_s']:.0f}/s, "
+                f"{len(errors)} errors), {len(rows)}/{len(created)} orders: p50 {result['p50_s'] * 1000:.0f} ms "
+                f"p99 {result['p99_s'] * 1000:.0f} ms max {result['max_s'] * 1000:.0f} ms "
+                f"early {result['early_starts']}"
+            )
+    finally:
+        stack.stop_all()
+    return {"workers": workers, "worker_class": SIMPLE, "runs": runs}
 
 
 def scenario_drift(ctx: Context, workers: int = 2) -> dict[str, Any]:
@@ -605,7 +741,7 @@ def _poll_cost(samples: int) -> dict[str, float]:
         jobqueue.write_heartbeat()
         if sched.acquire_lock():
             try:
-                list(sched.enqueue_jobs())
+                jobqueue.move_due_jobs(sched)
             finally:
                 sched.remove_lock()
         times.append(time.perf_counter() - began)
@@ -703,6 +839,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "api": scenario_api,
     "batch": scenario_batch,
     "precision": scenario_precision,
+    "precision_load": scenario_precision_load,
     "drift": scenario_drift,
     "scale": scenario_scale,
 }

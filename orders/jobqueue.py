@@ -23,15 +23,22 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq_scheduler import Scheduler
-from rq_scheduler.utils import to_unix
-
-from orders.recurrence import scheduler_time
 
 logger = logging.getLogger(__name__)
 
 OCCURRENCE_FUNC = "orders.jobs.run_occurrence"
 EXECUTION_FUNC = "orders.jobs.run_execution"
 HEARTBEAT_KEY = "orders:scheduler:heartbeat"
+# A list the scheduler blocks on between polls: a job placed to fall due before the scheduler's next
+# planned wake-up pushes here, so it is moved at its instant rather than at the next poll.
+WAKE_KEY = "orders:scheduler:wake"
+# Placements due within this many seconds signal the scheduler (a longer sleep never happens: the
+# scheduler wakes at least every poll interval).
+WAKE_HORIZON_SECONDS = 1.0
+# Redis times out a blocked client at its own cron (10 times a second by default), so a blocking
+# wait can return up to ~0.1 s late: block only until this long before the instant wanted, then
+# sleep the rest in this process, whose clock is exact to the millisecond.
+BLOCKING_WAIT_MARGIN_SECONDS = 0.12
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 # Finished jobs are useless once their effect is in the database: keep them only briefly.
 RESULT_TTL_SECONDS = 60
@@ -74,28 +81,58 @@ def new_job_id(order_id: int, label: str) -> str:
     return f"order-{order_id}-{label}-{uuid.uuid4().hex[:12]}"
 
 
+def _due_score(due: datetime) -> float:
+    """The job's score in rq-scheduler's sorted set: the exact due instant in epoch seconds.
+
+    rq-scheduler itself writes and compares whole seconds (a job due at hh:mm:ss.9 would move 0.9 s
+    early, and rounding up makes it up to a second late); move_due_jobs compares the exact instant.
+    """
+    return due.astimezone(UTC).timestamp()
+
+
+def _write_scheduled(
+    pipe: redis.client.Pipeline, job_id: str, func: str, args: tuple[object, ...], due: datetime
+) -> None:
+    """Write a future job exactly as rq-scheduler's enqueue_at does (a job hash with status
+    "scheduled" and an entry in its sorted set), with the exact due instant as its score."""
+    job = Job.create(
+        func,
+        args=args,
+        connection=connection(),
+        id=job_id,
+        timeout=job_timeout(),
+        result_ttl=RESULT_TTL_SECONDS,
+        status=JobStatus.SCHEDULED,
+    )
+    job.origin = settings.ORDER_QUEUE
+    job.save(pipeline=pipe)
+    score = _due_score(due)
+    pipe.zadd(Scheduler.scheduled_jobs_key, {job_id: score})
+    if score - time.time() < WAKE_HORIZON_SECONDS:
+        pipe.lpush(WAKE_KEY, job_id)
+        pipe.ltrim(WAKE_KEY, 0, 0)
+        pipe.pexpire(WAKE_KEY, int(WAKE_HORIZON_SECONDS * 1000))
+
+
+def _enqueue_now(job_id: str, func: str, args: tuple[object, ...]) -> None:
+    queue().enqueue(
+        func,
+        args=args,
+        job_id=job_id,
+        job_timeout=job_timeout(),
+        result_ttl=RESULT_TTL_SECONDS,
+        failure_ttl=7 * 86400,
+    )
+
+
 def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | None) -> None:
     """Put a job in the queue now (due is None or past) or in rq-scheduler's sorted set."""
-    now = datetime.now(UTC)
-    if due is None or scheduler_time(due) <= now:
-        queue().enqueue(
-            func,
-            args=args,
-            job_id=job_id,
-            job_timeout=job_timeout(),
-            result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=7 * 86400,
-        )
-    else:
-        scheduler().enqueue_at(
-            scheduler_time(due),
-            func,
-            *args,
-            job_id=job_id,
-            timeout=job_timeout(),
-            job_result_ttl=RESULT_TTL_SECONDS,
-            queue_name=settings.ORDER_QUEUE,
-        )
+    if due is None or due <= datetime.now(UTC):
+        _enqueue_now(job_id, func, args)
+        return
+    pipe = connection().pipeline(transaction=False)
+    _write_scheduled(pipe, job_id, func, args, due)
+    pipe.execute()
 
 
 class OccurrenceJob(NamedTuple):
@@ -114,29 +151,16 @@ def schedule_occurrence(job: OccurrenceJob) -> None:
 
 
 def schedule_occurrences(jobs: list[OccurrenceJob]) -> None:
-    """Many schedule_occurrence calls in one round trip (reconcile rebuilding a lost schedule).
-
-    Future jobs are written exactly as rq-scheduler's enqueue_at writes them (a job hash with status
-    "scheduled" and an entry in its sorted set), but through one pipeline; due ones go to the queue.
-    """
+    """Many schedule_occurrence calls in one round trip (reconcile rebuilding a lost schedule);
+    due ones go to the queue at once."""
     now = datetime.now(UTC)
     pipe = connection().pipeline(transaction=False)
     for p in jobs:
-        if scheduler_time(p.due) <= now:
-            _place(p.job_id, OCCURRENCE_FUNC, (p.order_id, p.version, p.grid_index), None)
-            continue
-        job = Job.create(
-            OCCURRENCE_FUNC,
-            args=(p.order_id, p.version, p.grid_index),
-            connection=connection(),
-            id=p.job_id,
-            timeout=job_timeout(),
-            result_ttl=RESULT_TTL_SECONDS,
-            status=JobStatus.SCHEDULED,
-        )
-        job.origin = settings.ORDER_QUEUE
-        job.save(pipeline=pipe)
-        pipe.zadd(Scheduler.scheduled_jobs_key, {p.job_id: to_unix(scheduler_time(p.due))})
+        args = (p.order_id, p.version, p.grid_index)
+        if p.due <= now:
+            _enqueue_now(p.job_id, OCCURRENCE_FUNC, args)
+        else:
+            _write_scheduled(pipe, p.job_id, OCCURRENCE_FUNC, args, p.due)
     pipe.execute()
 
 
@@ -218,6 +242,39 @@ def all_order_job_ids() -> set[str]:
     ids = {j.decode() for j in raw}
     ids.update(queue().get_job_ids())
     return {j for j in ids if j.startswith("order-")}
+
+
+def move_due_jobs(sched: Scheduler, *, now: float | None = None) -> int:
+    """rq-scheduler's enqueue_jobs(), comparing the exact instant: move every job whose due time
+    has come into its queue. Returns how many were moved."""
+    moved = 0
+    for job in sched.get_jobs(until=time.time() if now is None else now):
+        sched.enqueue_job(job)
+        moved += 1
+    return moved
+
+
+def seconds_until_next_due() -> float | None:
+    """How long until the earliest scheduled job falls due (negative: overdue); None when none is."""
+    first = connection().zrange(Scheduler.scheduled_jobs_key, 0, 0, withscores=True)
+    if not first:
+        return None
+    return float(first[0][1]) - time.time()
+
+
+def wait_for_due_or_wake(seconds: float) -> None:
+    """Sleep up to `seconds`, returning early when a placement signals a job due sooner.
+
+    The long part of the wait blocks on WAKE_KEY; the last BLOCKING_WAIT_MARGIN_SECONDS are slept
+    here, since Redis ends a blocking wait only at its own cron tick (see the constant)."""
+    blocking = seconds - BLOCKING_WAIT_MARGIN_SECONDS
+    if blocking >= 0.01:
+        began = time.monotonic()
+        if connection().blpop([WAKE_KEY], timeout=blocking) is not None:
+            return
+        seconds -= time.monotonic() - began
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def clean_started_registry() -> None:

@@ -100,6 +100,12 @@ def first_index_due_after(grid: Grid, moment: datetime, from_index: int = 1) -> 
     return k
 
 
+def first_index_due_at_or_after(grid: Grid, moment: datetime, from_index: int = 1) -> int:
+    """Smallest k >= from_index whose due time is at or after `moment` (due times are whole
+    microseconds, so "after one microsecond earlier" is "at or after")."""
+    return first_index_due_after(grid, moment - timedelta(microseconds=1), from_index)
+
+
 def upcoming(grid: Grid, from_index: int, count: int, limit_index: int | None = None) -> list[datetime]:
     """Due times of occurrences from_index, from_index+1, ... (at most `count`, none past limit_index)."""
     result: list[datetime] = []
@@ -113,18 +119,6 @@ def upcoming(grid: Grid, from_index: int, count: int, limit_index: int | None = 
             break
         k += 1
     return result
-
-
-def scheduler_time(due: datetime) -> datetime:
-    """The instant to hand to rq-scheduler for a job due at `due`.
-
-    rq-scheduler stores whole seconds (truncating), so a fractional due time would be handed out
-    up to a second early: round up instead, never down.
-    """
-    due = due.astimezone(UTC)
-    if due.microsecond:
-        due = due.replace(microsecond=0) + timedelta(seconds=1)
-    return due
 
 
 def is_misfire(grid: Grid, k: int, now: datetime, grace_seconds: float) -> bool:

@@ -14,8 +14,7 @@ from orders import jobqueue
 
 def enqueue_due() -> int:
     """One pass of rq-scheduler: move every due job into the queue."""
-    jobs = list(jobqueue.scheduler().enqueue_jobs())
-    return len(jobs)
+    return jobqueue.move_due_jobs(jobqueue.scheduler())
 
 
 def work() -> None:

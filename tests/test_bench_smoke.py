@@ -55,6 +55,7 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None
     }
     results["batch"] = harness.scenario_batch(ctx)
     results["precision"] = harness.scenario_precision(ctx, workers=1)
+    results["precision_load"] = harness.scenario_precision_load(ctx, workers=1)
 
     by_kind = {run["kind"]: run for run in results["batch"]["runs"]}
     assert set(by_kind) == {"ceiling", "ceiling_scheduled", "product"}
@@ -76,11 +77,18 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None
     assert precision["early_starts"] == 0
     assert len(precision["lateness_s"]) == 3
 
+    load = results["precision_load"]["runs"][0]
+    assert load["users"] == 3 and load["errors"] == 0, load["error_samples"]
+    assert load["orders"] > 0 and load["executed"] == load["orders"]
+    assert load["early_starts"] == 0
+    # Every kind of request was made: creates and lists at least, a few times per user.
+    assert load["requests"] >= 2 * load["orders"]
+
     plots = report._plots(results, tmp_path / "plots")
     assert (tmp_path / "plots" / plots["throughput"]).stat().st_size > 1000
     assert (tmp_path / "plots" / plots["lateness"]).stat().st_size > 1000
     text = report.render(results, plots, "")
-    assert "## 2. Batch" in text and "## 3. Precision" in text
+    assert "## 2. Batch" in text and "## 3. Precision" in text and "### Precision under API load" in text
     assert "| SimpleWorker | 1 |" in text
     assert "![throughput vs workers](throughput-vs-workers.png)" in text
 

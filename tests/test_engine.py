@@ -452,3 +452,53 @@ def test_only_one_scheduler_reconciles_per_period() -> None:
     assert jobqueue.acquire_reconcile_lease(ttl=30) is None
     jobqueue.release_reconcile_lease(first)  # a failed pass gives it back at once
     assert jobqueue.acquire_reconcile_lease(ttl=30) is not None
+
+
+def _skipped(order: Order) -> list[Execution]:
+    return [e for e in executions(order) if e.status == "skipped"]
+
+
+def test_a_finished_one_time_order_converted_later_resumes_at_the_next_slot_not_its_old_time() -> None:
+    """Converting a completed one-time order to recurring, without a new time, keeps its old time as
+    the anchor: the first run is the first slot at or after the change, with nothing caught up."""
+    order = create(schedule_time=whole_second(1))
+    run_until(lambda: reload(order).status == "completed", timeout=15)
+    # Let several 1-second slots of the anchor pass before the change.
+    time.sleep(3)
+    changed_at = timezone.now()
+    order = services.order_update(
+        order=reload(order),
+        changes={"is_recurring": True, "repeat_interval": 1, "repeat_unit": "seconds", "max_executions": 3},
+    )
+    assert order.status == "scheduled"
+    assert order.next_run_at is not None and order.next_run_at >= changed_at
+    run_until(lambda: reload(order).status == "completed", timeout=20)
+    settle(1.5)
+    runs = ran(order)
+    assert len(runs) == 3 and reload(order).executions_count == 3
+    assert _skipped(order) == []
+    later = runs[1:]
+    # No stale catch-up: every run after the conversion was due at or after the change.
+    assert all(r.scheduled_for >= changed_at for r in later), [r.scheduled_for for r in later]
+    assert [r.occurrence for r in runs] == [1, 2, 3]
+
+
+def test_raising_the_maximum_of_a_completed_order_resumes_at_the_next_slot_without_skipped_rows() -> None:
+    order = recurring(max_executions=2)
+    run_until(lambda: reload(order).status == "completed", timeout=15)
+    time.sleep(3)  # slots 3, 4 and 5 of the grid pass while it is completed
+    changed_at = timezone.now()
+    order = services.order_update(order=reload(order), changes={"max_executions": 4})
+    assert order.status == "scheduled"
+    assert order.next_run_at is not None and order.next_run_at >= changed_at
+    run_until(lambda: reload(order).status == "completed", timeout=15)
+    settle(1.5)
+    runs = ran(order)
+    assert reload(order).executions_count == 4 and len(runs) == 4
+    assert _skipped(order) == []
+    assert all(r.scheduled_for >= changed_at for r in runs[2:])
+    # Run numbers stay the count of runs: #1 to #4.
+    assert [r.occurrence for r in runs] == [1, 2, 3, 4]
+    # Still on the original grid: every due time is the anchor plus whole seconds.
+    anchor = reload(order).schedule_time
+    assert all((r.scheduled_for - anchor).total_seconds() % 1 == 0 for r in runs)

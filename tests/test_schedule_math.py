@@ -15,7 +15,6 @@ from orders.recurrence import (
     is_misfire,
     occurrence_due,
     resolve_wall_time,
-    scheduler_time,
     upcoming,
 )
 
@@ -119,13 +118,6 @@ def test_overflowing_occurrence_raises_instead_of_crashing() -> None:
     grid = Grid(datetime(2030, 1, 1, tzinfo=UTC), "UTC", 2_000_000_000, "weeks")
     with pytest.raises(ScheduleOverflow):
         occurrence_due(grid, 2)
-
-
-def test_scheduler_time_never_rounds_down() -> None:
-    due = datetime(2030, 1, 1, 0, 0, 0, 900_000, tzinfo=UTC)
-    assert scheduler_time(due) == datetime(2030, 1, 1, 0, 0, 1, tzinfo=UTC)
-    whole = datetime(2030, 1, 1, 0, 0, 5, tzinfo=UTC)
-    assert scheduler_time(whole) == whole
 
 
 def test_misfire_means_the_next_slot_is_already_due_plus_grace() -> None:

@@ -33,7 +33,7 @@ from orders.models import (
     OrderStatus,
     RepeatUnit,
 )
-from orders.recurrence import Grid, ScheduleOverflow, first_index_due_after, interval_seconds, occurrence_due
+from orders.recurrence import Grid, ScheduleOverflow, first_index_due_at_or_after, interval_seconds, occurrence_due
 from orders.status import settle_status_and_notify
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None
         )
 
 
-def _apply_limit(order: Order) -> None:
+def _apply_limit(order: Order, *, now: datetime) -> None:
     """A new max_executions on an unchanged grid: the pending occurrence keeps its slot and its job."""
     order.execution_limit = order.max_executions
     if not order.has_runs_left:
@@ -144,10 +144,24 @@ def _apply_limit(order: Order) -> None:
         order.next_run_at = None
         settle_status_and_notify(order)
     elif order.status in FINISHED_ORDER_STATUSES:
-        # Raised above what it already ran: carry on from the slot where it stopped.
+        # Raised above what it already ran: the order comes back (see resume_index).
         order.schedule_version += 1
         order.status = OrderStatus.SCHEDULED
-        schedule_next_occurrence(order, grid_index=order.next_grid_index)
+        schedule_next_occurrence(order, grid_index=resume_index(order, now=now, from_index=order.next_grid_index))
+
+
+def resume_index(order: Order, *, now: datetime, from_index: int = 1) -> int:
+    """The grid slot an order resumes at when a change brings it back or moves its grid without a
+    new schedule_time: the first slot due at or after the moment of the change.
+
+    One rule for converting, raising the maximum of a finished order and a new interval on the same
+    anchor: slots that were already past when the change was made are not run, not caught up and
+    not written down as skipped (they were never part of what the user asked for). A pause is
+    different: it keeps its grid, and what fell due meanwhile follows the misfire policy.
+    """
+    if not order.is_recurring:
+        return from_index
+    return first_index_due_at_or_after(order.grid, now, from_index)
 
 
 def _apply_schedule(order: Order, *, now: datetime, restart_grid: bool) -> None:
@@ -158,10 +172,9 @@ def _apply_schedule(order: Order, *, now: datetime, restart_grid: bool) -> None:
     order.next_run_at = None
     if order.is_recurring:
         order.execution_limit = order.max_executions
-    # A new anchor starts the grid again; the same anchor with a new interval or unit continues
-    # from the first slot still ahead.
-    restart = restart_grid or not order.is_recurring
-    grid_index = 1 if restart else first_index_due_after(order.grid, now)
+    # A new anchor starts the grid again at its first slot; anything else (a conversion, a new
+    # interval or unit on the same anchor) continues from the first slot not yet past.
+    grid_index = 1 if restart_grid else resume_index(order, now=now)
     if order.status == OrderStatus.PAUSED:
         order.next_grid_index = grid_index
         return
@@ -275,9 +288,9 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
         if not order.is_recurring:
             # A one-time order runs exactly once more under its new definition.
             order.execution_limit = order.executions_count + 1
-        _apply_schedule(order, now=now, restart_grid=schedule_time_changed or converting)
+        _apply_schedule(order, now=now, restart_grid=schedule_time_changed)
     elif limit_changed:
-        _apply_limit(order)
+        _apply_limit(order, now=now)
     order.save()
     event = "converted" if converting else "updated"
     log_event(

@@ -1,9 +1,10 @@
 """`manage.py rqscheduler`: rq-scheduler's poll loop, with what the stock command lacks.
 
-- a fractional --interval (rq-scheduler's own command takes whole seconds; at 1 s a job is up to a
-  second late, at 0.2 s up to a fifth);
-- polls aligned to the wall clock just after each fraction, so a job due on a whole second is
-  picked up right after it is due;
+- due times to the microsecond: jobs are scored with their exact due instant (orders/jobqueue.py), and
+  the loop sleeps until the earliest one (or until a placement announces an earlier one), so a job
+  is moved at its instant, never before it; rq-scheduler's own loop compares whole seconds;
+- a fractional --interval for the regular poll that catches what no placement announced, aligned
+  to the wall clock just after each fraction;
 - reconcile at start and every RECONCILE_EVERY_SECONDS, and a cheap check for abandoned runs every
   ABANDONED_CHECK_EVERY_SECONDS, so a Redis that lost its data or a killed worker is repaired here;
 - a heartbeat for /healthz.
@@ -81,23 +82,35 @@ class Command(BaseCommand):
             repair_loop.start()
         try:
             while not stopping:
+                polled = False
+                until_due: float | None = None
                 try:
                     jobqueue.write_heartbeat()
                     if sched.acquire_lock():
+                        polled = True
                         try:
-                            sched.enqueue_jobs()
+                            jobqueue.move_due_jobs(sched)
                         finally:
                             sched.remove_lock()
+                    until_due = jobqueue.seconds_until_next_due()
                 except Exception:
                     logger.exception("scheduler pass failed; retrying")
                     time.sleep(1)
+                    continue
                 if options["burst"]:
                     if reconcile_enabled:
                         repair_loop.repair_once(force=True)
                     break
-                # Sleep to just after the next multiple of the interval on the wall clock.
-                now_wall = time.time()
-                time.sleep(interval - (now_wall % interval) + 0.005)
+                # Wake at the earliest due job, or just after the next multiple of the interval on the
+                # wall clock (the poll that catches what no placement announced), whichever is first.
+                # A standby that did not get the lock only polls: the active scheduler moves due jobs.
+                wait = interval - (time.time() % interval) + 0.005
+                if polled and until_due is not None:
+                    wait = min(wait, until_due)
+                try:
+                    jobqueue.wait_for_due_or_wake(wait)
+                except redis.RedisError:
+                    time.sleep(max(0.0, wait))
         finally:
             repair_stop.set()
             with contextlib.suppress(Exception):  # Redis may be the reason we stop
