@@ -83,7 +83,13 @@ def test_orders_due_at_fractional_instants_start_at_them_never_before(tmp_path: 
     these is due 0.1 s after a whole second, so that old behaviour fails the bound below by far."""
     user = make_user()
     with running_stack(tmp_path, web=False, workers=1) as stack:
-        base = datetime.now(UTC).replace(microsecond=100000) + timedelta(seconds=4)
+        # Judge the schedule, not process start-up: wait until the worker is registered and the
+        # scheduler has made a pass.
+        ready_by = time.monotonic() + 60
+        while not (jobqueue.read_heartbeat() and jobqueue.live_worker_count() >= 1):
+            assert time.monotonic() < ready_by, stack.read_log("scheduler") + stack.read_log("worker1")
+            time.sleep(0.1)
+        base = datetime.now(UTC).replace(microsecond=100000) + timedelta(seconds=3)
         dues = [base + timedelta(seconds=i * 0.7) for i in range(8)]
         orders = [
             services.order_create(
