@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from orders import services
 from orders.models import Execution, ExecutionStatus, Notification, Order, OrderStatus
-from tests.conftest import make_user
+from tests.conftest import api_client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +75,53 @@ def _recurring(user: Any, name: str = "every hour", max_executions: int | None =
 
 
 # --- access ------------------------------------------------------------------------------------------
+
+
+def test_every_signed_in_page_and_api_answer_is_marked_no_store(alice: Any, alice_web: Client) -> None:
+    order = _one_time(alice)
+    pages = [
+        "/orders/",
+        "/orders/live",
+        "/orders/new",
+        f"/orders/{order.pk}",
+        f"/orders/{order.pk}/live",
+        f"/orders/{order.pk}/edit",
+        f"/orders/{order.pk}/delete",
+        "/notifications/",
+        "/account",
+    ]
+    for path in pages:
+        response = alice_web.get(path)
+        assert response.status_code == 200, path
+        assert "no-store" in response["Cache-Control"], path
+    # A redirect after an action carries the same data (its flash message).
+    redirect = alice_web.post(f"/orders/{order.pk}/pause")
+    assert redirect.status_code == 302 and "no-store" in redirect["Cache-Control"]
+
+    api = api_client_for(alice)
+    for path in ("/api/orders", f"/api/orders/{order.pk}", f"/api/orders/{order.pk}/executions", "/api/auth/me"):
+        answer = api.get(path)
+        assert answer.status_code == 200, path
+        assert "no-store" in answer["Cache-Control"], path
+    # Tokens too (RFC 6749 5.1), though the request itself is anonymous.
+    login = Client().post(
+        "/api/auth/login",
+        {"email": alice.email, "password": "correct-horse-battery-9"},
+        content_type="application/json",
+    )
+    assert login.status_code == 200 and "no-store" in login["Cache-Control"]
+
+
+def test_logging_out_answers_no_store_and_back_then_finds_the_login_page(alice: Any, alice_web: Client) -> None:
+    _one_time(alice, name="secret order")
+    assert "secret order" in alice_web.get("/orders/").content.decode()
+
+    response = alice_web.post("/logout")
+
+    assert response.status_code == 302 and "no-store" in response["Cache-Control"]
+    # What Back re-requests (the page is not in any cache): the login page, without the order.
+    again = alice_web.get("/orders/")
+    assert again.status_code == 302 and again["Location"].startswith("/login")
 
 
 @pytest.mark.parametrize("path", ["/orders/", "/orders/new", "/notifications/", "/orders/live"])

@@ -34,6 +34,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = (
     ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts" / "screenshots"
 )
+# Playwright launches Chromium with --disable-back-forward-cache; real Chrome has the cache on, and a
+# page restored from it after logout is exactly what tests/browser/test_private_pages_in_browser.py
+# must see fail. So the suite runs with it on (a Back restored from it fires no "load": wait for "commit").
+IGNORED_DEFAULT_ARGS = ["--disable-back-forward-cache"]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
@@ -80,7 +84,9 @@ def playwright_driver() -> Iterator[Playwright]:
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)")
-    chromium = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    chromium = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, ignore_default_args=IGNORED_DEFAULT_ARGS
+    )
     yield chromium
     chromium.close()
 
