@@ -159,6 +159,10 @@ def order_edit(request: HttpRequest, order_id: str) -> HttpResponse:
     return _render_form(request, OrderForm(order=order), order)
 
 
+PREVIEW_FIELDS = ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "max_executions")
+PAST_TIME = "This time has passed: choose one ahead."
+
+
 def _preview_times(form: OrderForm, order: Order | None, now: datetime) -> list[datetime]:
     data = form.cleaned_data
     anchor = data.get("schedule_at")
@@ -183,24 +187,38 @@ def _preview_times(form: OrderForm, order: Order | None, now: datetime) -> list[
     return upcoming(grid, first, PREVIEW_COUNT, limit_index=limit)
 
 
+def _typed_a_past_time(form: OrderForm, order: Order | None, now: datetime) -> bool:
+    """A one-time order whose time, as typed, has passed (an untouched edit form of an order that has
+    run keeps its old time and simply has no runs ahead)."""
+    anchor = form.cleaned_data.get("schedule_at")
+    if form.cleaned_data.get("kind") == RECURRING or anchor is None or anchor > now:
+        return False
+    return order is None or abs((order.schedule_time - anchor).total_seconds()) >= 1
+
+
 @login_required
-@require_GET
+@require_POST
 def order_preview(request: HttpRequest, order_id: str | None = None) -> JsonResponse:
-    """The next run times of the definition on the form, computed without saving anything."""
+    """The next run times of the definition on the form, computed without saving anything.
+
+    A POST of the form as it stands (a long name would not fit in a query string). A half-filled
+    form is not an error: the answer is 200 with the fields that keep a preview from being shown,
+    and a time in the past is never listed as a next run.
+    """
     order = selectors.order_get_for_user(user=request.user, order_id=order_id) if order_id is not None else None
-    form = OrderForm(request.GET, order=order)
+    form = OrderForm(request.POST, order=order)
     form.is_valid()
     errors = {
         name: [str(message) for message in messages_]
         for name, messages_ in form.errors.items()
-        if name in ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "max_executions")
+        if name in PREVIEW_FIELDS
     }
+    now = timezone.now()
+    if not errors and _typed_a_past_time(form, order, now):
+        errors["schedule_time"] = [PAST_TIME]
     tz_name = form.cleaned_data.get("time_zone") or _user_time_zone(request)
-    runs = [] if errors else _preview_times(form, order, timezone.now())
-    return JsonResponse(
-        {"time_zone": tz_name, "runs": [in_zone(run, tz_name) for run in runs], "errors": errors},
-        status=400 if errors else 200,
-    )
+    runs = [] if errors else [run for run in _preview_times(form, order, now) if run > now]
+    return JsonResponse({"time_zone": tz_name, "runs": [in_zone(run, tz_name) for run in runs], "errors": errors})
 
 
 # --- detail and actions ----------------------------------------------------------------------------------

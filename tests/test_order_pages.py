@@ -94,9 +94,11 @@ def test_every_signed_in_page_and_api_answer_is_marked_no_store(alice: Any, alic
         response = alice_web.get(path)
         assert response.status_code == 200, path
         assert "no-store" in response["Cache-Control"], path
-    # A redirect after an action carries the same data (its flash message).
+    # A redirect after an action carries the same data (its flash message), and so does the preview.
     redirect = alice_web.post(f"/orders/{order.pk}/pause")
     assert redirect.status_code == 302 and "no-store" in redirect["Cache-Control"]
+    preview = alice_web.post("/orders/preview.json", _form())
+    assert preview.status_code == 200 and "no-store" in preview["Cache-Control"]
 
     api = api_client_for(alice)
     for path in ("/api/orders", f"/api/orders/{order.pk}", f"/api/orders/{order.pk}/executions", "/api/auth/me"):
@@ -134,9 +136,9 @@ def test_pages_redirect_anonymous_visitors_to_login_with_next(client: Client, pa
 def test_every_page_and_action_on_another_users_order_is_404(alice: Any, bob_web: Client) -> None:
     order = _recurring(alice)
     base = f"/orders/{order.pk}"
-    for path in (base, f"{base}/", f"{base}/edit", f"{base}/live", f"{base}/preview.json", f"{base}/delete"):
+    for path in (base, f"{base}/", f"{base}/edit", f"{base}/live", f"{base}/delete"):
         assert bob_web.get(path).status_code == 404, path
-    for action in ("pause", "resume", "run-now", "retry", "delete", "edit"):
+    for action in ("pause", "resume", "run-now", "retry", "delete", "edit", "preview.json"):
         assert bob_web.post(f"{base}/{action}", _form()).status_code == 404, action
     order.refresh_from_db()
     assert order.status == OrderStatus.SCHEDULED
@@ -403,7 +405,7 @@ def test_preview_lists_the_next_five_runs_in_the_chosen_zone_without_saving(alic
         "repeat_unit": "days",
         "max_executions": "10",
     }
-    response = alice_web.get("/orders/preview.json", query)
+    response = alice_web.post("/orders/preview.json", query)
     assert response.status_code == 200
     body = response.json()
     assert body["time_zone"] == "Europe/Berlin"
@@ -427,13 +429,63 @@ def test_preview_stops_at_the_maximum_and_reports_field_errors(alice_web: Client
         "repeat_unit": "weeks",
         "max_executions": "2",
     }
-    assert alice_web.get("/orders/preview.json", query).json()["runs"] == [
+    assert alice_web.post("/orders/preview.json", query).json()["runs"] == [
         "2031-01-01 00:00:00 UTC",
         "2031-01-15 00:00:00 UTC",
     ]
-    bad = alice_web.get("/orders/preview.json", {**query, "repeat_interval": "x"})
-    assert bad.status_code == 400
-    assert "repeat_interval" in bad.json()["errors"]
+    # A field being typed is not a failed request: 200, with what keeps the preview from showing.
+    bad = alice_web.post("/orders/preview.json", {**query, "repeat_interval": "x"})
+    assert bad.status_code == 200
+    assert bad.json()["runs"] == [] and "repeat_interval" in bad.json()["errors"]
+
+
+def test_preview_of_a_half_filled_form_is_200_with_the_missing_fields(alice_web: Client) -> None:
+    response = alice_web.post("/orders/preview.json", {"order_name": "half", "kind": "recurring"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["runs"] == []
+    assert {"schedule_time", "time_zone"} <= set(body["errors"])
+
+
+def test_preview_is_a_post_and_takes_a_name_too_long_for_a_query_string(alice_web: Client) -> None:
+    form = {**_form(order_name="n" * 20_000, time_zone="UTC"), "schedule_time": "2031-01-01T00:00"}
+    assert alice_web.get("/orders/preview.json", form).status_code == 405
+
+    response = alice_web.post("/orders/preview.json", form)
+
+    assert response.status_code == 200
+    assert response.json() == {"time_zone": "UTC", "runs": ["2031-01-01 00:00:00 UTC"], "errors": {}}
+
+
+def test_preview_never_lists_a_past_time(alice: Any, alice_web: Client) -> None:
+    past = _wall(timezone.now() - timedelta(hours=3), "UTC")
+    once = alice_web.post("/orders/preview.json", _form(schedule_time=past, time_zone="UTC")).json()
+    assert once["runs"] == [] and once["errors"] == {"schedule_time": ["This time has passed: choose one ahead."]}
+
+    # A recurring order anchored in the past: only the occurrences still ahead.
+    now = timezone.now()
+    recurring = alice_web.post(
+        "/orders/preview.json",
+        _form(
+            kind="recurring",
+            schedule_time=past,
+            time_zone="UTC",
+            repeat_interval="1",
+            repeat_unit="hours",
+            max_executions="10",
+        ),
+    ).json()
+    runs = [datetime.strptime(run, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC) for run in recurring["runs"]]
+    assert len(runs) == 5 and all(run > now for run in runs), recurring
+
+    # An edit form of a one-time order that already ran: no runs ahead, and no error for a time left as it was.
+    done = _one_time(alice, name="done")
+    Order.objects.filter(pk=done.pk).update(schedule_time=now - timedelta(days=1), status=OrderStatus.COMPLETED)
+    initial = alice_web.get(f"/orders/{done.pk}/edit").context["form"].initial
+    form = {name: "" if value is None else value for name, value in initial.items()}
+    untouched = alice_web.post(f"/orders/{done.pk}/preview.json", {**form, "kind": "once"}).json()
+    assert untouched == {"time_zone": "UTC", "runs": [], "errors": {}}
 
 
 def test_preview_of_an_edit_counts_the_runs_already_made(alice: Any, alice_web: Client) -> None:
@@ -441,7 +493,7 @@ def test_preview_of_an_edit_counts_the_runs_already_made(alice: Any, alice_web: 
     Order.objects.filter(pk=order.pk).update(executions_count=3)
     initial = alice_web.get(f"/orders/{order.pk}/edit").context["form"].initial
     query = {**initial, "kind": "recurring", "max_executions": "4", "unlimited": ""}
-    runs = alice_web.get(f"/orders/{order.pk}/preview.json", query).json()["runs"]
+    runs = alice_web.post(f"/orders/{order.pk}/preview.json", query).json()["runs"]
     assert len(runs) == 1
 
 

@@ -101,7 +101,7 @@ def _record_console(errors: list[str], page: Page, message: ConsoleMessage) -> N
 
 
 def _record_failed_response(errors: list[str], response: Response) -> None:
-    # Pages and JSON may answer 4xx on purpose (invalid form, preview of a half-filled form); a
+    # Pages may answer 4xx on purpose (an invalid form, another user's order); a
     # stylesheet or script that does not load is a defect. Chromium asks for /favicon.ico on its own.
     if response.request.resource_type not in ("script", "stylesheet", "image", "font"):
         return
