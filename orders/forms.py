@@ -164,6 +164,35 @@ class OrderForm(forms.Form):
             changes["schedule_time"] = data.get("schedule_at")
         return changes
 
+    def partial_changes(self) -> dict[str, Any]:
+        """changes() of an invalid form: only the definition fields that did clean."""
+        data = self.cleaned_data
+        changes: dict[str, Any] = {
+            name: data[name] for name in ("order_name", "time_zone", "misfire_policy") if name in data
+        }
+        if "kind" in data:
+            recurring = data["kind"] == RECURRING
+            changes["is_recurring"] = recurring
+            if recurring:
+                changes.update({name: data[name] for name in ("repeat_interval", "max_executions") if name in data})
+                if "repeat_unit" in data:
+                    changes["repeat_unit"] = data["repeat_unit"] or None
+                if data.get("unlimited"):
+                    changes["max_executions"] = None
+        if data.get("schedule_at") is not None and not self._schedule_time_unchanged():
+            changes["schedule_time"] = data["schedule_at"]
+        return changes
+
+    def add_definition_errors(self, errors: dict[str, list[str]], *, checked: set[str]) -> None:
+        """A service's errors (orders.services.order_definition_errors) for the fields in `checked`
+        that have none of their own yet: every mistake on the form is shown at once."""
+        for field, messages in errors.items():
+            target = "kind" if field == "is_recurring" else field
+            if field in checked and target in self.fields and target not in self.errors:
+                for message in messages:
+                    self.add_error(target, message)
+        self._mark_invalid_fields()
+
     def add_service_errors(self, error: ValidationError) -> None:
         """Show a services ValidationError beside the fields it names (the rest above the form)."""
         if not hasattr(error, "error_dict"):

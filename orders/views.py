@@ -102,6 +102,13 @@ def _form_key(request: HttpRequest) -> str:
     return key if FORM_KEY.fullmatch(key) else ""
 
 
+def _add_definition_errors(form: OrderForm, order: Order | None) -> None:
+    """An invalid form also shows what the service says about its valid fields (a past time beside
+    a missing name), rather than one more round trip for each."""
+    changes = form.partial_changes()
+    form.add_definition_errors(services.order_definition_errors(changes=changes, order=order), checked=set(changes))
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def order_new(request: HttpRequest) -> HttpResponse:
@@ -131,6 +138,8 @@ def order_new(request: HttpRequest) -> HttpResponse:
                 else:
                     messages.success(request, f"Order \u201c{order.order_name}\u201d scheduled.")
                 return redirect("order-detail", order_id=order.pk)
+        else:
+            _add_definition_errors(form, None)
         return _render_form(request, form, None, status=400, idempotency_key=key)
     tz = _user_time_zone(request)
     # A sensible default: the next full hour on the user's clock.
@@ -155,6 +164,8 @@ def order_edit(request: HttpRequest, order_id: str) -> HttpResponse:
             else:
                 messages.success(request, f"Order \u201c{order.order_name}\u201d saved.")
                 return redirect("order-detail", order_id=order.pk)
+        else:
+            _add_definition_errors(form, order)
         return _render_form(request, form, order, status=400)
     return _render_form(request, OrderForm(order=order), order)
 

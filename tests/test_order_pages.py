@@ -297,6 +297,22 @@ def test_bad_input_is_a_400_with_the_error_beside_the_field(
     assert f'id="id_{field}_error"' in response.content.decode()
 
 
+def test_a_past_time_is_shown_together_with_the_forms_other_errors(alice: Any, alice_web: Client) -> None:
+    past = _wall(timezone.now() - timedelta(hours=1), "UTC")
+    response = alice_web.post(
+        "/orders/new",
+        _form(order_name="", schedule_time=past, time_zone="UTC", kind="recurring", repeat_interval="x"),
+    )
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) >= {"order_name", "schedule_time", "repeat_interval", "max_executions"}, errors
+    assert errors["schedule_time"] == ["The time must be in the future."]
+    html = response.content.decode()
+    assert 'data-testid="error-schedule_time"' in html and 'data-testid="error-order_name"' in html
+    assert not Order.objects.exists()
+
+
 def test_the_active_order_cap_is_shown_above_the_form(alice: Any, alice_web: Client, settings: Any) -> None:
     settings.ORDER_MAX_ACTIVE_PER_USER = 1
     _one_time(alice)

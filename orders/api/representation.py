@@ -10,10 +10,8 @@ serializer's, field by field.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
-
-from django.utils import timezone
 
 from orders.models import Order
 from orders.schedule import is_valid_time_zone, zone
@@ -40,12 +38,6 @@ class _Zones:
         return tz
 
 
-def _site_time(value: datetime, site_tz: tzinfo) -> str:
-    # DRF's DateTimeField: the current (site) zone, ISO 8601, "Z" for a zero offset.
-    text = value.astimezone(site_tz).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def order_values(order: Order) -> tuple[Any, ...]:
     """An Order instance as the row ORDER_ROW_COLUMNS would read."""
     return tuple(getattr(order, column) for column in ORDER_ROW_COLUMNS)
@@ -54,7 +46,6 @@ def order_values(order: Order) -> tuple[Any, ...]:
 def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     """Rows of ORDER_ROW_COLUMNS -> the API's order dicts (the same as OrderSerializer(many=True).data)."""
     zones = _Zones()
-    site_tz = _utc_if_utc(timezone.get_current_timezone())
     out = []
     for (
         order_id,
@@ -100,8 +91,8 @@ def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
                 "next_run_at": next_run_at.astimezone(tz).isoformat() if next_run_at is not None else None,
                 "last_run_at": last_run_at.astimezone(tz).isoformat() if last_run_at is not None else None,
                 "last_result": last_result,
-                "created_at": _site_time(created_at, site_tz) if created_at else None,
-                "updated_at": _site_time(updated_at, site_tz) if updated_at else None,
+                "created_at": created_at.astimezone(tz).isoformat() if created_at is not None else None,
+                "updated_at": updated_at.astimezone(tz).isoformat() if updated_at is not None else None,
             }
         )
     return out

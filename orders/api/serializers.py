@@ -17,6 +17,15 @@ MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
 
 
+def in_order_offset(value: datetime | None, time_zone: str) -> str | None:
+    """An instant as ISO 8601 with the offset of the order's zone (UTC when the stored name is
+    unknown): every time in an order's answers, its executions' included, reads on one clock."""
+    if value is None:
+        return None
+    tz = zone(time_zone) if is_valid_time_zone(time_zone) else UTC
+    return value.astimezone(tz).isoformat()
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class ZonedDateTimeField(serializers.Field):
     """ISO 8601 text. A naive value is read in the order's time zone (resolved later, when the zone is
@@ -76,6 +85,8 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
     schedule_time = serializers.SerializerMethodField()
     next_run_at = serializers.SerializerMethodField()
     last_run_at = serializers.SerializerMethodField()
+    created_at = serializers.SerializerMethodField()
+    updated_at = serializers.SerializerMethodField()
     executions_remaining = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
@@ -104,10 +115,7 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
         read_only_fields = fields
 
     def _zoned(self, order: Order, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        tz = zone(order.time_zone) if is_valid_time_zone(order.time_zone) else UTC
-        return value.astimezone(tz).isoformat()
+        return in_order_offset(value, order.time_zone)
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_schedule_time(self, order: Order) -> str | None:
@@ -120,6 +128,14 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_last_run_at(self, order: Order) -> str | None:
         return self._zoned(order, order.last_run_at)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_created_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.created_at)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_updated_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.updated_at)
 
 
 class OrderWriteSerializer(serializers.Serializer[Any]):
@@ -150,6 +166,13 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
 
 
 class ExecutionSerializer(serializers.ModelSerializer[Execution]):
+    """An execution of `context["order"]`, its times in that order's offset."""
+
+    scheduled_for = serializers.SerializerMethodField()
+    started_at = serializers.SerializerMethodField()
+    finished_at = serializers.SerializerMethodField()
+    attempt_history = serializers.SerializerMethodField()
+
     class Meta:
         model = Execution
         fields = [
@@ -166,6 +189,35 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
             "result_ref",
         ]
         read_only_fields = fields
+
+    def _time_zone(self, execution: Execution) -> str:
+        order = self.context.get("order") or execution.order
+        return str(order.time_zone)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_scheduled_for(self, execution: Execution) -> str | None:
+        return in_order_offset(execution.scheduled_for, self._time_zone(execution))
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_started_at(self, execution: Execution) -> str | None:
+        return in_order_offset(execution.started_at, self._time_zone(execution))
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_finished_at(self, execution: Execution) -> str | None:
+        return in_order_offset(execution.finished_at, self._time_zone(execution))
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_attempt_history(self, execution: Execution) -> list[Any]:
+        # Each attempt's finished_at is stored as UTC text; shown on the order's clock like the rest.
+        tz_name = self._time_zone(execution)
+        history = []
+        for entry in execution.attempt_history:
+            entry = dict(entry)
+            moment = parse_datetime(entry["finished_at"]) if isinstance(entry.get("finished_at"), str) else None
+            if moment is not None and moment.tzinfo is not None:
+                entry["finished_at"] = in_order_offset(moment, tz_name)
+            history.append(entry)
+        return history
 
 
 class NotificationSerializer(serializers.ModelSerializer[Notification]):
