@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-from zoneinfo import available_timezones
-
 from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.api.serializers import PASSWORD_MAX_LENGTH
+from orders.forms import time_zone_field
 
 
 def _password(label: str, autocomplete: str) -> forms.CharField:
@@ -32,6 +30,8 @@ def _email() -> forms.CharField:
 class SignupForm(forms.Form):
     email = _email()
     password = _password("Password", "new-password")
+    # Optional for a client that posts only the two fields (UTC then).
+    time_zone = time_zone_field(prefer_browser=True, required=False)
 
 
 class LoginForm(forms.Form):
@@ -39,14 +39,8 @@ class LoginForm(forms.Form):
     password = _password("Password", "current-password")
 
 
-@functools.cache
-def _zone_choices() -> list[tuple[str, str]]:
-    # available_timezones() walks the tz database on disk: once per process is enough.
-    return [(z, z) for z in sorted(available_timezones() | {"UTC"})]
-
-
 class ProfileForm(forms.Form):
-    time_zone = forms.ChoiceField(label="Time zone", choices=_zone_choices)
+    time_zone = time_zone_field()
 
 
 class PasswordChangeForm(forms.Form):

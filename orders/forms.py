@@ -4,14 +4,14 @@ an order may be (future time, caps, minimum interval) stays in orders.services."
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from orders.models import MisfirePolicy, Order, OrderStatus, RepeatUnit
-from orders.schedule import ScheduleOverflow, is_valid_time_zone, resolve_wall_time, zone
+from orders.schedule import ScheduleOverflow, resolve_wall_time, zone
+from orders.time_zones import grouped_choices, is_selectable, unknown_zone_message
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
@@ -20,12 +20,20 @@ WALL_TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%
 ONCE, RECURRING = "once", "recurring"
 
 
-@cache
-def time_zone_choices() -> list[tuple[str, str]]:
-    from zoneinfo import available_timezones
-
-    # Every zone the account page offers, so a user's own zone is always selectable here too.
-    return [(name, name.replace("_", " ")) for name in sorted(available_timezones() | {"UTC"})]
+def time_zone_field(*, prefer_browser: bool = False, required: bool = True) -> forms.ChoiceField:
+    """The one time-zone picker (also the order form's): grouped by region, searchable by
+    static/js/time-zone.js; on sign-up it starts at the browser's own zone."""
+    attrs = {"data-time-zone": "", "autocomplete": "off"}
+    if prefer_browser:
+        attrs["data-prefer-browser"] = ""
+    return forms.ChoiceField(
+        label="Time zone",
+        choices=grouped_choices,
+        initial="UTC",
+        required=required,
+        widget=forms.Select(attrs=attrs),
+        error_messages={"invalid_choice": "Unknown time zone %(value)s: use an IANA zone name such as Europe/Berlin."},
+    )
 
 
 def wall_time_text(value: datetime, time_zone: str) -> str:
@@ -69,7 +77,7 @@ class OrderForm(forms.Form):
     schedule_time = WallTimeField(
         label="Schedule time", help_text="When it runs (the first run of a recurring order), in the time zone below."
     )
-    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices)
+    time_zone = time_zone_field()
     repeat_interval = forms.IntegerField(label="Every", min_value=1, max_value=MAX_INTERVAL, required=False)
     repeat_unit = forms.ChoiceField(label="Unit", choices=RepeatUnit.choices, required=False, initial="days")
     unlimited = forms.BooleanField(label="Unlimited executions", required=False)
@@ -88,6 +96,10 @@ class OrderForm(forms.Form):
         if order is not None and "initial" not in kwargs:
             kwargs["initial"] = self.initial_for(order)
         super().__init__(*args, **kwargs)
+        if order is not None and not is_selectable(order.time_zone):
+            field = self.fields["time_zone"]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = [("This order's zone", [(order.time_zone, order.time_zone)]), *grouped_choices()]
 
     def full_clean(self) -> None:
         super().full_clean()
@@ -121,8 +133,9 @@ class OrderForm(forms.Form):
 
     def clean_time_zone(self) -> str:
         name: str = self.cleaned_data["time_zone"]
-        if not is_valid_time_zone(name):
-            raise ValidationError("Unknown time zone.")
+        # An order made before the zone list was narrowed may keep its old name.
+        if not is_selectable(name) and (self.order is None or name != self.order.time_zone):
+            raise ValidationError(unknown_zone_message(name))
         return name
 
     def clean(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from orders.models import Execution, MisfirePolicy, Notification, Order, RepeatUnit
 from orders.schedule import is_valid_time_zone, zone
+from orders.time_zones import is_selectable, unknown_zone_message
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
@@ -155,8 +156,8 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
     misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False)
 
     def validate_time_zone(self, value: str) -> str:
-        if not is_valid_time_zone(value):
-            raise serializers.ValidationError("Unknown time zone: use an IANA name such as Europe/Berlin.")
+        if not is_selectable(value):
+            raise serializers.ValidationError(unknown_zone_message(value))
         return value
 
     def validate_order_name(self, value: str) -> str:

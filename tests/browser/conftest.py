@@ -111,7 +111,7 @@ def _record_failed_response(errors: list[str], response: Response) -> None:
 
 @pytest.fixture
 def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> Iterator[NewPage]:
-    """new_page(viewport=...) opens a page in a fresh context (its own cookies: one per user).
+    """new_page(viewport=..., **context_options) opens a page in a fresh context (its own cookies: one per user).
 
     Console errors and uncaught script errors fail the test (a Content-Security-Policy violation,
     e.g. an inline script or style, shows up there), unless the page is opened with
@@ -122,8 +122,15 @@ def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> 
     pages: list[Page] = []
     console_errors: list[str] = []
 
-    def open_page(viewport: dict[str, int] | None = None, console_errors_expected: bool = False) -> Page:
-        context = browser.new_context(base_url=stack.base_url, viewport=viewport or DESKTOP)  # type: ignore[arg-type]
+    def open_page(
+        viewport: dict[str, int] | None = None, console_errors_expected: bool = False, **context_options: Any
+    ) -> Page:
+        # context_options: anything else browser.new_context takes (timezone_id, color_scheme, ...).
+        context = browser.new_context(
+            base_url=stack.base_url,
+            viewport=viewport or DESKTOP,  # type: ignore[arg-type]
+            **context_options,
+        )
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
