@@ -229,6 +229,12 @@ class OrderFilterForm(forms.Form):
         label="Type", choices=[("", "Any type"), (ONCE, "One-time"), (RECURRING, "Recurring")], required=False
     )
 
+    sort = forms.CharField(required=False, max_length=20)
+
+    def sort_key(self) -> str | None:
+        """The column the dashboard is sorted by (orders.selectors.PAGE_SORTS), or None."""
+        return (self.cleaned_data.get("sort") or None) if self.is_valid() else None
+
     def selector_arguments(self) -> dict[str, Any]:
         if not self.is_valid():
             return {}

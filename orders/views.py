@@ -48,13 +48,45 @@ def _user_time_zone(request: HttpRequest) -> str:
 # --- dashboard ----------------------------------------------------------------------------------
 
 
+DASHBOARD_COLUMNS = [
+    ("name", "Name"),
+    ("status", "Status"),
+    ("type", "Type"),
+    ("next_run", "Next run"),
+    ("executions", "Executions"),
+    ("last_result", "Last result"),
+]
+
+
+def _sortable_columns(request: HttpRequest, current: str | None) -> list[dict[str, Any]]:
+    """Each dashboard header: its link (ascending first, then the other way) and aria-sort."""
+    columns = []
+    for key, label in DASHBOARD_COLUMNS:
+        query = request.GET.copy()
+        query.pop("page", None)
+        ascending, descending = current == key, current == f"-{key}"
+        query["sort"] = f"-{key}" if ascending else key
+        columns.append(
+            {
+                "key": key,
+                "label": label,
+                "url": f"?{query.urlencode()}",
+                "aria_sort": "ascending" if ascending else "descending" if descending else "",
+            }
+        )
+    return columns
+
+
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
     filters = OrderFilterForm(request.GET)
-    orders = selectors.order_list_for_user(user=request.user, **filters.selector_arguments())
+    sort = filters.sort_key()
+    orders = selectors.order_list_sorted_for_user(user=request.user, sort=sort, **filters.selector_arguments())
     page = Paginator(orders, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return {
+        "columns": _sortable_columns(request, sort),
+        "sort": sort or "",
         "filters": filters,
         "page_obj": page,
         "orders": page.object_list,
@@ -144,10 +176,30 @@ def order_new(request: HttpRequest) -> HttpResponse:
     tz = _user_time_zone(request)
     # A sensible default: the next full hour on the user's clock.
     start = (timezone.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    form = OrderForm(
-        initial={"time_zone": tz, "schedule_time": wall_time_text(start, tz), "kind": ONCE, "repeat_unit": "days"}
+    initial: dict[str, Any] = {
+        "time_zone": tz,
+        "schedule_time": wall_time_text(start, tz),
+        "kind": ONCE,
+        "repeat_unit": "days",
+    }
+    source = request.GET.get("from")
+    if source is not None:
+        initial = _duplicate_initial(selectors.order_get_for_user(user=request.user, order_id=source), start)
+    return _render_form(request, OrderForm(initial=initial), None, idempotency_key=uuid.uuid4().hex)
+
+
+def _duplicate_initial(source: Order, fallback_start: datetime) -> dict[str, Any]:
+    """The create form prefilled with another order's definition ("Duplicate"). A new order needs a
+    time ahead: the source's own if it is still ahead, else its next run (a recurring order keeps
+    its grid), else the next full hour."""
+    initial = OrderForm.initial_for(source)
+    now = timezone.now()
+    start = next(
+        (moment for moment in (source.schedule_time, source.next_run_at) if moment is not None and moment > now),
+        fallback_start,
     )
-    return _render_form(request, form, None, idempotency_key=uuid.uuid4().hex)
+    initial["schedule_time"] = wall_time_text(start, source.time_zone)
+    return initial
 
 
 @login_required

@@ -201,6 +201,79 @@ def test_dashboard_filters_by_status_type_and_name(alice: Any, alice_web: Client
     assert names("status=bogus") == {"apples once", "apples hourly", "pears hourly"}
 
 
+def test_dashboard_sorts_by_each_column_both_ways_with_aria_sort(alice: Any, alice_web: Client) -> None:
+    late = _one_time(alice, name="b late", hours=5)
+    early = _one_time(alice, name="c early", hours=1)
+    done = _recurring(alice, name="a done", max_executions=2)
+    Order.objects.filter(pk=done.pk).update(status=OrderStatus.COMPLETED, next_run_at=None, executions_count=2)
+
+    def ids(sort: str) -> list[int]:
+        response = alice_web.get("/orders/", {"sort": sort})
+        assert response.status_code == 200
+        return [order.pk for order in response.context["orders"]]
+
+    assert ids("name") == [done.pk, late.pk, early.pk]
+    assert ids("-name") == [early.pk, late.pk, done.pk]
+    # Nothing ahead sorts last, whichever way.
+    assert ids("next_run") == [early.pk, late.pk, done.pk]
+    assert ids("-next_run") == [late.pk, early.pk, done.pk]
+    assert ids("executions")[-1] == done.pk and ids("-executions")[0] == done.pk
+    assert ids("status")[0] == done.pk  # completed < scheduled
+    assert ids("nonsense") == ids("")
+
+    html = alice_web.get("/orders/", {"sort": "name", "status": "scheduled"}).content.decode()
+    assert '<th scope="col" aria-sort="ascending"><a class="sort" href="?sort=-name&amp;status=scheduled"' in html
+    assert 'href="?sort=next_run&amp;status=scheduled"' in html
+    # The filters keep the sort.
+    assert '<input type="hidden" name="sort" value="name">' in html
+
+
+def test_duplicate_opens_the_create_form_prefilled_with_the_orders_definition(alice: Any, alice_web: Client) -> None:
+    source = _recurring(alice, name="weekly restock", max_executions=7, repeat_unit="weeks", time_zone="Asia/Tokyo")
+    detail = alice_web.get(f"/orders/{source.pk}").content.decode()
+    assert f'href="/orders/new?from={source.pk}">Duplicate</a>' in detail
+
+    response = alice_web.get("/orders/new", {"from": source.pk})
+
+    assert response.status_code == 200
+    initial = response.context["form"].initial
+    assert initial["order_name"] == "weekly restock" and initial["kind"] == "recurring"
+    assert (initial["repeat_interval"], initial["repeat_unit"], initial["max_executions"]) == (1, "weeks", 7)
+    assert initial["time_zone"] == "Asia/Tokyo"
+    assert initial["schedule_time"] == _wall(source.schedule_time, "Asia/Tokyo")
+    html = response.content.decode()
+    assert 'value="weekly restock"' in html and "Create order" in html
+
+    # Sending it makes a second, independent order.
+    form = {**{k: ("" if v is None else v) for k, v in initial.items()}, "unlimited": ""}
+    created = alice_web.post("/orders/new", {**form, "idempotency_key": "b" * 32})
+    assert created.status_code == 302
+    assert Order.objects.filter(user=alice, order_name="weekly restock").count() == 2
+
+
+def test_duplicating_an_order_whose_time_has_passed_starts_at_its_next_run_or_the_next_hour(
+    alice: Any, alice_web: Client
+) -> None:
+    recurring = _recurring(alice, name="grid")
+    past = timezone.now() - timedelta(days=2)
+    Order.objects.filter(pk=recurring.pk).update(schedule_time=past)
+    recurring.refresh_from_db()
+    assert recurring.next_run_at is not None
+    initial = alice_web.get("/orders/new", {"from": recurring.pk}).context["form"].initial
+    assert initial["schedule_time"] == _wall(recurring.next_run_at, "UTC")
+
+    once = _one_time(alice, name="ran")
+    Order.objects.filter(pk=once.pk).update(schedule_time=past, next_run_at=None, status=OrderStatus.COMPLETED)
+    start = datetime.strptime(
+        alice_web.get("/orders/new", {"from": once.pk}).context["form"].initial["schedule_time"], "%Y-%m-%dT%H:%M:%S"
+    )
+    assert start.replace(tzinfo=UTC) > timezone.now()
+
+
+def test_nobody_duplicates_another_users_order(alice: Any, bob_web: Client) -> None:
+    assert bob_web.get("/orders/new", {"from": _one_time(alice).pk}).status_code == 404
+
+
 def test_dashboard_is_paginated(alice: Any, alice_web: Client) -> None:
     for n in range(23):
         _one_time(alice, f"order {n:02d}", hours=1 + n)
