@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
+from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
 from django.core.exceptions import ValidationError
 
+from accounts import services
 from accounts.api.serializers import PASSWORD_MAX_LENGTH
 from orders.forms import time_zone_field
 
@@ -55,3 +59,22 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
         return
     for field, messages in exc.message_dict.items():
         form.add_error(field if field in form.fields else None, messages)
+
+
+class ResetRequestForm(PasswordResetForm):
+    """Django's reset form (mails a link to an active account with that address, answers the same
+    either way), with this site's field attributes."""
+
+    email = forms.CharField(
+        label="Email",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+
+class ResetPasswordForm(SetPasswordForm):
+    """The new password of a reset link; saved through accounts.services.user_reset_password."""
+
+    def save(self, commit: bool = True) -> Any:
+        services.user_reset_password(user=self.user, new_password=self.cleaned_data["new_password1"])
+        return self.user

@@ -222,6 +222,20 @@ def user_change_password(
 
 
 @transaction.atomic
+def user_reset_password(*, user: User, new_password: str) -> None:
+    """Sets the password chosen through a reset link (the link's token is checked by Django's view)
+    and, like a change, ends every session and token of the user: whoever had the old password is out."""
+    validate_password(new_password, user=user)
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    locked.set_password(new_password)
+    locked.token_version += 1
+    locked.kept_session_id, locked.kept_session_version = "", 0
+    locked.save(update_fields=["password", "token_version", "kept_session_id", "kept_session_version"])
+    user.password, user.token_version = locked.password, locked.token_version
+    user.kept_session_id, user.kept_session_version = "", 0
+
+
+@transaction.atomic
 def user_update_profile(*, user: User, time_zone: str | None = None) -> User:
     if time_zone is not None:
         if not is_selectable(time_zone):
