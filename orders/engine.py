@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from orders import sql
+from orders import metrics, sql
 from orders.dispatch import (
     OccurrenceJob,
     discard_jobs_after_commit,
@@ -115,6 +115,7 @@ def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
             )
         )
     Execution.objects.bulk_create(rows)
+    metrics.count_skipped(stop - first)
     log_event(
         "skipped",
         order_id=order.pk,
@@ -621,6 +622,18 @@ def _record_attempt(
             execution.status = ExecutionStatus.FAILED
             execution.finished_at = now
             order.last_result = ExecutionStatus.FAILED
+    metrics.count_attempt(status=_counted_as(execution), first_attempt_lateness=_lateness(execution, attempt))
+
+
+def _counted_as(execution: Execution) -> str:
+    return "retried" if execution.status == ExecutionStatus.RETRYING else str(execution.status)
+
+
+def _lateness(execution: Execution, attempt: int) -> float | None:
+    """Seconds from due to the executor's start, for a first attempt (a retry's start is not late)."""
+    if attempt != 1 or execution.started_at is None:
+        return None
+    return (execution.started_at - execution.scheduled_for).total_seconds()
 
 
 def _log_if_finished(order: Order) -> None:

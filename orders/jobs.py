@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
-from orders import engine
+from orders import engine, metrics
 
 
 def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
+    try:
+        return _run_occurrence(order_id, version, grid_index)
+    finally:
+        # A forking worker's work horse ends with os._exit: write its counts before it does.
+        metrics.flush()
+
+
+def _run_occurrence(order_id: int, version: int, grid_index: int) -> str:
     # A worker is a long-lived process with no request cycle, so nothing else drops a connection
     # the database broke (restart, failover, network cut): without this every later job fails with
     # "server has gone away" until the worker is restarted (fault scenario 7).
@@ -21,6 +29,13 @@ def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
 
 
 def run_execution(execution_id: int, attempt: int) -> str:
+    try:
+        return _run_execution(execution_id, attempt)
+    finally:
+        metrics.flush()  # see run_occurrence
+
+
+def _run_execution(execution_id: int, attempt: int) -> str:
     close_old_connections()  # see run_occurrence
     taken = engine.execution_take(execution_id=execution_id, attempt=attempt)
     if taken is None:
