@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
+from common import tracing
 from orders import engine, metrics
+from orders.models import Execution, Order
 
 
 def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
     try:
-        return _run_occurrence(order_id, version, grid_index)
+        # Part of the trace of the request that created or last changed the order (common/tracing.py).
+        with tracing.span(
+            "run_occurrence",
+            traceparent=lambda: Order.objects.filter(pk=order_id).values_list("trace_context", flat=True).first() or "",
+            attributes={"order.id": order_id, "order.grid_index": grid_index},
+        ):
+            return _run_occurrence(order_id, version, grid_index)
     finally:
         # A forking worker's work horse ends with os._exit: write its counts before it does.
         metrics.flush()
@@ -30,7 +38,14 @@ def _run_occurrence(order_id: int, version: int, grid_index: int) -> str:
 
 def run_execution(execution_id: int, attempt: int) -> str:
     try:
-        return _run_execution(execution_id, attempt)
+        with tracing.span(
+            "run_execution",
+            traceparent=lambda: (
+                Execution.objects.filter(pk=execution_id).values_list("order__trace_context", flat=True).first() or ""
+            ),
+            attributes={"execution.id": execution_id, "execution.attempt": attempt},
+        ):
+            return _run_execution(execution_id, attempt)
     finally:
         metrics.flush()  # see run_occurrence
 
