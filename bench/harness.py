@@ -51,6 +51,9 @@ class Profile:
     list_seed_orders: int = 200
     api_users: int = 200
     poll_samples: int = 200
+    # The metrics scenario: on/off pairs, and the batch it runs in each.
+    metrics_repeats: int = 3
+    metrics_batch_orders: int = 2000
 
 
 FULL = Profile(
@@ -81,6 +84,8 @@ QUICK = Profile(
     scale_heavy_user_orders=300,
     api_users=40,
     poll_samples=50,
+    metrics_repeats=1,
+    metrics_batch_orders=200,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -97,6 +102,8 @@ SMOKE = Profile(
     list_seed_orders=10,
     api_users=3,
     poll_samples=5,
+    metrics_repeats=1,
+    metrics_batch_orders=6,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -699,12 +706,113 @@ def scenario_scale(ctx: Context) -> dict[str, Any]:
 
 # --- the run ---------------------------------------------------------------------------------------------
 
+# --- scenario 6: the cost of the metrics -------------------------------------------------------------
+
+METRICS_CONNECTIONS = 16
+METRICS_TOKEN = "bench-metrics-token-not-secret"
+
+
+def _metrics_stack(ctx: Context, mode: str) -> BenchStack:
+    env = {**ctx.env, "METRICS_ENABLED": "true" if mode == "on" else "false", "METRICS_TOKEN": METRICS_TOKEN}
+    return BenchStack(env=env, work_dir=ctx.work_dir)
+
+
+def _scrape_ms(base_url: str, samples: int = 5) -> float:
+    """The median time of a GET /metrics (what a Prometheus scrape costs the site)."""
+    import urllib.request
+
+    times = []
+    for _ in range(samples):
+        headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        request = urllib.request.Request(f"{base_url}/metrics", headers=headers)  # noqa: S310 - http on loopback
+        began = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http on loopback
+            response.read()
+        times.append((time.perf_counter() - began) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def scenario_metrics(ctx: Context) -> dict[str, Any]:
+    """The API (create and list at 16 connections) and a batch of one-time orders due together on 2
+    SimpleWorkers, with METRICS_ENABLED on and off. The two sides alternate within the run (on, off,
+    then off, on, ...), each on freshly started processes, so the machine's drift hits both alike;
+    the report compares medians."""
+    from orders.models import Order
+
+    reset_orders()
+    users = bench_users(ctx.profile.api_users)
+    tokens = [token_for(u) for u in users]
+    list_user = bench_users(ctx.profile.api_users + 1)[-1]
+    seed_orders(list_user, ctx.profile.list_seed_orders)
+    create_script = _token_script(ctx, "create_order", tokens)
+    list_script = _token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
+    n = ctx.profile.metrics_batch_orders
+    runs: list[dict[str, Any]] = []
+    scrape: list[float] = []
+    # How long creating an order takes now, so that a batch is created before its due time.
+    calibration = min(n, 100)
+    began = time.monotonic()
+    create_one_time_orders(ctx, [timezone.now() + timedelta(hours=1)] * calibration, "calibration")
+    ctx.create_cost_s = max(ctx.create_cost_s, 1.5 * (time.monotonic() - began) / calibration)
+    reset_orders()
+    for rep in range(ctx.profile.metrics_repeats):
+        modes = ("on", "off") if rep % 2 == 0 else ("off", "on")
+        for mode in modes:
+            stack = _metrics_stack(ctx, mode)
+            try:
+                stack.start_web()
+                for script in (create_script, list_script):
+                    _wrk(ctx, stack.base_url, script, 4, 1)  # warm-up
+                for endpoint, script in (("create", create_script), ("list", list_script)):
+                    Order.objects.exclude(user=list_user).delete()
+                    clear_queue_state()
+                    cpu = stack.cpu_seconds("web")
+                    result = _wrk(ctx, stack.base_url, script, METRICS_CONNECTIONS, ctx.profile.api_seconds)
+                    result["web_cpu_ms_per_request"] = (
+                        (stack.cpu_seconds("web") - cpu) * 1000 / max(1, result["requests"])
+                    )
+                    result.update(part="api", endpoint=endpoint, mode=mode, rep=rep + 1)
+                    runs.append(result)
+                    ctx.log(f"metrics {mode:3} api {endpoint:6} rep {rep + 1}: {result['rps']:.0f} req/s")
+                if mode == "on":
+                    scrape.append(_scrape_ms(stack.base_url))
+            finally:
+                stack.stop_all()
+        for mode in modes:
+            stack = _metrics_stack(ctx, mode)
+            try:
+                reset_orders()
+                stack.start_scheduler()
+                stack.start_workers(2, SIMPLE)
+                clear_queue_state()
+                cpu = stack.cpu_seconds("worker")
+                result = _product_batch(ctx, n, max(60.0, n / 5))
+                result["worker_cpu_ms_per_job"] = (stack.cpu_seconds("worker") - cpu) * 1000 / max(1, n)
+                result.update(part="batch", mode=mode, rep=rep + 1)
+                runs.append(result)
+                ctx.log(
+                    f"metrics {mode:3} batch n={n} rep {rep + 1}: {result.get('throughput_per_s', math.nan):.0f}/s,"
+                    f" all done {result.get('all_done_s', math.nan):.2f}s after due"
+                )
+            finally:
+                stack.stop_all()
+    return {
+        "runs": runs,
+        "connections": METRICS_CONNECTIONS,
+        "batch_orders": n,
+        "batch_workers": 2,
+        "scrape_ms": scrape,
+        "scrape_orders": ctx.profile.list_seed_orders,
+    }
+
+
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "api": scenario_api,
     "batch": scenario_batch,
     "precision": scenario_precision,
     "drift": scenario_drift,
     "scale": scenario_scale,
+    "metrics": scenario_metrics,
 }
 
 
