@@ -11,3 +11,5 @@ class OrdersConfig(AppConfig):
         from common import tracing
 
         tracing.configure()
+        # Imported before any fork (an RQ work horse), so that a forked child knows it is one.
+        import orders.metrics  # noqa: F401

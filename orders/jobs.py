@@ -20,7 +20,7 @@ def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
             return _run_occurrence(order_id, version, grid_index)
     finally:
         # A forking worker's work horse ends with os._exit: write its counts before it does.
-        metrics.flush()
+        metrics.flush_if_forked()
 
 
 def _run_occurrence(order_id: int, version: int, grid_index: int) -> str:
@@ -47,7 +47,7 @@ def run_execution(execution_id: int, attempt: int) -> str:
         ):
             return _run_execution(execution_id, attempt)
     finally:
-        metrics.flush()  # see run_occurrence
+        metrics.flush_if_forked()  # see run_occurrence
 
 
 def _run_execution(execution_id: int, attempt: int) -> str:

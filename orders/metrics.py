@@ -7,7 +7,8 @@ mode needs one shared directory on one host. So:
 
 - Counters and histograms (executions by outcome, start lateness, repairs, HTTP requests) are added
   to a small in-process buffer and written to one Redis hash (HINCRBYFLOAT, one pipeline) by a
-  background thread every FLUSH_SECONDS, at the end of each RQ job, after a repair pass and at exit.
+  background thread every FLUSH_SECONDS, after a repair pass, at exit, and at the end of each RQ
+  job run in a forked work horse (which ends with os._exit).
   The totals in Redis are shared by all processes and survive their restarts; recording costs a
   few dict updates, never a round trip on the request or execution path. A process killed with
   SIGKILL loses at most its last FLUSH_SECONDS of counts; a flush that fails (Redis down) keeps the
@@ -26,6 +27,8 @@ METRICS_ENABLED=false to record nothing (the benchmark's "off" side).
 from __future__ import annotations
 
 import atexit
+import bisect
+import functools
 import json
 import logging
 import math
@@ -33,7 +36,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,7 +61,7 @@ REDIS_KEY = "metrics:v1"
 FLUSH_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: a cache key on every count
 class Definition:
     name: str  # a counter's name without its _total suffix (prometheus-client adds it)
     kind: str  # "counter" or "histogram"
@@ -126,8 +129,10 @@ DEFINITIONS = {d.name: d for d in (EXECUTIONS, LATENESS, REPAIRS, RECOVERED, HTT
 # --- recording --------------------------------------------------------------------------------------
 
 
-def _field(definition: Definition, labels: Sequence[str], part: str = "") -> str:
+@functools.lru_cache(maxsize=8192)
+def _field(definition: Definition, labels: tuple[str, ...], part: str = "") -> str:
     # name|["label values"]|part, where part is "" (a counter), "sum", "count" or a bucket index.
+    # Cached: the label sets are few (bounded by design) and every count names one.
     return f"{definition.name}|{json.dumps(list(labels))}|{part}"
 
 
@@ -159,8 +164,8 @@ def enabled() -> bool:
     return bool(settings.METRICS_ENABLED)
 
 
-def _histogram_deltas(definition: Definition, labels: Sequence[str], value: float) -> dict[str, float]:
-    index = next((i for i, le in enumerate(definition.buckets) if value <= le), len(definition.buckets))
+def _histogram_deltas(definition: Definition, labels: tuple[str, ...], value: float) -> dict[str, float]:
+    index = bisect.bisect_left(definition.buckets, value)  # the first bucket with value <= le
     return {
         _field(definition, labels, str(index)): 1,
         _field(definition, labels, "sum"): value,
@@ -244,6 +249,22 @@ def flush() -> None:
     except Exception:
         _buffer.add(deltas)
         logger.debug("could not write metrics to Redis; kept for the next flush", exc_info=True)
+
+
+def flush_if_forked() -> None:
+    """At the end of an RQ job: a forking worker's work horse ends with os._exit (no atexit, no
+    flusher thread left), so its counts are written now; elsewhere the flusher thread does it."""
+    if _forked:
+        flush()
+
+
+def _mark_forked() -> None:
+    global _forked
+    _forked = True
+
+
+_forked = False
+os.register_at_fork(after_in_child=_mark_forked)
 
 
 def discard_pending() -> None:

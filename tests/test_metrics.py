@@ -19,7 +19,7 @@ from orders import engine, jobqueue, metrics, repair, services
 from orders.models import Execution, Order
 from scheduler_site.middleware import view_label
 from tests.conftest import make_user
-from tests.engine_helpers import run_until
+from tests.engine_helpers import enqueue_due, run_until
 from tests.metrics_helpers import Scrape
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -217,3 +217,19 @@ def test_nothing_is_recorded_when_metrics_are_disabled(settings: Any) -> None:
     metrics.observe_http_request(view="x", method="GET", status=200, seconds=0.01)
     metrics.flush()
     assert jobqueue.connection().hgetall(metrics.REDIS_KEY) == {}
+
+
+def test_a_forking_workers_work_horse_writes_its_counts_before_it_exits() -> None:
+    from django.db import connections
+    from rq import Worker
+
+    order = create()
+    time.sleep(1.2)
+    enqueue_due()
+    assert jobqueue.queued_count() == 1
+    connections.close_all()  # the horse must not share this process's database connection
+    # The work horse is a fork of this process and ends with os._exit: no atexit, no flusher thread.
+    Worker([jobqueue.queue()], connection=jobqueue.connection()).work(burst=True, logging_level="WARNING")
+    assert reload(order).status == "completed"
+    metrics.discard_pending()  # nothing of this process's own: the count must come from the horse
+    assert scrape().value("scheduler_executions_total", status="succeeded") == 1
