@@ -753,7 +753,9 @@ def scenario_metrics(ctx: Context) -> dict[str, Any]:
     calibration = min(n, 100)
     began = time.monotonic()
     create_one_time_orders(ctx, [timezone.now() + timedelta(hours=1)] * calibration, "calibration")
-    ctx.create_cost_s = max(ctx.create_cost_s, 1.5 * (time.monotonic() - began) / calibration)
+    # Three times the measured cost: on a loaded machine a batch that overruns its due time is retried
+    # while its first attempt's orders start running.
+    ctx.create_cost_s = max(ctx.create_cost_s, 3 * (time.monotonic() - began) / calibration)
     reset_orders()
     for rep in range(ctx.profile.metrics_repeats):
         modes = ("on", "off") if rep % 2 == 0 else ("off", "on")
@@ -786,7 +788,12 @@ def scenario_metrics(ctx: Context) -> dict[str, Any]:
                 stack.start_workers(2, SIMPLE)
                 clear_queue_state()
                 cpu = stack.cpu_seconds("worker")
-                result = _product_batch(ctx, n, max(60.0, n / 5))
+                try:
+                    result = _product_batch(ctx, n, max(60.0, n / 5))
+                except Exception as exc:  # noqa: BLE001 - one failed side is reported, the others still count
+                    ctx.log(f"metrics {mode:3} batch rep {rep + 1} failed: {exc!r}")
+                    runs.append({"part": "batch", "mode": mode, "rep": rep + 1, "error": repr(exc)})
+                    continue
                 result["worker_cpu_ms_per_job"] = (stack.cpu_seconds("worker") - cpu) * 1000 / max(1, n)
                 result.update(part="batch", mode=mode, rep=rep + 1)
                 runs.append(result)

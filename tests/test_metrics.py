@@ -63,6 +63,7 @@ def test_metrics_is_a_404_when_no_token_is_configured(settings: Any) -> None:
     settings.METRICS_TOKEN = ""
     assert Client().get("/metrics").status_code == 404
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+    assert Client().post("/metrics").status_code == 404
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer"])
