@@ -124,6 +124,7 @@ def test_the_metrics_cost_is_the_median_on_side_against_the_median_off_side() ->
     assert cost["batch executions/s"]["cost"] == pytest.approx(0.04)
     # 5 % is not "under 5 %".
     assert report.metrics_target(scenario) == ("worst: create req/s +5.0 %", False)
+    assert report.metrics_target(scenario, cpu=True) == ("worst: create web CPU ms/request +10.0 %", False)
     section = report.metrics_section(scenario)
     assert "| create req/s | 95.00 | 100.00 | +5.0 % |" in section
     assert "took 12.0 ms" in section
