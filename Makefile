@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export DEBUG ?= true
 
-.PHONY: run test test-fast lint sysdeps venv devdeps browser migrate bench bench-quick soak clean screenshots audit
+.PHONY: run test test-fast lint sysdeps venv devdeps browser promtool migrate bench bench-quick soak clean screenshots audit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ browser:
 	  fi; \
 	fi
 
+# The alert rules (deploy/prometheus/) are checked with promtool, from Debian's prometheus package.
+promtool:
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing promtool (prometheus) for the alert-rule tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "The alert-rule tests need promtool: sudo apt-get install prometheus"; exit 1; \
+	  fi; \
+	fi
+
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
@@ -61,10 +72,10 @@ run: venv migrate
 	  trap "kill $$welcome 2>/dev/null; [ -n \"$$REDIS_URL\" ] || $(PY) -m scheduler_site.embedded_redis stop" EXIT; \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)'
 
-test: devdeps browser
+test: devdeps browser promtool
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: devdeps
+test-fast: devdeps promtool
 	$(PY) -m pytest -m "not e2e and not browser and not faults" $(PYTEST_ARGS)
 
 lint: devdeps

@@ -85,7 +85,7 @@ def setup(env: dict[str, str]) -> None:
 
 
 def _scenarios(results: dict[str, Any]) -> list[str]:
-    return [k for k in ("api", "batch", "precision", "precision_load", "drift", "scale") if k in results]
+    return [k for k in ("api", "batch", "precision", "precision_load", "drift", "scale", "metrics") if k in results]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"])
     parser.add_argument(
-        "--only", default="", help="comma-separated scenarios: api,batch,precision,precision_load,drift,scale"
+        "--only", default="", help="comma-separated scenarios: api,batch,precision,precision_load,drift,scale,metrics"
     )
     args = parser.parse_args(argv)
 
@@ -134,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         # one batch configuration measured on its own while tuning.
         configs = [part.split(":") for part in os.environ["BENCH_BATCH"].split(",")]
         profile = replace(profile, batch_configs=[(c, int(w), int(r), int(n)) for c, w, r, n in configs])
+    if os.environ.get("BENCH_METRICS"):
+        # e.g. BENCH_METRICS="3:1000" (on/off pairs:orders in the batch) for the metrics scenario.
+        pairs, orders = (int(x) for x in os.environ["BENCH_METRICS"].split(":"))
+        profile = replace(profile, metrics_repeats=pairs, metrics_batch_orders=orders)
     only = [s for s in args.only.split(",") if s] or None
     began = time.monotonic()
     suffix = "" if args.profile == "full" else f"-{args.profile}"

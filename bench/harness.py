@@ -56,6 +56,9 @@ class Profile:
     # The precision scenario under load: simulated API users and how long they work.
     load_users: int = 40
     load_seconds: float = 60
+    # The metrics scenario: on/off pairs, and the batch it runs in each.
+    metrics_repeats: int = 3
+    metrics_batch_orders: int = 2000
 
 
 FULL = Profile(
@@ -87,6 +90,8 @@ QUICK = Profile(
     api_users=40,
     poll_samples=50,
     load_seconds=15,
+    metrics_repeats=1,
+    metrics_batch_orders=200,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -105,6 +110,8 @@ SMOKE = Profile(
     poll_samples=5,
     load_users=3,
     load_seconds=3,
+    metrics_repeats=1,
+    metrics_batch_orders=6,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -835,6 +842,113 @@ def scenario_scale(ctx: Context) -> dict[str, Any]:
 
 # --- the run ---------------------------------------------------------------------------------------------
 
+# --- scenario 6: the cost of the metrics -------------------------------------------------------------
+
+METRICS_CONNECTIONS = 16
+METRICS_TOKEN = "bench-metrics-token-not-secret"
+
+
+def _metrics_stack(ctx: Context, mode: str) -> BenchStack:
+    env = {**ctx.env, "METRICS_ENABLED": "true" if mode == "on" else "false", "METRICS_TOKEN": METRICS_TOKEN}
+    return BenchStack(env=env, work_dir=ctx.work_dir)
+
+
+def _scrape_ms(base_url: str, samples: int = 5) -> float:
+    """The median time of a GET /metrics (what a Prometheus scrape costs the site)."""
+    import urllib.request
+
+    times = []
+    for _ in range(samples):
+        headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        request = urllib.request.Request(f"{base_url}/metrics", headers=headers)  # noqa: S310 - http on loopback
+        began = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http on loopback
+            response.read()
+        times.append((time.perf_counter() - began) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def scenario_metrics(ctx: Context) -> dict[str, Any]:
+    """The API (create and list at 16 connections) and a batch of one-time orders due together on 2
+    SimpleWorkers, with METRICS_ENABLED on and off. The two sides alternate within the run (on, off,
+    then off, on, ...), each on freshly started processes, so the machine's drift hits both alike;
+    the report compares medians."""
+    from orders.models import Order
+
+    reset_orders()
+    users = bench_users(ctx.profile.api_users)
+    tokens = [token_for(u) for u in users]
+    list_user = bench_users(ctx.profile.api_users + 1)[-1]
+    seed_orders(list_user, ctx.profile.list_seed_orders)
+    create_script = _token_script(ctx, "create_order", tokens)
+    list_script = _token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
+    n = ctx.profile.metrics_batch_orders
+    runs: list[dict[str, Any]] = []
+    scrape: list[float] = []
+    # How long creating an order takes now, so that a batch is created before its due time.
+    calibration = min(n, 100)
+    began = time.monotonic()
+    create_one_time_orders(ctx, [timezone.now() + timedelta(hours=1)] * calibration, "calibration")
+    # Three times the measured cost: on a loaded machine a batch that overruns its due time is retried
+    # while its first attempt's orders start running.
+    ctx.create_cost_s = max(ctx.create_cost_s, 3 * (time.monotonic() - began) / calibration)
+    reset_orders()
+    for rep in range(ctx.profile.metrics_repeats):
+        modes = ("on", "off") if rep % 2 == 0 else ("off", "on")
+        for mode in modes:
+            stack = _metrics_stack(ctx, mode)
+            try:
+                stack.start_web()
+                for script in (create_script, list_script):
+                    _wrk(ctx, stack.base_url, script, 4, 1)  # warm-up
+                for endpoint, script in (("create", create_script), ("list", list_script)):
+                    Order.objects.exclude(user=list_user).delete()
+                    clear_queue_state()
+                    cpu = stack.cpu_seconds("web")
+                    result = _wrk(ctx, stack.base_url, script, METRICS_CONNECTIONS, ctx.profile.api_seconds)
+                    result["web_cpu_ms_per_request"] = (
+                        (stack.cpu_seconds("web") - cpu) * 1000 / max(1, result["requests"])
+                    )
+                    result.update(part="api", endpoint=endpoint, mode=mode, rep=rep + 1)
+                    runs.append(result)
+                    ctx.log(f"metrics {mode:3} api {endpoint:6} rep {rep + 1}: {result['rps']:.0f} req/s")
+                if mode == "on":
+                    scrape.append(_scrape_ms(stack.base_url))
+            finally:
+                stack.stop_all()
+        for mode in modes:
+            stack = _metrics_stack(ctx, mode)
+            try:
+                reset_orders()
+                stack.start_scheduler()
+                stack.start_workers(2, SIMPLE)
+                clear_queue_state()
+                cpu = stack.cpu_seconds("worker")
+                try:
+                    result = _product_batch(ctx, n, max(60.0, n / 5))
+                except Exception as exc:  # noqa: BLE001 - one failed side is reported, the others still count
+                    ctx.log(f"metrics {mode:3} batch rep {rep + 1} failed: {exc!r}")
+                    runs.append({"part": "batch", "mode": mode, "rep": rep + 1, "error": repr(exc)})
+                    continue
+                result["worker_cpu_ms_per_job"] = (stack.cpu_seconds("worker") - cpu) * 1000 / max(1, n)
+                result.update(part="batch", mode=mode, rep=rep + 1)
+                runs.append(result)
+                ctx.log(
+                    f"metrics {mode:3} batch n={n} rep {rep + 1}: {result.get('throughput_per_s', math.nan):.0f}/s,"
+                    f" all done {result.get('all_done_s', math.nan):.2f}s after due"
+                )
+            finally:
+                stack.stop_all()
+    return {
+        "runs": runs,
+        "connections": METRICS_CONNECTIONS,
+        "batch_orders": n,
+        "batch_workers": 2,
+        "scrape_ms": scrape,
+        "scrape_orders": ctx.profile.list_seed_orders,
+    }
+
+
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "api": scenario_api,
     "batch": scenario_batch,
@@ -842,6 +956,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "precision_load": scenario_precision_load,
     "drift": scenario_drift,
     "scale": scenario_scale,
+    "metrics": scenario_metrics,
 }
 
 

@@ -494,6 +494,72 @@ def _memory_section(results: dict[str, Any]) -> str:
     return _table(["process (tree)", "when", "RSS MiB"], rows) + "\n" if rows else "not measured\n"
 
 
+# What each compared figure is, and whether more is better.
+_METRICS_FIGURES = [
+    ("api", "create", "rps", "create req/s", True),
+    ("api", "create", "web_cpu_ms_per_request", "create web CPU ms/request", False),
+    ("api", "list", "rps", "list req/s", True),
+    ("api", "list", "web_cpu_ms_per_request", "list web CPU ms/request", False),
+    ("batch", None, "throughput_per_s", "batch executions/s", True),
+    ("batch", None, "all_done_s", "batch all done (s after due)", False),
+    ("batch", None, "worker_cpu_ms_per_job", "batch worker CPU ms/execution", False),
+]
+
+
+def metrics_cost(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """Median of each figure with metrics on and off, and the cost: how much worse "on" is, as a
+    fraction of "off" (negative when "on" measured better)."""
+    out = []
+    for part, endpoint, key, label, higher_is_better in _METRICS_FIGURES:
+        sides = {}
+        for mode in ("on", "off"):
+            values = [
+                r[key]
+                for r in scenario["runs"]
+                if r["part"] == part
+                and r["mode"] == mode
+                and (endpoint is None or r.get("endpoint") == endpoint)
+                and isinstance(r.get(key), (int, float))
+                and not math.isnan(r[key])
+            ]
+            sides[mode] = median(values) if values else math.nan
+        on, off = sides["on"], sides["off"]
+        cost = (off - on) / off if higher_is_better else (on - off) / off
+        out.append({"figure": label, "on": on, "off": off, "cost": cost, "throughput": higher_is_better})
+    return out
+
+
+def metrics_target(scenario: dict[str, Any], *, cpu: bool = False) -> tuple[str, bool]:
+    """The worst cost of the metrics and whether every one is under 5 %: of the throughput figures,
+    or (cpu) of the CPU time per request and per execution, which the machine's other load moves
+    far less (see bench/ANALYSIS.md)."""
+    figures = [c for c in metrics_cost(scenario) if ("CPU" in c["figure"] if cpu else c["throughput"])]
+    worst = max(figures, key=lambda c: c["cost"])
+    return f"worst: {worst['figure']} {worst['cost'] * 100:+.1f} %", all(c["cost"] < 0.05 for c in figures)
+
+
+def metrics_section(scenario: dict[str, Any]) -> str:
+    rows = [
+        [c["figure"], _num(c["on"], 2), _num(c["off"], 2), f"{c['cost'] * 100:+.1f} %"] for c in metrics_cost(scenario)
+    ]
+    reps = max((r["rep"] for r in scenario["runs"]), default=0)
+    scrape = scenario.get("scrape_ms") or []
+    return "\n".join(
+        [
+            f"The API at {scenario['connections']} connections and a batch of {scenario['batch_orders']:,} orders "
+            f"on {scenario['batch_workers']} SimpleWorkers, each run with `METRICS_ENABLED` on and off on fresh "
+            f'processes, alternated within the run ({reps} pair(s)); medians. The cost is how much worse "on" '
+            'measured than "off" (negative: "on" measured better, i.e. noise).',
+            "",
+            _table(["figure", "metrics on", "metrics off", "cost"], rows),
+            "",
+            f"One scrape of `/metrics` took {_num(median(scrape), 1) if scrape else 'n/a'} ms (median) with "
+            f"{scenario.get('scrape_orders', 0)} orders in the database.",
+            "",
+        ]
+    )
+
+
 def _targets(results: dict[str, Any]) -> str:
     rows: list[list[str]] = []
 
@@ -566,6 +632,10 @@ def _targets(results: dict[str, Any]) -> str:
             f"{_num(scale['reconcile_seconds'], 1)} s" if exact else f"{_num(per_100k)} s (extrapolated)",
             per_100k < 60,
         )
+    metrics = results.get("metrics")
+    if metrics:
+        add("metrics on vs off: API and batch throughput within 5 %", *metrics_target(metrics))
+        add("metrics on vs off: CPU per request and per execution within 5 %", *metrics_target(metrics, cpu=True))
     return _table(["target", "measured (median)", ""], rows)
 
 
@@ -628,7 +698,9 @@ def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, sou
         parts += [f"![lateness]({plot_prefix}{plots['lateness']})", ""]
     if "scale" in results:
         parts += [f"## 5. Scale: {results['scale']['orders']:,} future orders", "", _scale_section(results["scale"])]
-    parts += ["## 6. Memory (resident set size)", "", _memory_section(results)]
+    if "metrics" in results:
+        parts += ["## 6. The cost of the metrics", "", metrics_section(results["metrics"])]
+    parts += ["## 7. Memory (resident set size)", "", _memory_section(results)]
     if ANALYSIS.exists():
         parts += ["", ANALYSIS.read_text().strip(), ""]
     return "\n".join(parts).rstrip() + "\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,7 +29,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from orders import sql
+from common import tracing
+from orders import metrics, sql
 from orders.dispatch import (
     OccurrenceJob,
     discard_jobs_after_commit,
@@ -115,6 +117,7 @@ def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
             )
         )
     Execution.objects.bulk_create(rows)
+    metrics.count_skipped(stop - first)
     log_event(
         "skipped",
         order_id=order.pk,
@@ -309,10 +312,25 @@ def _run_executor(taken: Taken, *, started_at: datetime | None = None) -> Outcom
     executor = import_string(settings.ORDER_EXECUTOR)
     outcome = Outcome(taken, started_at or timezone.now())
     try:
-        outcome.result_ref = str(executor(taken.context) or "")
+        with _execution_span(taken):
+            outcome.result_ref = str(executor(taken.context) or "")
     except Exception as exc:  # noqa: BLE001 - any executor failure is an attempt that failed
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome
+
+
+def _execution_span(taken: Taken) -> AbstractContextManager[None]:
+    """The executor's span: under the job's span, or for a batch companion in its own order's trace."""
+    order_id = taken.context.order_id
+    return tracing.span(
+        "execute_order",
+        traceparent=(
+            (lambda: Order.objects.filter(pk=order_id).values_list("trace_context", flat=True).first() or "")
+            if taken.is_companion
+            else None
+        ),
+        attributes={"order.id": order_id, "execution.occurrence": taken.context.occurrence, "attempt": taken.attempt},
+    )
 
 
 def _finish(outcome: Outcome) -> None:
@@ -621,6 +639,18 @@ def _record_attempt(
             execution.status = ExecutionStatus.FAILED
             execution.finished_at = now
             order.last_result = ExecutionStatus.FAILED
+    metrics.count_attempt(status=_counted_as(execution), first_attempt_lateness=_lateness(execution, attempt))
+
+
+def _counted_as(execution: Execution) -> str:
+    return "retried" if execution.status == ExecutionStatus.RETRYING else str(execution.status)
+
+
+def _lateness(execution: Execution, attempt: int) -> float | None:
+    """Seconds from due to the executor's start, for a first attempt (a retry's start is not late)."""
+    if attempt != 1 or execution.started_at is None:
+        return None
+    return (execution.started_at - execution.scheduled_for).total_seconds()
 
 
 def _log_if_finished(order: Order) -> None:

@@ -317,3 +317,8 @@ def live_worker_count() -> int:
 
 def scheduled_count() -> int:
     return int(connection().zcard(Scheduler.scheduled_jobs_key))
+
+
+def queued_count() -> int:
+    """Jobs in the orders queue waiting for a worker (for the metrics)."""
+    return int(queue().count)

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from django.db import close_old_connections
 
-from orders import engine
+from common import tracing
+from orders import engine, metrics
+from orders.models import Execution, Order
 
 
 def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
+    try:
+        # Part of the trace of the request that created or last changed the order (common/tracing.py).
+        with tracing.span(
+            "run_occurrence",
+            traceparent=lambda: Order.objects.filter(pk=order_id).values_list("trace_context", flat=True).first() or "",
+            attributes={"order.id": order_id, "order.grid_index": grid_index},
+        ):
+            return _run_occurrence(order_id, version, grid_index)
+    finally:
+        # A forking worker's work horse ends with os._exit: write its counts before it does.
+        metrics.flush_if_forked()
+
+
+def _run_occurrence(order_id: int, version: int, grid_index: int) -> str:
     # A worker is a long-lived process with no request cycle, so nothing else drops a connection
     # the database broke (restart, failover, network cut): without this every later job fails with
     # "server has gone away" until the worker is restarted (fault scenario 7).
@@ -21,6 +37,20 @@ def run_occurrence(order_id: int, version: int, grid_index: int) -> str:
 
 
 def run_execution(execution_id: int, attempt: int) -> str:
+    try:
+        with tracing.span(
+            "run_execution",
+            traceparent=lambda: (
+                Execution.objects.filter(pk=execution_id).values_list("order__trace_context", flat=True).first() or ""
+            ),
+            attributes={"execution.id": execution_id, "execution.attempt": attempt},
+        ):
+            return _run_execution(execution_id, attempt)
+    finally:
+        metrics.flush_if_forked()  # see run_occurrence
+
+
+def _run_execution(execution_id: int, attempt: int) -> str:
     close_old_connections()  # see run_occurrence
     taken = engine.execution_take(execution_id=execution_id, attempt=attempt)
     if taken is None:

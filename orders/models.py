@@ -71,6 +71,11 @@ class Order(models.Model):
     # sha256 of the create's definition as asked for, so that a key reused for another order is refused.
     idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
 
+    # W3C traceparent of the request that last created or changed the order (common/tracing.py):
+    # its executions' spans join that trace. Empty when tracing is off.
+    # db_default too: raw INSERTs that name their columns (bench/floor.py) need not know this one.
+    trace_context = models.CharField(max_length=128, blank=True, default="", db_default="", editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from orders import jobqueue, sql
+from orders import jobqueue, metrics, sql
 from orders.dispatch import (
     OccurrenceJob,
     occurrence_job_for,
@@ -46,6 +46,7 @@ def recover_abandoned(now: datetime | None = None) -> int:
             error="WorkerLost: the worker running this attempt stopped before finishing",
         )
         recovered += 1
+    metrics.count_recovered(recovered)
     return recovered
 
 
@@ -110,6 +111,9 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
                 # A job whose order is gone or inactive (it would do nothing anyway): drop it.
                 jobqueue.cancel(job_id)
                 report.removed_orphans += 1
+    metrics.count_repairs(
+        scheduled=report.scheduled, requeued=report.requeued_executions, orphans=report.removed_orphans
+    )
     return report
 
 

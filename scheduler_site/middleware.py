@@ -1,18 +1,54 @@
-"""Site-wide response rules: a dependency outage is a clear 503 on every page (the API has its own
-handler), and nothing that carries a user's data is kept in a browser's or a proxy's cache."""
+"""Site-wide response rules: request metrics, a clear 503 on every page when a dependency is down (the
+API has its own handler), and nothing that carries a user's data kept in a browser's or a proxy's cache."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.urls import ResolverMatch
 from django.utils.cache import add_never_cache_headers
 from redis.exceptions import RedisError
 
+from orders import metrics
+
 logger = logging.getLogger(__name__)
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def view_label(match: ResolverMatch | None) -> str:
+    """The view that answered, as a dotted path: one label per view whatever the URL (never an id in
+    it) and whichever spelling of the route (with or without its trailing slash)."""
+    if match is None:
+        return "<unmatched>"  # a 404 before any view, or a static file
+    view = getattr(match.func, "view_class", None) or match.func
+    return f"{view.__module__}.{view.__qualname__}"
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by view, method and status (orders/metrics.py says where the
+    counts go)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not metrics.enabled():
+            return self.get_response(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        metrics.observe_http_request(
+            view=view_label(request.resolver_match),
+            method=request.method if request.method in _METHODS else "other",
+            status=response.status_code,
+            seconds=time.perf_counter() - started,
+        )
+        return response
 
 
 class ServiceUnavailableMiddleware:

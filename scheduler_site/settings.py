@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it times everything below it (scheduler_site/middleware.py).
+    "scheduler_site.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -266,6 +268,13 @@ RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", default=60)
 ABANDONED_CHECK_EVERY_SECONDS = env.int("ABANDONED_CHECK_EVERY_SECONDS", default=10)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
+
+# --- Metrics ------------------------------------------------------------------------------------
+# GET /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, it is a 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Every process counts executions, repairs and HTTP requests into Redis (orders/metrics.py); false
+# records nothing (the gauges read at scrape time still work).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

@@ -104,3 +104,35 @@ def test_the_api_floor_writes_and_reads_real_order_rows(settings: Any) -> None:
     listed = Client().get(f"/floor/list?user={user.pk}").json()
     assert listed["count"] == 1
     assert tuple(listed["results"][0]) == ORDER_ROW_COLUMNS
+
+
+def test_the_metrics_cost_is_the_median_on_side_against_the_median_off_side() -> None:
+    def run(part: str, mode: str, **figures: Any) -> dict[str, Any]:
+        return {"part": part, "mode": mode, "rep": 1, **figures}
+
+    scenario = {
+        "connections": 16,
+        "batch_orders": 10,
+        "batch_workers": 2,
+        "scrape_ms": [12.0],
+        "scrape_orders": 5,
+        "runs": [
+            *(run("api", "on", endpoint="create", rps=r, web_cpu_ms_per_request=2.2) for r in (90, 95, 200)),
+            *(run("api", "off", endpoint="create", rps=r, web_cpu_ms_per_request=2.0) for r in (100, 100, 10)),
+            *(run("api", m, endpoint="list", rps=100, web_cpu_ms_per_request=3.0) for m in ("on", "off")),
+            run("batch", "on", throughput_per_s=480, all_done_s=2.0, worker_cpu_ms_per_job=1.0),
+            run("batch", "off", throughput_per_s=500, all_done_s=2.0, worker_cpu_ms_per_job=1.0),
+        ],
+    }
+    cost = {c["figure"]: c for c in report.metrics_cost(scenario)}
+    assert cost["create req/s"]["on"] == 95 and cost["create req/s"]["off"] == 100
+    assert cost["create req/s"]["cost"] == pytest.approx(0.05)
+    assert cost["create web CPU ms/request"]["cost"] == pytest.approx(0.1)
+    assert cost["list req/s"]["cost"] == 0
+    assert cost["batch executions/s"]["cost"] == pytest.approx(0.04)
+    # 5 % is not "under 5 %".
+    assert report.metrics_target(scenario) == ("worst: create req/s +5.0 %", False)
+    assert report.metrics_target(scenario, cpu=True) == ("worst: create web CPU ms/request +10.0 %", False)
+    section = report.metrics_section(scenario)
+    assert "| create req/s | 95.00 | 100.00 | +5.0 % |" in section
+    assert "took 12.0 ms" in section

@@ -19,6 +19,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
+from common import tracing
 from common.timezones import is_valid_time_zone
 from orders import sql
 from orders.dispatch import cancel_job_after_commit, schedule_execution_job, schedule_next_occurrence
@@ -228,6 +229,7 @@ def order_create(
         schedule_version=1,
         idempotency_key=idempotency_key,
         idempotency_fingerprint=idempotency_fingerprint,
+        trace_context=tracing.current_traceparent(),
     )
     order.save()
     schedule_next_occurrence(order, grid_index=1)
@@ -320,6 +322,7 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
         _apply_schedule(order, now=now, restart_grid=schedule_time_changed)
     elif limit_changed:
         _apply_limit(order, now=now)
+    order.trace_context = tracing.current_traceparent()  # its runs from now on join this request's trace
     order.save()
     event = "converted" if converting else "updated"
     log_event(
@@ -366,6 +369,7 @@ def order_resume(*, order: Order) -> Order:
         schedule_execution_job(execution, due=None)
         execution.save(update_fields=["job_id"])
     settle_status_and_notify(order)
+    order.trace_context = tracing.current_traceparent()
     order.save()
     log_event("resumed", order_id=order.pk, user_id=order.user_id, job_id=order.job_id, status=order.status)
     return order

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from common import tracing
 from orders.dispatch import cancel_job_after_commit, schedule_execution_job
 from orders.events import log_event
 from orders.models import FINISHED_ORDER_STATUSES, Execution, ExecutionKind, ExecutionStatus, Order, OrderStatus
@@ -45,6 +46,7 @@ def order_run_now(*, order: Order, idempotency_key: str | None = None) -> Execut
         order.next_run_at = None
     if order.status in FINISHED_ORDER_STATUSES:
         order.status = OrderStatus.SCHEDULED
+    order.trace_context = tracing.current_traceparent()
     order.save()
     log_event(
         "run_now",

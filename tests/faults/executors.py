@@ -74,3 +74,10 @@ def fail_when_named_poison(context: ExecutionContext) -> str:
     if "poison" in context.order_name.lower():
         raise RuntimeError("poison order")
     return simulate_placement(context)
+
+
+def by_name(context: ExecutionContext) -> str:
+    """ "slow" in the order's name sleeps ORDER_SLOW_EXECUTOR_SECONDS (default 3) first; "poison" raises."""
+    if "slow" in context.order_name.lower():
+        time.sleep(float(os.environ.get("ORDER_SLOW_EXECUTOR_SECONDS", "3")))
+    return fail_when_named_poison(context)
