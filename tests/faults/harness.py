@@ -26,17 +26,16 @@ import pytest
 import redis
 from django.conf import settings
 
-from orders import scheduling
+from orders import jobqueue
 from tests.processes import Stack, free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
 
 def needs_mariadb() -> pytest.MarkDecorator:
-    """For scenarios that cut the database connection with a TCP proxy: the embedded SQLite
-    default has no connection to cut."""
-    on_mysql = settings.DATABASES["default"]["ENGINE"].endswith("mysql")
-    return pytest.mark.skipif(not on_mysql, reason="cuts a MariaDB/MySQL connection; set DATABASE_URL")
+    """For scenarios that cut the database connection with a TCP proxy: the `mysql` marker, which
+    tests/conftest.py turns into a skip on the embedded SQLite default (it has no connection to cut)."""
+    return pytest.mark.mysql(reason="cuts the TCP connection to the database with a proxy; SQLite has none")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.2, what: str = "condition") -> float:
@@ -277,9 +276,9 @@ def wait_until_up(*, workers: int, scheduler: bool = True, timeout: float = 30) 
     so that a fault injected next hits running processes rather than ones still starting."""
 
     def up() -> bool:
-        conn = scheduling.connection()
+        conn = jobqueue.connection()
         registered = int(conn.scard("rq:workers")) >= workers
-        return registered and (not scheduler or bool(conn.exists(scheduling.HEARTBEAT_KEY)))
+        return registered and (not scheduler or bool(conn.exists(jobqueue.HEARTBEAT_KEY)))
 
     wait_for(up, timeout=timeout, step=0.1, what=f"{workers} workers and the scheduler up")
 
