@@ -48,6 +48,34 @@ CREATE_EXAMPLES = [
         },
         request_only=True,
     ),
+    OpenApiExample(
+        "Cron order: 09:30 on weekdays",
+        description=(
+            "A cron order is recurring (is_recurring may be left out) and runs at each match at or after "
+            "schedule_time (default: now) in time_zone; a missing wall time runs later by the gap, a repeated "
+            "one once. The answer says it in words: schedule_description."
+        ),
+        value={
+            "order_name": "Morning report",
+            "cron": "30 9 * * 1-5",
+            "time_zone": "Europe/Berlin",
+            "end_at": "2030-12-31T23:59:59",
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Every month on the 31st",
+        description="On the anchor's day of the month, or the last day of shorter months, at its wall time.",
+        value={
+            "order_name": "Month-end close",
+            "schedule_time": "2030-01-31T18:00:00",
+            "time_zone": "Europe/Berlin",
+            "is_recurring": True,
+            "repeat_interval": 1,
+            "repeat_unit": "months",
+        },
+        request_only=True,
+    ),
 ]
 
 
@@ -111,11 +139,12 @@ def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
     """Validated serializer data -> service arguments (naive times read in the order's zone)."""
     changes = dict(data)
     tz_name = changes.get("time_zone") or time_zone
-    if changes.get("schedule_time") is not None:
-        try:
-            changes["schedule_time"] = resolve_wall_time(changes["schedule_time"], tz_name)
-        except ScheduleOverflow as exc:
-            raise ValidationError({"schedule_time": ["The date-time is out of range."]}) from exc
+    for name in ("schedule_time", "end_at"):
+        if changes.get(name) is not None:
+            try:
+                changes[name] = resolve_wall_time(changes[name], tz_name)
+            except ScheduleOverflow as exc:
+                raise ValidationError({name: ["The date-time is out of range."]}) from exc
     return changes
 
 

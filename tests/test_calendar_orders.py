@@ -1,0 +1,255 @@
+"""Calendar orders (cron expressions, every N months, end_at) through the API, the services and the
+engine, against the real database and Redis, the real rq-scheduler enqueue step and a real worker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from orders import repair
+from orders.models import Execution, Order
+from tests.engine_helpers import log_lines, tick
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def future(seconds: int = 3600) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
+
+
+def post(client: APIClient, **body: Any) -> Any:
+    body.setdefault("order_name", "calendar order")
+    return client.post("/api/orders/", body, format="json")
+
+
+def created(client: APIClient, **body: Any) -> dict[str, Any]:
+    response = post(client, **body)
+    assert response.status_code == 201, response.json()
+    return dict(response.json())
+
+
+# --- the API -----------------------------------------------------------------------------------------
+
+
+def test_a_cron_order_is_recurring_and_says_its_schedule_in_words(alice_api: APIClient) -> None:
+    body = created(alice_api, cron="30 9 * * 1-5", time_zone="Europe/Berlin")
+    assert body["is_recurring"] is True
+    assert body["cron"] == "30 9 * * 1-5"
+    assert body["repeat_interval"] is None and body["repeat_unit"] is None
+    assert body["schedule_description"] == "At 09:30, Monday through Friday (Europe/Berlin)"
+    upcoming = alice_api.get(f"/api/orders/{body['order_id']}/upcoming?count=10").json()["upcoming"]
+    walls = [datetime.fromisoformat(t).astimezone(BERLIN) for t in upcoming]
+    assert len(walls) == 10
+    assert all((w.hour, w.minute, w.second) == (9, 30, 0) and w.weekday() < 5 for w in walls)
+    assert datetime.fromisoformat(body["next_run_at"]) == datetime.fromisoformat(upcoming[0])
+    assert datetime.fromisoformat(upcoming[0]) > datetime.now(UTC)
+    order = Order.objects.get(pk=body["order_id"])
+    assert order.job_id and order.next_run_at == datetime.fromisoformat(upcoming[0])
+
+
+def test_the_first_cron_run_is_the_first_match_at_or_after_schedule_time(alice_api: APIClient) -> None:
+    start = datetime(2031, 3, 3, 9, 30, tzinfo=BERLIN)  # a Monday, exactly on a match
+    body = created(alice_api, cron="30 9 * * MON", time_zone="Europe/Berlin", schedule_time=start.isoformat())
+    assert datetime.fromisoformat(body["next_run_at"]) == start
+    body = created(alice_api, cron="30 9 * * MON", time_zone="Europe/Berlin", schedule_time="2031-03-03T09:30:01")
+    assert datetime.fromisoformat(body["next_run_at"]) == start + timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    "expression,words",
+    [
+        ("*/0 * * * *", "step of 0"),
+        ("61 * * * *", "61 is out of range"),
+        ("0 0 * * * *", "this one has 6"),
+        ("@reboot", "@reboot"),
+        ("0 0 30 2 *", "never runs"),
+        ("x" * 10_000, "At most 200 characters"),
+        (12, "Not a valid string"),
+    ],
+)
+def test_bad_cron_is_a_400_with_a_field_error(alice_api: APIClient, expression: Any, words: str) -> None:
+    response = post(alice_api, cron=expression)
+    assert response.status_code == 400
+    assert words in " ".join(response.json()["cron"]), response.json()
+    assert not Order.objects.exists()
+
+
+@override_settings(ORDER_MIN_INTERVAL_SECONDS=600)
+def test_a_cron_that_runs_more_often_than_the_minimum_is_a_400(alice_api: APIClient) -> None:
+    response = post(alice_api, cron="*/5 * * * *")
+    assert response.status_code == 400
+    assert "5 minutes apart" in response.json()["cron"][0]
+    assert post(alice_api, cron="*/10 * * * *").status_code == 201
+
+
+def test_cron_together_with_an_interval_is_a_400(alice_api: APIClient) -> None:
+    response = post(alice_api, cron="0 9 * * *", is_recurring=True, repeat_interval=1, repeat_unit="days")
+    assert response.status_code == 400
+    assert "not both" in response.json()["cron"][0]
+
+
+def test_every_field_error_comes_in_one_answer(alice_api: APIClient) -> None:
+    response = post(
+        alice_api,
+        cron="61 * * * *",
+        schedule_time=future(7200),
+        end_at=future(3600),
+        time_zone="Mars/Olympus",
+    )
+    assert response.status_code == 400
+    errors = response.json()
+    assert {"cron", "time_zone"} <= set(errors), errors
+
+
+def test_end_at_before_schedule_time_is_a_400(alice_api: APIClient) -> None:
+    response = post(
+        alice_api,
+        schedule_time=future(7200),
+        end_at=future(3600),
+        is_recurring=True,
+        repeat_interval=1,
+        repeat_unit="hours",
+    )
+    assert response.status_code == 400
+    assert "after schedule_time" in response.json()["end_at"][0]
+
+
+def test_months_with_interval_0_is_a_400(alice_api: APIClient) -> None:
+    response = post(alice_api, schedule_time=future(), is_recurring=True, repeat_interval=0, repeat_unit="months")
+    assert response.status_code == 400
+    assert "repeat_interval" in response.json()
+
+
+def test_a_monthly_order_runs_on_the_anchors_day_or_the_last_day_of_shorter_months(alice_api: APIClient) -> None:
+    body = created(
+        alice_api,
+        schedule_time="2031-01-31T09:30:00",
+        time_zone="Europe/Berlin",
+        is_recurring=True,
+        repeat_interval=1,
+        repeat_unit="months",
+    )
+    assert body["schedule_description"].startswith("Every month on day 31 at 09:30 (Europe/Berlin)")
+    upcoming = alice_api.get(f"/api/orders/{body['order_id']}/upcoming?count=14").json()["upcoming"]
+    walls = [datetime.fromisoformat(t).astimezone(BERLIN) for t in upcoming]
+    assert [w.strftime("%Y-%m-%d %H:%M") for w in walls] == [
+        "2031-01-31 09:30",
+        "2031-02-28 09:30",
+        "2031-03-31 09:30",
+        "2031-04-30 09:30",
+        "2031-05-31 09:30",
+        "2031-06-30 09:30",
+        "2031-07-31 09:30",
+        "2031-08-31 09:30",
+        "2031-09-30 09:30",
+        "2031-10-31 09:30",
+        "2031-11-30 09:30",
+        "2031-12-31 09:30",
+        "2032-01-31 09:30",
+        "2032-02-29 09:30",
+    ]
+
+
+def test_end_at_cuts_the_upcoming_runs_and_max_executions_whichever_first(alice_api: APIClient) -> None:
+    body = created(
+        alice_api,
+        cron="0 12 * * *",
+        time_zone="UTC",
+        schedule_time="2031-05-01T00:00:00Z",
+        end_at="2031-05-04T12:00:00Z",
+    )
+    upcoming = alice_api.get(f"/api/orders/{body['order_id']}/upcoming?count=10").json()["upcoming"]
+    assert [t[:10] for t in upcoming] == ["2031-05-01", "2031-05-02", "2031-05-03", "2031-05-04"]
+    body = created(
+        alice_api,
+        cron="0 12 * * *",
+        time_zone="UTC",
+        schedule_time="2031-05-01T00:00:00Z",
+        end_at="2031-05-04T12:00:00Z",
+        max_executions=2,
+    )
+    upcoming = alice_api.get(f"/api/orders/{body['order_id']}/upcoming?count=10").json()["upcoming"]
+    assert len(upcoming) == 2
+    assert body["end_at"] == "2031-05-04T12:00:00+00:00"
+
+
+def test_an_interval_order_converts_to_cron_and_then_to_one_time_in_one_chain(alice_api: APIClient) -> None:
+    body = created(alice_api, schedule_time=future(), is_recurring=True, repeat_interval=1, repeat_unit="hours")
+    path = f"/api/orders/{body['order_id']}"
+    response = alice_api.patch(path, {"cron": "15 */2 * * *"}, format="json")
+    assert response.status_code == 200, response.json()
+    changed = response.json()
+    assert changed["cron"] == "15 */2 * * *" and changed["repeat_interval"] is None and changed["is_recurring"]
+    assert datetime.fromisoformat(changed["next_run_at"]).minute == 15
+    response = alice_api.patch(path, {"is_recurring": False, "schedule_time": future(7200)}, format="json")
+    assert response.status_code == 200, response.json()
+    once = response.json()
+    assert once["cron"] is None and not once["is_recurring"]
+    assert once["schedule_description"].startswith("Once, on ")
+    response = alice_api.patch(path, {"is_recurring": True, "repeat_interval": 2, "repeat_unit": "days"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["cron"] is None and response.json()["repeat_unit"] == "days"
+
+
+def test_the_openapi_schema_documents_cron_end_at_and_the_words(alice_api: APIClient) -> None:
+    schema = alice_api.get("/api/schema/?format=json").json()
+    text = str(schema)
+    assert "schedule_description" in text and "end_at" in text
+    assert "30 9 * * 1-5" in text  # the cron example
+
+
+# --- the engine ----------------------------------------------------------------------------------------
+
+
+def test_a_cron_order_runs_on_whole_minutes_exactly_max_times(alice_api: APIClient) -> None:
+    now = datetime.now(UTC)
+    with time_machine.travel(now, tick=True) as traveller:
+        body = created(alice_api, cron="* * * * *", max_executions=2, time_zone="UTC")
+        order = Order.objects.get(pk=body["order_id"])
+        first = order.next_run_at
+        assert first is not None and first.second == 0 and first.microsecond == 0 and first > now
+        for minute in range(3):
+            traveller.move_to(first + timedelta(minutes=minute, seconds=0.2))
+            tick()
+            tick()
+        order.refresh_from_db()
+    runs = list(Execution.objects.filter(order=order).order_by("occurrence"))
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert [r.scheduled_for for r in runs] == [first, first + timedelta(minutes=1)]
+    assert all(r.started_at is not None and r.started_at >= r.scheduled_for for r in runs)
+    assert order.status == "completed" and order.executions_count == 2
+
+
+def test_reconcile_after_redis_loss_places_the_cron_orders_next_run(alice_api: APIClient) -> None:
+    from orders import jobqueue
+
+    body = created(alice_api, cron="0 9 * * 1-5", time_zone="Europe/Berlin")
+    order = Order.objects.get(pk=body["order_id"])
+    jobqueue.connection().flushdb()
+    report = repair.reconcile()
+    assert report.scheduled == 1
+    order.refresh_from_db()
+    assert order.job_id in jobqueue.live_job_ids([order.job_id])
+    assert order.next_run_at == datetime.fromisoformat(body["next_run_at"])
+
+
+def test_pause_and_resume_keep_the_cron_grid(alice_api: APIClient) -> None:
+    body = created(alice_api, cron="0 9 * * *", time_zone="Europe/Berlin")
+    path = f"/api/orders/{body['order_id']}"
+    assert alice_api.post(f"{path}/pause").status_code == 200
+    resumed = alice_api.post(f"{path}/resume").json()
+    assert resumed["next_run_at"] == body["next_run_at"] and resumed["status"] == "scheduled"
+
+
+def test_the_order_log_names_the_schedule(alice_api: APIClient) -> None:
+    body = created(alice_api, cron="0 9 * * *", time_zone="Europe/Berlin")
+    lines = [e for e in log_lines() if e.get("order_id") == body["order_id"] and e["event"] == "created"]
+    assert lines and lines[0]["schedule"] == "At 09:00 (Europe/Berlin)"
