@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from orders import repair
@@ -253,3 +253,80 @@ def test_the_order_log_names_the_schedule(alice_api: APIClient) -> None:
     body = created(alice_api, cron="0 9 * * *", time_zone="Europe/Berlin")
     lines = [e for e in log_lines() if e.get("order_id") == body["order_id"] and e["event"] == "created"]
     assert lines and lines[0]["schedule"] == "At 09:00 (Europe/Berlin)"
+
+
+# --- the pages ----------------------------------------------------------------------------------------
+
+
+def _page_form(**overrides: Any) -> dict[str, Any]:
+    start = (datetime.now(UTC) + timedelta(hours=2)).astimezone(BERLIN).replace(minute=30, second=0)
+    data = {
+        "order_name": "Morning report",
+        "kind": "recurring",
+        "repeat_kind": "calendar",
+        "cron": "30 9 * * 1-5",
+        "schedule_time": start.strftime("%Y-%m-%dT%H:%M:%S"),
+        "time_zone": "Europe/Berlin",
+        "repeat_interval": "",
+        "repeat_unit": "days",
+        "end_at": "",
+        "unlimited": "on",
+        "max_executions": "",
+        "misfire_policy": "run_once",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_the_form_creates_a_cron_order_and_its_page_says_it_in_words(alice: Any) -> None:
+    client = Client()
+    client.force_login(alice)
+    form_page = client.get("/orders/new").content.decode()
+    assert "Every weekday at" in form_page and 'data-cron-preset="{minute} {hour} * * 1-5"' in form_page
+    response = client.post("/orders/new", _page_form(end_at="2031-12-31T18:00:00"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    order = Order.objects.get(user=alice)
+    assert order.cron == "30 9 * * 1-5" and order.repeat_interval is None and order.is_recurring
+    assert order.end_at == datetime(2031, 12, 31, 17, 0, tzinfo=UTC)
+    page = client.get(f"/orders/{order.pk}").content.decode()
+    assert "At 09:30, Monday through Friday (Europe/Berlin)" in page
+    edit = client.get(f"/orders/{order.pk}/edit")
+    assert edit.context["form"].initial["repeat_kind"] == "calendar"
+    assert "At 09:30, Monday through Friday (Europe/Berlin)" in edit.content.decode()
+
+
+def test_the_form_shows_a_bad_cron_beside_the_field(alice: Any) -> None:
+    client = Client()
+    client.force_login(alice)
+    response = client.post("/orders/new", _page_form(cron="0 0 30 2 *"))
+    assert response.status_code == 400
+    assert "never runs" in response.content.decode()
+    assert not Order.objects.exists()
+
+
+def test_the_preview_says_the_schedule_in_words_and_lists_the_next_runs(alice: Any) -> None:
+    client = Client()
+    client.force_login(alice)
+    body = client.get("/orders/preview.json", _page_form(cron="0 9 1 * *")).json()
+    assert body["description"] == "At 09:00, on day 1 of the month (Europe/Berlin)"
+    assert len(body["runs"]) == 5 and all(" 09:00:00 " in run and run[8:10] == "01" for run in body["runs"])
+    bad = client.get("/orders/preview.json", _page_form(cron="61 * * * *"))
+    assert bad.status_code == 400 and "61 is out of range" in bad.json()["errors"]["cron"][0]
+    monthly = client.get(
+        "/orders/preview.json", _page_form(repeat_kind="interval", repeat_interval="2", repeat_unit="months")
+    ).json()
+    assert monthly["description"].startswith("Every 2 months on day ")
+
+
+def test_the_admin_shows_the_cron_and_the_words(alice_api: APIClient) -> None:
+    from accounts.models import User
+
+    body = created(alice_api, cron="0 12 * * 5L", time_zone="Europe/Berlin", end_at="2031-06-30T12:00:00")
+    root = User.objects.create_superuser(email="root@example.com", password="root-password-123")
+    client = Client()
+    client.force_login(root)
+    words = "At 12:00, on the last Friday of the month (Europe/Berlin)"
+    listing = client.get("/admin/orders/order/").content.decode()
+    assert words in listing
+    page = client.get(f"/admin/orders/order/{body['order_id']}/change/").content.decode()
+    assert words in page and "0 12 * * 5L" in page
