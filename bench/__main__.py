@@ -85,7 +85,7 @@ def setup(env: dict[str, str]) -> None:
 
 
 def _scenarios(results: dict[str, Any]) -> list[str]:
-    return [k for k in ("api", "batch", "precision", "drift", "scale") if k in results]
+    return [k for k in ("api", "batch", "precision", "drift", "scale", "calendar") if k in results]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         help="report: the results file (default: the newest); merge: OUT IN... (later files win per scenario)",
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"])
-    parser.add_argument("--only", default="", help="comma-separated scenarios: api,batch,precision,drift,scale")
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenarios: api,batch,precision,drift,scale,calendar"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "report":

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from bench.calendar import scenario_calendar
 from bench.stack import ROOT, BenchStack, process_tree_cpu_seconds
 from bench.stats import percentile, slope
 
@@ -51,6 +52,10 @@ class Profile:
     list_seed_orders: int = 200
     api_users: int = 200
     poll_samples: int = 200
+    # Cron orders reconciled by the calendar scenario (bench/calendar.py), and orders timed for the
+    # cost of their next occurrence.
+    calendar_orders: int = 100_000
+    calendar_cost_samples: int = 5000
 
 
 FULL = Profile(
@@ -81,6 +86,8 @@ QUICK = Profile(
     scale_heavy_user_orders=300,
     api_users=40,
     poll_samples=50,
+    calendar_orders=2000,
+    calendar_cost_samples=500,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -97,6 +104,8 @@ SMOKE = Profile(
     list_seed_orders=10,
     api_users=3,
     poll_samples=5,
+    calendar_orders=40,
+    calendar_cost_samples=20,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -705,6 +714,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "precision": scenario_precision,
     "drift": scenario_drift,
     "scale": scenario_scale,
+    "calendar": scenario_calendar,
 }
 
 

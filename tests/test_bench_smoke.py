@@ -96,3 +96,14 @@ def test_the_api_floor_writes_and_reads_real_order_rows(settings: Any) -> None:
     listed = Client().get(f"/floor/list?user={user.pk}").json()
     assert listed["count"] == 1
     assert tuple(listed["results"][0]) == ORDER_ROW_COLUMNS
+
+
+def test_bench_calendar_reconciles_cron_orders_at_their_cursors(tmp_path: Path) -> None:
+    result = harness.scenario_calendar(_context(tmp_path))
+    assert result["orders"] == harness.SMOKE.calendar_orders == 40
+    # reconcile_orders (a real process) placed every order's job at its own next_run_at.
+    assert result["scheduled_jobs"] == 40
+    assert result["jobs_at_their_due_time"] == "40/40"
+    assert result["next_occurrence"]["with_cursor"]["samples"] == 20
+    text = report._calendar_section(result)
+    assert "next occurrence from the order's cursor" in text and "`*/5 * * * * (Europe/Berlin)`" in text
