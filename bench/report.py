@@ -449,13 +449,13 @@ def _calendar_section(calendar: dict[str, Any]) -> str:
     rows = [
         ["cron orders in the database (a mix of expressions and zones, below)", _num(calendar["orders"])],
         [
-            "next occurrence from the order's cursor (the engine's question), p50 / p99 / max",
-            f"{_num(cursor['p50_us'])} / {_num(cursor['p99_us'])} / {_num(cursor['max_us'])} µs "
-            f"({_num(cursor['samples'])} orders)",
+            "next occurrence from the order's cursor (the engine's question): CPU p50 / p99; wall p99 / max",
+            f"{_num(cursor['cpu_p50_us'])} / {_num(cursor['cpu_p99_us'])} µs; "
+            f"{_num(cursor['p99_us'])} / {_num(cursor['max_us'])} µs ({_num(cursor['samples'])} orders)",
         ],
         [
-            f"occurrence k counted from an anchor {anchor['anchor_days_back']} days back, p50 / p99",
-            f"{_num(anchor['p50_us'])} / {_num(anchor['p99_us'])} µs ({_num(anchor['samples'])} orders)",
+            f"occurrence k counted from an anchor {anchor['anchor_days_back']} days back: CPU p50 / p99",
+            f"{_num(anchor['cpu_p50_us'])} / {_num(anchor['cpu_p99_us'])} µs ({_num(anchor['samples'])} orders)",
         ],
         ["`reconcile_orders` wall time (empty Redis → all scheduled)", f"{_num(calendar['reconcile_seconds'], 1)} s"],
         ["jobs in rq-scheduler's sorted set after reconcile", _num(calendar["scheduled_jobs"])],
@@ -548,8 +548,12 @@ def _targets(results: dict[str, Any]) -> str:
             f"{_num(calendar['reconcile_seconds'], 1)} s" if exact else f"{_num(per_100k)} s (extrapolated)",
             per_100k < 60,
         )
-        p99 = calendar["next_occurrence"]["with_cursor"]["p99_us"]
-        add("a cron order's next occurrence (p99) < 1 ms", f"{_num(p99)} µs", p99 < 1000)
+        cost = calendar["next_occurrence"]["with_cursor"]
+        add(
+            "a cron order's next occurrence (CPU p99) < 1 ms",
+            f"{_num(cost['cpu_p99_us'])} µs (wall p99 {_num(cost['p99_us'])} µs)",
+            cost["cpu_p99_us"] < 1000,
+        )
     return _table(["target", "measured (median)", ""], rows)
 
 

@@ -74,7 +74,7 @@ class OrderForm(forms.Form):
     time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices)
     repeat_kind = forms.ChoiceField(
         label="Repeats",
-        choices=[(INTERVAL, "Every so often"), (CALENDAR, "On a calendar (cron)")],
+        choices=[(INTERVAL, "At an interval"), (CALENDAR, "On a calendar (cron)")],
         widget=forms.RadioSelect(attrs={"class": "repeat-kind-choice"}),
         initial=INTERVAL,
         required=False,

@@ -12,7 +12,7 @@ import time_machine
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from orders import repair
+from orders import repair, services
 from orders.models import Execution, Order
 from tests.engine_helpers import log_lines, tick
 
@@ -330,3 +330,52 @@ def test_the_admin_shows_the_cron_and_the_words(alice_api: APIClient) -> None:
     assert words in listing
     page = client.get(f"/admin/orders/order/{body['order_id']}/change/").content.decode()
     assert words in page and "0 12 * * 5L" in page
+
+
+def test_a_cron_order_completes_at_its_last_run_before_end_at(alice_api: APIClient) -> None:
+    now = datetime.now(UTC)
+    with time_machine.travel(now, tick=True) as traveller:
+        first = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        body = created(
+            alice_api,
+            cron="* * * * *",
+            time_zone="UTC",
+            schedule_time=first.isoformat(),
+            end_at=(first + timedelta(minutes=1, seconds=30)).isoformat(),
+        )
+        order = Order.objects.get(pk=body["order_id"])
+        for minute in range(4):
+            traveller.move_to(first + timedelta(minutes=minute, seconds=0.2))
+            tick()
+            tick()
+        order.refresh_from_db()
+    runs = list(Execution.objects.filter(order=order).order_by("occurrence"))
+    assert [r.scheduled_for for r in runs] == [first, first + timedelta(minutes=1)]
+    assert order.status == "completed" and order.next_run_at is None
+
+
+def test_a_cron_order_resumed_after_days_skips_by_its_policy_and_returns_to_the_grid(alice_api: APIClient) -> None:
+    now = datetime.now(UTC)
+    with time_machine.travel(now, tick=True) as traveller:
+        body = created(alice_api, cron="*/10 * * * *", time_zone="Asia/Kathmandu", misfire_policy="skip")
+        order = Order.objects.get(pk=body["order_id"])
+        first = order.next_run_at
+        assert first is not None
+        assert alice_api.post(f"/api/orders/{order.pk}/pause").status_code == 200
+        traveller.move_to(first + timedelta(days=3, minutes=4))
+        services.order_resume(order=order)  # the API token has expired by then
+        tick()
+        tick()
+        order.refresh_from_db()
+        skipped = Execution.objects.filter(order=order, status="skipped").count()
+        # Every 10 minutes for 3 days and 4 minutes: 433 slots had fallen due, all skipped.
+        assert skipped == 3 * 144 + 1
+        assert order.executions_count == 0
+        assert order.next_grid_index == skipped + 1
+        assert order.next_run_at == first + timedelta(days=3, minutes=10)
+        traveller.move_to(order.next_run_at + timedelta(seconds=0.2))
+        tick()
+        tick()
+        order.refresh_from_db()
+    assert order.executions_count == 1
+    assert Execution.objects.get(order=order, status="succeeded").scheduled_for == first + timedelta(days=3, minutes=10)

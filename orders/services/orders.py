@@ -59,13 +59,12 @@ class OrderDefinition:
     def grid(self) -> Grid:
         """The grid this definition describes (what validation checks)."""
         assert self.schedule_time is not None
-        if not self.is_recurring:
-            return Grid(self.schedule_time, self.time_zone)
-        return Grid(
+        return Grid.of(
             self.schedule_time,
             self.time_zone,
-            self.repeat_interval,
-            self.repeat_unit,
+            is_recurring=self.is_recurring,
+            interval=self.repeat_interval,
+            unit=self.repeat_unit,
             cron=self.cron,
             end_at=self.end_at,
         )
@@ -307,15 +306,11 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     if isinstance(new.cron, str):
         new.cron = normalize_cron(new.cron)
     # A cron expression replaces an interval and the other way round; sending both at once is an error.
-    if (
-        changes.get("cron") is not None
-        and changes.get("repeat_interval") is None
-        and changes.get("repeat_unit") is None
-    ):
+    sends_cron = changes.get("cron") is not None
+    sends_interval = changes.get("repeat_interval") is not None or changes.get("repeat_unit") is not None
+    if sends_cron and not sends_interval:
         new.repeat_interval = new.repeat_unit = None
-    elif (changes.get("repeat_interval") is not None or changes.get("repeat_unit") is not None) and not changes.get(
-        "cron"
-    ):
+    elif sends_interval and not sends_cron:
         new.cron = None
     converting = new.is_recurring != current.is_recurring
     if not new.is_recurring:
