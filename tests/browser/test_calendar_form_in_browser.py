@@ -25,6 +25,7 @@ def test_a_preset_fills_the_cron_field_and_the_words_and_runs_follow_the_typing(
     page.goto("/orders/new")
     page.get_by_label("Name").fill("Morning report")
     page.get_by_label("Recurring").check()
+    page.get_by_label("Unlimited executions").check()
     page.get_by_label("Time zone").select_option("Europe/Berlin")
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
     page.get_by_label("Schedule time").fill(f"{tomorrow}T07:45")
@@ -45,7 +46,6 @@ def test_a_preset_fills_the_cron_field_and_the_words_and_runs_follow_the_typing(
     expect(page.get_by_text(re.compile("61 is out of range"))).to_be_visible()
     page.get_by_label("Cron expression").fill("30 9 * * MON")
     expect(words).to_have_text("At 09:30, only on Monday (Europe/Berlin)")
-    page.get_by_label("Unlimited executions").check()
     page.get_by_role("button", name="Create order").click()
     order = Order.objects.get(pk=order_id_from(page))
     assert order.cron == "30 9 * * MON" and order.repeat_interval is None
