@@ -379,3 +379,27 @@ def test_a_cron_order_resumed_after_days_skips_by_its_policy_and_returns_to_the_
         order.refresh_from_db()
     assert order.executions_count == 1
     assert Execution.objects.get(order=order, status="succeeded").scheduled_for == first + timedelta(days=3, minutes=10)
+
+
+def test_cron_orders_due_in_the_same_minute_run_once_each_in_batches(alice_api: APIClient) -> None:
+    now = datetime.now(UTC)
+    with time_machine.travel(now, tick=True) as traveller:
+        ids = [created(alice_api, cron="* * * * *", max_executions=1, time_zone="UTC")["order_id"] for _ in range(6)]
+        first = Order.objects.get(pk=ids[0]).next_run_at
+        assert first is not None
+        traveller.move_to(first + timedelta(seconds=0.2))
+        for _ in range(3):
+            tick()
+    runs = list(Execution.objects.filter(order_id__in=ids))
+    assert sorted(r.order_id for r in runs) == sorted(ids)
+    assert all(r.status == "succeeded" and r.scheduled_for == first for r in runs)
+    assert all(r.started_at is not None and r.started_at >= first for r in runs)
+    assert set(Order.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"completed"}
+
+
+def test_run_now_on_a_cron_order_counts_and_keeps_the_grid(alice_api: APIClient) -> None:
+    body = created(alice_api, cron="0 9 * * *", time_zone="Europe/Berlin", max_executions=3)
+    response = alice_api.post(f"/api/orders/{body['order_id']}/run-now")
+    assert response.status_code == 202
+    assert response.json()["next_run_at"] == body["next_run_at"]
+    assert response.json()["executions_count"] == 1
