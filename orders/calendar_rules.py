@@ -233,8 +233,9 @@ def cron_problems(expression: object, *, time_zone: str, start: datetime, min_in
         text = parse_cron(expression)
     except CronError as exc:
         return [str(exc)]
+    tz_name = time_zone
     try:
-        tz_name = time_zone if zone(time_zone) else "UTC"
+        zone(time_zone)
     except ValueError:
         tz_name = "UTC"  # the zone has its own error; the expression is still checked
     schedule = cron_schedule(text, tz_name)
