@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from django import forms
+from typing import Any
 
+from django import forms
+from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
+
+from accounts import services
 from accounts.models import PASSWORD_MAX_LENGTH
-from common.timezones import time_zone_choices
+from common.forms import time_zone_field
 
 
 def _password(label: str, autocomplete: str) -> forms.CharField:
@@ -29,6 +33,8 @@ def _email() -> forms.CharField:
 class SignupForm(forms.Form):
     email = _email()
     password = _password("Password", "new-password")
+    # Optional for a client that posts only the two fields (UTC then).
+    time_zone = time_zone_field(prefer_browser=True, required=False)
 
 
 class LoginForm(forms.Form):
@@ -37,9 +43,28 @@ class LoginForm(forms.Form):
 
 
 class ProfileForm(forms.Form):
-    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices)
+    time_zone = time_zone_field()
 
 
 class PasswordChangeForm(forms.Form):
     old_password = _password("Current password", "current-password")
     new_password = _password("New password", "new-password")
+
+
+class ResetRequestForm(PasswordResetForm):
+    """Django's reset form (mails a link to an active account with that address, answers the same
+    either way), with this site's field attributes."""
+
+    email = forms.CharField(
+        label="Email",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+
+class ResetPasswordForm(SetPasswordForm):
+    """The new password of a reset link; saved through accounts.services.user_reset_password."""
+
+    def save(self, commit: bool = True) -> Any:
+        services.user_reset_password(user=self.user, new_password=self.cleaned_data["new_password1"])
+        return self.user

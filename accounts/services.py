@@ -32,7 +32,7 @@ from accounts.tokens import (
     token_pair_for,
     user_id_from,
 )
-from common.timezones import is_valid_time_zone
+from common.timezones import is_selectable, unknown_zone_message
 
 EMAIL_TAKEN = "An account with this email address already exists."
 WRONG_OLD_PASSWORD = "Your old password was entered incorrectly."
@@ -47,7 +47,8 @@ class InvalidRefreshToken(Exception):
 
 
 @transaction.atomic
-def user_signup(*, email: str, password: str, ip: str | None = None) -> User:
+def user_signup(*, email: str, password: str, ip: str | None = None, time_zone: str | None = None) -> User:
+    """A new account; `time_zone` (a selectable name, common.timezones) defaults to UTC."""
     throttling.signup_attempt(ip=ip)
     email = normalize_email_address(email or "")
     errors: dict[str, list[str]] = {}
@@ -63,6 +64,11 @@ def user_signup(*, email: str, password: str, ip: str | None = None) -> User:
         validate_password(password, user=user)
     except ValidationError as exc:
         errors["password"] = list(exc.messages)
+    if time_zone:
+        if is_selectable(time_zone):
+            user.time_zone = time_zone
+        else:
+            errors["time_zone"] = [unknown_zone_message(time_zone)]
     if errors:
         raise ValidationError(errors)
     user.set_password(password)
@@ -216,10 +222,24 @@ def user_change_password(
 
 
 @transaction.atomic
+def user_reset_password(*, user: User, new_password: str) -> None:
+    """Sets the password chosen through a reset link (the link's token is checked by Django's view)
+    and, like a change, ends every session and token of the user: whoever had the old password is out."""
+    validate_password(new_password, user=user)
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    locked.set_password(new_password)
+    locked.token_version += 1
+    locked.kept_session_id, locked.kept_session_version = "", 0
+    locked.save(update_fields=["password", "token_version", "kept_session_id", "kept_session_version"])
+    user.password, user.token_version = locked.password, locked.token_version
+    user.kept_session_id, user.kept_session_version = "", 0
+
+
+@transaction.atomic
 def user_update_profile(*, user: User, time_zone: str | None = None) -> User:
     if time_zone is not None:
-        if not is_valid_time_zone(time_zone):
-            raise ValidationError({"time_zone": [f"Unknown time zone {time_zone!r}; use an IANA name."]})
+        if not is_selectable(time_zone):
+            raise ValidationError({"time_zone": [unknown_zone_message(time_zone)]})
         user.time_zone = time_zone
         user.save(update_fields=["time_zone"])
     return user

@@ -125,3 +125,23 @@ def signup_attempt(*, ip: str | None) -> None:
     counter = Counter(f"signup:ip:{_digest(ip)}", limit=settings.SIGNUPS_PER_IP, window=settings.SIGNUP_WINDOW_SECONDS)
     if counter.hit() > counter.limit:
         raise Throttled(counter.retry_after())
+
+
+def password_reset_attempt(*, email: str, ip: str | None) -> bool:
+    """Counts a password-reset request. Raises Throttled when the IP has asked too often; returns
+    False when this address has had its share of mails in the window (the caller then sends nothing
+    but answers exactly as usual, so the limit tells nobody whether the address has an account)."""
+    if ip is not None:
+        by_ip = Counter(
+            f"reset:ip:{_digest(ip)}",
+            limit=settings.PASSWORD_RESETS_PER_IP,
+            window=settings.PASSWORD_RESET_WINDOW_SECONDS,
+        )
+        if by_ip.hit() > by_ip.limit:
+            raise Throttled(by_ip.retry_after())
+    by_email = Counter(
+        f"reset:email:{_digest(email)}",
+        limit=settings.PASSWORD_RESETS_PER_EMAIL,
+        window=settings.PASSWORD_RESET_WINDOW_SECONDS,
+    )
+    return by_email.hit() <= by_email.limit

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import re_path
+from django.urls import path, re_path
 
 from accounts import views
 
@@ -13,4 +13,8 @@ urlpatterns = [
     re_path(r"^account/?$", views.account_view, name="account"),
     re_path(r"^account/password/?$", views.password_change_view, name="account-password"),
     re_path(r"^account/logout-all/?$", views.logout_all_view, name="account-logout-all"),
+    path("password-reset", views.PasswordResetRequestView.as_view(), name="password-reset"),
+    path("password-reset/sent", views.PasswordResetSentView.as_view(), name="password-reset-sent"),
+    path("password-reset/<uidb64>/<token>", views.PasswordResetSetView.as_view(), name="password-reset-confirm"),
+    path("password-reset/done", views.PasswordResetCompleteView.as_view(), name="password-reset-complete"),
 ]

@@ -5,19 +5,29 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.forms import LoginForm, PasswordChangeForm, ProfileForm, SignupForm
+from accounts.forms import (
+    LoginForm,
+    PasswordChangeForm,
+    ProfileForm,
+    ResetPasswordForm,
+    ResetRequestForm,
+    SignupForm,
+)
 from accounts.requests import request_user
-from accounts.throttling import Throttled, client_ip
+from accounts.throttling import Throttled, client_ip, password_reset_attempt
 from common.forms import add_service_errors
 
 BACKEND = "accounts.backends.EmailBackend"
@@ -162,3 +172,48 @@ def logout_all_view(request: HttpRequest) -> HttpResponse:
     logout(request)
     messages.success(request, "You were signed out on every device.")
     return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+# --- password reset: Django's own views and tokens, this site's templates and limits ------------------
+
+
+class PasswordResetRequestView(auth_views.PasswordResetView):
+    """Asks for an address and mails a one-hour link (settings.PASSWORD_RESET_TIMEOUT) if an active
+    account has it. The answer is the same page whether or not it does, and whether or not this
+    address has used up its mails for the hour; only an IP asking too often gets a 429."""
+
+    form_class = ResetRequestForm
+    template_name = "accounts/password_reset_form.html"
+    email_template_name = "accounts/password_reset_email.txt"
+    subject_template_name = "accounts/password_reset_subject.txt"
+    success_url = reverse_lazy("password-reset-sent")
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        email = form.cleaned_data["email"]
+        try:
+            send = password_reset_attempt(email=email.strip().lower(), ip=client_ip(self.request))
+        except Throttled as exc:
+            form.add_error(None, _throttled_message(exc))
+            response = self.form_invalid(form)
+            response.status_code = 429
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        if not send:
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
+
+
+class PasswordResetSentView(auth_views.PasswordResetDoneView):
+    template_name = "accounts/password_reset_sent.html"
+
+
+class PasswordResetSetView(auth_views.PasswordResetConfirmView):
+    """The link's page: a new password, then every session and token of the account ends."""
+
+    form_class = ResetPasswordForm
+    template_name = "accounts/password_reset_set.html"
+    success_url = reverse_lazy("password-reset-complete")
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/password_reset_complete.html"

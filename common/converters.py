@@ -7,6 +7,8 @@ matches no pattern and answers 404."""
 
 from __future__ import annotations
 
+import re
+
 from django.urls import register_converter
 
 MAX_ID = 2**63 - 1
@@ -26,3 +28,14 @@ class IdConverter:
 
 
 register_converter(IdConverter, "id")
+
+
+def id_from_query(value: str) -> int | None:
+    """An object id given in a query string (`?from=42`), by the converter's rule; None when the
+    text cannot be an id (the caller answers 404, as for a path)."""
+    if re.fullmatch(IdConverter.regex, value) is None:
+        return None
+    try:
+        return IdConverter().to_python(value)
+    except ValueError:
+        return None

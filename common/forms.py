@@ -1,4 +1,4 @@
-"""Showing a service's errors on a page form."""
+"""Pieces every page form shares: a service's errors beside the fields, the one time-zone picker."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from django import forms
 from django.core.exceptions import ValidationError
+
+from common.timezones import grouped_choices
 
 
 def add_service_errors(form: forms.Form, error: ValidationError, *, field_map: Mapping[str, str] = {}) -> None:
@@ -18,3 +20,19 @@ def add_service_errors(form: forms.Form, error: ValidationError, *, field_map: M
     for field, messages in error.message_dict.items():
         target = field_map.get(field, field)
         form.add_error(target if target in form.fields else None, messages)
+
+
+def time_zone_field(*, prefer_browser: bool = False, required: bool = True) -> forms.ChoiceField:
+    """The one time-zone picker (the account pages' and the order form's): grouped by region,
+    searchable by static/js/time-zone.js; on sign-up it starts at the browser's own zone."""
+    attrs = {"data-time-zone": "", "autocomplete": "off"}
+    if prefer_browser:
+        attrs["data-prefer-browser"] = ""
+    return forms.ChoiceField(
+        label="Time zone",
+        choices=grouped_choices,
+        initial="UTC",
+        required=required,
+        widget=forms.Select(attrs=attrs),
+        error_messages={"invalid_choice": "Unknown time zone %(value)s: use an IANA zone name such as Europe/Berlin."},
+    )

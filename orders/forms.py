@@ -9,8 +9,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from common.forms import add_service_errors
-from common.timezones import is_valid_time_zone, time_zone_choices
+from common.forms import add_service_errors, time_zone_field
+from common.timezones import grouped_choices, is_selectable, unknown_zone_message
 from orders.models import MisfirePolicy, Order, OrderStatus, RepeatUnit
 from orders.recurrence import ScheduleOverflow, resolve_wall_time, zone
 
@@ -71,7 +71,7 @@ class OrderForm(forms.Form):
     schedule_time = WallTimeField(
         label="Schedule time", help_text="When it runs (the first run of a recurring order), in the time zone below."
     )
-    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices)
+    time_zone = time_zone_field()
     repeat_kind = forms.ChoiceField(
         label="Repeats",
         choices=[(INTERVAL, "At an interval"), (CALENDAR, "On a calendar (cron)")],
@@ -106,6 +106,10 @@ class OrderForm(forms.Form):
         if order is not None and "initial" not in kwargs:
             kwargs["initial"] = self.initial_for(order)
         super().__init__(*args, **kwargs)
+        if order is not None and not is_selectable(order.time_zone):
+            field = self.fields["time_zone"]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = [("This order's zone", [(order.time_zone, order.time_zone)]), *grouped_choices()]
 
     def full_clean(self) -> None:
         super().full_clean()
@@ -142,8 +146,9 @@ class OrderForm(forms.Form):
 
     def clean_time_zone(self) -> str:
         name: str = self.cleaned_data["time_zone"]
-        if not is_valid_time_zone(name):
-            raise ValidationError("Unknown time zone.")
+        # An order made before the zone list was narrowed may keep its old name.
+        if not is_selectable(name) and (self.order is None or name != self.order.time_zone):
+            raise ValidationError(unknown_zone_message(name))
         return name
 
     def clean(self) -> dict[str, Any]:
@@ -200,6 +205,43 @@ class OrderForm(forms.Form):
             changes["schedule_time"] = data.get("schedule_at")
         return changes
 
+    def partial_changes(self) -> dict[str, Any]:
+        """changes() of an invalid form: only the definition fields that did clean."""
+        data = self.cleaned_data
+        changes: dict[str, Any] = {
+            name: data[name] for name in ("order_name", "time_zone", "misfire_policy") if name in data
+        }
+        if "kind" in data:
+            recurring = data["kind"] == RECURRING
+            changes["is_recurring"] = recurring
+            if recurring:
+                changes.update({name: data[name] for name in ("repeat_interval", "max_executions") if name in data})
+                if "repeat_unit" in data:
+                    changes["repeat_unit"] = data["repeat_unit"] or None
+                if self.on_calendar:
+                    # The interval fields are hidden then: not checked, not shown.
+                    changes.pop("repeat_interval", None)
+                    changes.pop("repeat_unit", None)
+                    if data.get("cron"):
+                        changes["cron"] = data["cron"]
+                if data.get("end_at_instant") is not None:
+                    changes["end_at"] = data["end_at_instant"]
+                if data.get("unlimited"):
+                    changes["max_executions"] = None
+        if data.get("schedule_at") is not None and not self._schedule_time_unchanged():
+            changes["schedule_time"] = data["schedule_at"]
+        return changes
+
+    def add_definition_errors(self, errors: dict[str, list[str]], *, checked: set[str]) -> None:
+        """A service's errors (orders.services.order_definition_errors) for the fields in `checked`
+        that have none of their own yet: every mistake on the form is shown at once."""
+        for field, messages in errors.items():
+            target = "kind" if field == "is_recurring" else field
+            if field in checked and target in self.fields and target not in self.errors:
+                for message in messages:
+                    self.add_error(target, message)
+        self._mark_invalid_fields()
+
     def add_service_errors(self, error: ValidationError) -> None:
         """Show a services ValidationError beside the fields it names (the rest above the form)."""
         add_service_errors(self, error, field_map={"is_recurring": "kind"})
@@ -214,6 +256,12 @@ class OrderFilterForm(forms.Form):
     type = forms.ChoiceField(
         label="Type", choices=[("", "Any type"), (ONCE, "One-time"), (RECURRING, "Recurring")], required=False
     )
+
+    sort = forms.CharField(required=False, max_length=20)
+
+    def sort_key(self) -> str | None:
+        """The column the dashboard is sorted by (orders.selectors.PAGE_SORTS), or None."""
+        return (self.cleaned_data.get("sort") or None) if self.is_valid() else None
 
     def selector_arguments(self) -> dict[str, Any]:
         if not self.is_valid():

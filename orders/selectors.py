@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -61,6 +62,29 @@ def order_list_for_user(
     if ordering in ORDERINGS:
         qs = qs.order_by(ordering, "-id")
     return qs
+
+
+# The dashboard's sortable columns (a page concern: the API's `ordering` keeps ORDERINGS).
+PAGE_SORTS = {
+    "name": "order_name",
+    "status": "status",
+    "type": "is_recurring",
+    "next_run": "next_run_at",
+    "executions": "executions_count",
+    "last_result": "last_run_at",
+}
+
+
+def order_list_sorted_for_user(*, user: Any, sort: str | None, **filters: Any) -> QuerySet[Order]:
+    """order_list_for_user sorted by a dashboard column (`name`, `-name`, ...; unknown keys keep the
+    default order). Orders without the value (never run, nothing ahead) come last either way."""
+    qs = order_list_for_user(user=user, **filters)
+    field = PAGE_SORTS.get((sort or "").removeprefix("-"))
+    if field is None:
+        return qs
+    expression = models.F(field)
+    ordered = expression.desc(nulls_last=True) if sort and sort.startswith("-") else expression.asc(nulls_last=True)
+    return qs.order_by(ordered, "-id")
 
 
 def order_page_for_user(

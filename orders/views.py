@@ -14,13 +14,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.requests import request_user
+from common.converters import id_from_query
 from orders import selectors, services
 from orders.calendar_rules import cron_problems
 from orders.forms import CRON_PRESETS, ONCE, RECURRING, OrderFilterForm, OrderForm, wall_time_text
@@ -44,13 +45,45 @@ def _user_time_zone(request: HttpRequest) -> str:
 # --- dashboard ----------------------------------------------------------------------------------
 
 
+DASHBOARD_COLUMNS = [
+    ("name", "Name"),
+    ("status", "Status"),
+    ("type", "Type"),
+    ("next_run", "Next run"),
+    ("executions", "Executions"),
+    ("last_result", "Last result"),
+]
+
+
+def _sortable_columns(request: HttpRequest, current: str | None) -> list[dict[str, Any]]:
+    """Each dashboard header: its link (ascending first, then the other way) and aria-sort."""
+    columns = []
+    for key, label in DASHBOARD_COLUMNS:
+        query = request.GET.copy()
+        query.pop("page", None)
+        ascending, descending = current == key, current == f"-{key}"
+        query["sort"] = f"-{key}" if ascending else key
+        columns.append(
+            {
+                "key": key,
+                "label": label,
+                "url": f"?{query.urlencode()}",
+                "aria_sort": "ascending" if ascending else "descending" if descending else "",
+            }
+        )
+    return columns
+
+
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
     filters = OrderFilterForm(request.GET)
-    orders = selectors.order_list_for_user(user=request.user, **filters.selector_arguments())
+    sort = filters.sort_key()
+    orders = selectors.order_list_sorted_for_user(user=request.user, sort=sort, **filters.selector_arguments())
     page = Paginator(orders, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return {
+        "columns": _sortable_columns(request, sort),
+        "sort": sort or "",
         "filters": filters,
         "page_obj": page,
         "orders": page.object_list,
@@ -99,6 +132,13 @@ def _form_key(request: HttpRequest) -> str:
     return key if FORM_KEY.fullmatch(key) else ""
 
 
+def _add_definition_errors(form: OrderForm, order: Order | None) -> None:
+    """An invalid form also shows what the service says about its valid fields (a past time beside
+    a missing name), rather than one more round trip for each."""
+    changes = form.partial_changes()
+    form.add_definition_errors(services.order_definition_errors(changes=changes, order=order), checked=set(changes))
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def order_new(request: HttpRequest) -> HttpResponse:
@@ -128,14 +168,39 @@ def order_new(request: HttpRequest) -> HttpResponse:
                 else:
                     messages.success(request, f"Order \u201c{order.order_name}\u201d scheduled.")
                 return redirect("order-detail", order_id=order.pk)
+        else:
+            _add_definition_errors(form, None)
         return _render_form(request, form, None, status=400, idempotency_key=key)
     tz = _user_time_zone(request)
     # A sensible default: the next full hour on the user's clock.
     start = (timezone.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    form = OrderForm(
-        initial={"time_zone": tz, "schedule_time": wall_time_text(start, tz), "kind": ONCE, "repeat_unit": "days"}
+    initial: dict[str, Any] = {
+        "time_zone": tz,
+        "schedule_time": wall_time_text(start, tz),
+        "kind": ONCE,
+        "repeat_unit": "days",
+    }
+    source = request.GET.get("from")
+    if source is not None:
+        source_id = id_from_query(source)
+        if source_id is None:
+            raise Http404("Not found.")
+        initial = _duplicate_initial(selectors.order_get_for_user(user=request.user, order_id=source_id), start)
+    return _render_form(request, OrderForm(initial=initial), None, idempotency_key=uuid.uuid4().hex)
+
+
+def _duplicate_initial(source: Order, fallback_start: datetime) -> dict[str, Any]:
+    """The create form prefilled with another order's definition ("Duplicate"). A new order needs a
+    time ahead: the source's own if it is still ahead, else its next run (a recurring order keeps
+    its grid), else the next full hour."""
+    initial = OrderForm.initial_for(source)
+    now = timezone.now()
+    start = next(
+        (moment for moment in (source.schedule_time, source.next_run_at) if moment is not None and moment > now),
+        fallback_start,
     )
-    return _render_form(request, form, None, idempotency_key=uuid.uuid4().hex)
+    initial["schedule_time"] = wall_time_text(start, source.time_zone)
+    return initial
 
 
 @login_required
@@ -152,8 +217,14 @@ def order_edit(request: HttpRequest, order_id: int) -> HttpResponse:
             else:
                 messages.success(request, f"Order \u201c{order.order_name}\u201d saved.")
                 return redirect("order-detail", order_id=order.pk)
+        else:
+            _add_definition_errors(form, order)
         return _render_form(request, form, order, status=400)
     return _render_form(request, OrderForm(order=order), order)
+
+
+PREVIEW_FIELDS = ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "max_executions", "cron", "end_at")
+PAST_TIME = "This time has passed: choose one ahead."
 
 
 def _preview_grid(form: OrderForm, order: Order | None) -> Grid | None:
@@ -191,18 +262,35 @@ def _preview_times(form: OrderForm, order: Order | None, grid: Grid, now: dateti
     return upcoming(grid, first, PREVIEW_COUNT, limit_index=limit)
 
 
+def _typed_a_past_time(form: OrderForm, order: Order | None, now: datetime) -> bool:
+    """A one-time order whose time, as typed, has passed (an untouched edit form of an order that has
+    run keeps its old time and simply has no runs ahead)."""
+    anchor = form.cleaned_data.get("schedule_at")
+    if form.cleaned_data.get("kind") == RECURRING or anchor is None or anchor > now:
+        return False
+    return order is None or abs((order.schedule_time - anchor).total_seconds()) >= 1
+
+
 @login_required
-@require_GET
+@require_POST
 def order_preview(request: HttpRequest, order_id: int | None = None) -> JsonResponse:
-    """The schedule on the form in words and its next run times, computed without saving anything."""
+    """The schedule on the form in words and its next run times, computed without saving anything.
+
+    A POST of the form as it stands (a long name would not fit in a query string). A half-filled
+    form is not an error: the answer is 200 with the fields that keep a preview from being shown,
+    and a time in the past is never listed as a next run.
+    """
     order = selectors.order_get_for_user(user=request.user, order_id=order_id) if order_id is not None else None
-    form = OrderForm(request.GET, order=order)
+    form = OrderForm(request.POST, order=order)
     form.is_valid()
     errors = {
         name: [str(message) for message in messages_]
         for name, messages_ in form.errors.items()
-        if name in ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "max_executions", "cron", "end_at")
+        if name in PREVIEW_FIELDS
     }
+    now = timezone.now()
+    if not errors and _typed_a_past_time(form, order, now):
+        errors["schedule_time"] = [PAST_TIME]
     tz_name = form.cleaned_data.get("time_zone") or _user_time_zone(request)
     grid = None if errors else _preview_grid(form, order)
     if grid is not None and grid.cron is not None:
@@ -213,15 +301,14 @@ def order_preview(request: HttpRequest, order_id: int | None = None) -> JsonResp
         if problems:
             errors["cron"] = problems
             grid = None
-    runs = _preview_times(form, order, grid, timezone.now()) if grid is not None else []
+    runs = [] if grid is None else [run for run in _preview_times(form, order, grid, now) if run > now]
     return JsonResponse(
         {
             "time_zone": tz_name,
             "description": describe(grid) if grid is not None else "",
             "runs": [in_zone(run, tz_name) for run in runs],
             "errors": errors,
-        },
-        status=400 if errors else 200,
+        }
     )
 
 

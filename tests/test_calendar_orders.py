@@ -107,6 +107,10 @@ def test_every_field_error_comes_in_one_answer(alice_api: APIClient) -> None:
     assert response.status_code == 400
     errors = response.json()
     assert {"cron", "time_zone"} <= set(errors), errors
+    # With a zone that parses, the service's word on end_at comes in the same answer as the cron's.
+    response = post(alice_api, cron="61 * * * *", schedule_time=future(7200), end_at=future(3600))
+    assert set(response.json()) == {"cron", "end_at"}, response.json()
+    assert "after schedule_time" in response.json()["end_at"][0]
 
 
 def test_end_at_before_schedule_time_is_a_400(alice_api: APIClient) -> None:
@@ -307,12 +311,16 @@ def test_the_form_shows_a_bad_cron_beside_the_field(alice: Any) -> None:
 def test_the_preview_says_the_schedule_in_words_and_lists_the_next_runs(alice: Any) -> None:
     client = Client()
     client.force_login(alice)
-    body = client.get("/orders/preview.json", _page_form(cron="0 9 1 * *")).json()
+    body = client.post("/orders/preview.json", _page_form(cron="0 9 1 * *")).json()
     assert body["description"] == "At 09:00, on day 1 of the month (Europe/Berlin)"
     assert len(body["runs"]) == 5 and all(" 09:00:00 " in run and run[8:10] == "01" for run in body["runs"])
-    bad = client.get("/orders/preview.json", _page_form(cron="61 * * * *"))
-    assert bad.status_code == 400 and "61 is out of range" in bad.json()["errors"]["cron"][0]
-    monthly = client.get(
+    bad = client.post("/orders/preview.json", _page_form(cron="61 * * * *"))
+    # A half-filled form is not an error: the answer names what keeps a preview from being shown.
+    assert bad.status_code == 200 and "61 is out of range" in bad.json()["errors"]["cron"][0]
+    assert bad.json()["runs"] == [] and bad.json()["description"] == ""
+    never = client.post("/orders/preview.json", _page_form(cron="0 0 30 2 *")).json()
+    assert "never runs" in never["errors"]["cron"][0]
+    monthly = client.post(
         "/orders/preview.json", _page_form(repeat_kind="interval", repeat_interval="2", repeat_unit="months")
     ).json()
     assert monthly["description"].startswith("Every 2 months on day ")

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from orders import services
 from orders.models import Execution, ExecutionStatus, Notification, Order, OrderStatus
-from tests.conftest import make_user
+from tests.conftest import api_client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +77,55 @@ def _recurring(user: Any, name: str = "every hour", max_executions: int | None =
 # --- access ------------------------------------------------------------------------------------------
 
 
+def test_every_signed_in_page_and_api_answer_is_marked_no_store(alice: Any, alice_web: Client) -> None:
+    order = _one_time(alice)
+    pages = [
+        "/orders/",
+        "/orders/live",
+        "/orders/new",
+        f"/orders/{order.pk}",
+        f"/orders/{order.pk}/live",
+        f"/orders/{order.pk}/edit",
+        f"/orders/{order.pk}/delete",
+        "/notifications/",
+        "/account",
+    ]
+    for path in pages:
+        response = alice_web.get(path)
+        assert response.status_code == 200, path
+        assert "no-store" in response["Cache-Control"], path
+    # A redirect after an action carries the same data (its flash message), and so does the preview.
+    redirect = alice_web.post(f"/orders/{order.pk}/pause")
+    assert redirect.status_code == 302 and "no-store" in redirect["Cache-Control"]
+    preview = alice_web.post("/orders/preview.json", _form())
+    assert preview.status_code == 200 and "no-store" in preview["Cache-Control"]
+
+    api = api_client_for(alice)
+    for path in ("/api/orders", f"/api/orders/{order.pk}", f"/api/orders/{order.pk}/executions", "/api/auth/me"):
+        answer = api.get(path)
+        assert answer.status_code == 200, path
+        assert "no-store" in answer["Cache-Control"], path
+    # Tokens too (RFC 6749 5.1), though the request itself is anonymous.
+    login = Client().post(
+        "/api/auth/login",
+        {"email": alice.email, "password": "correct-horse-battery-9"},
+        content_type="application/json",
+    )
+    assert login.status_code == 200 and "no-store" in login["Cache-Control"]
+
+
+def test_logging_out_answers_no_store_and_back_then_finds_the_login_page(alice: Any, alice_web: Client) -> None:
+    _one_time(alice, name="secret order")
+    assert "secret order" in alice_web.get("/orders/").content.decode()
+
+    response = alice_web.post("/logout")
+
+    assert response.status_code == 302 and "no-store" in response["Cache-Control"]
+    # What Back re-requests (the page is not in any cache): the login page, without the order.
+    again = alice_web.get("/orders/")
+    assert again.status_code == 302 and again["Location"].startswith("/login")
+
+
 @pytest.mark.parametrize("path", ["/orders/", "/orders/new", "/notifications/", "/orders/live"])
 def test_pages_redirect_anonymous_visitors_to_login_with_next(client: Client, path: str) -> None:
     response = client.get(path)
@@ -87,9 +136,9 @@ def test_pages_redirect_anonymous_visitors_to_login_with_next(client: Client, pa
 def test_every_page_and_action_on_another_users_order_is_404(alice: Any, bob_web: Client) -> None:
     order = _recurring(alice)
     base = f"/orders/{order.pk}"
-    for path in (base, f"{base}/", f"{base}/edit", f"{base}/live", f"{base}/preview.json", f"{base}/delete"):
+    for path in (base, f"{base}/", f"{base}/edit", f"{base}/live", f"{base}/delete"):
         assert bob_web.get(path).status_code == 404, path
-    for action in ("pause", "resume", "run-now", "retry", "delete", "edit"):
+    for action in ("pause", "resume", "run-now", "retry", "delete", "edit", "preview.json"):
         assert bob_web.post(f"{base}/{action}", _form()).status_code == 404, action
     order.refresh_from_db()
     assert order.status == OrderStatus.SCHEDULED
@@ -150,6 +199,79 @@ def test_dashboard_filters_by_status_type_and_name(alice: Any, alice_web: Client
     assert names("type=recurring&q=APPLES") == {"apples hourly"}
     # Unknown filter values are ignored rather than an error page.
     assert names("status=bogus") == {"apples once", "apples hourly", "pears hourly"}
+
+
+def test_dashboard_sorts_by_each_column_both_ways_with_aria_sort(alice: Any, alice_web: Client) -> None:
+    late = _one_time(alice, name="b late", hours=5)
+    early = _one_time(alice, name="c early", hours=1)
+    done = _recurring(alice, name="a done", max_executions=2)
+    Order.objects.filter(pk=done.pk).update(status=OrderStatus.COMPLETED, next_run_at=None, executions_count=2)
+
+    def ids(sort: str) -> list[int]:
+        response = alice_web.get("/orders/", {"sort": sort})
+        assert response.status_code == 200
+        return [order.pk for order in response.context["orders"]]
+
+    assert ids("name") == [done.pk, late.pk, early.pk]
+    assert ids("-name") == [early.pk, late.pk, done.pk]
+    # Nothing ahead sorts last, whichever way.
+    assert ids("next_run") == [early.pk, late.pk, done.pk]
+    assert ids("-next_run") == [late.pk, early.pk, done.pk]
+    assert ids("executions")[-1] == done.pk and ids("-executions")[0] == done.pk
+    assert ids("status")[0] == done.pk  # completed < scheduled
+    assert ids("nonsense") == ids("")
+
+    html = alice_web.get("/orders/", {"sort": "name", "status": "scheduled"}).content.decode()
+    assert '<th scope="col" aria-sort="ascending"><a class="sort" href="?sort=-name&amp;status=scheduled"' in html
+    assert 'href="?sort=next_run&amp;status=scheduled"' in html
+    # The filters keep the sort.
+    assert '<input type="hidden" name="sort" value="name">' in html
+
+
+def test_duplicate_opens_the_create_form_prefilled_with_the_orders_definition(alice: Any, alice_web: Client) -> None:
+    source = _recurring(alice, name="weekly restock", max_executions=7, repeat_unit="weeks", time_zone="Asia/Tokyo")
+    detail = alice_web.get(f"/orders/{source.pk}").content.decode()
+    assert f'href="/orders/new?from={source.pk}">Duplicate</a>' in detail
+
+    response = alice_web.get("/orders/new", {"from": source.pk})
+
+    assert response.status_code == 200
+    initial = response.context["form"].initial
+    assert initial["order_name"] == "weekly restock" and initial["kind"] == "recurring"
+    assert (initial["repeat_interval"], initial["repeat_unit"], initial["max_executions"]) == (1, "weeks", 7)
+    assert initial["time_zone"] == "Asia/Tokyo"
+    assert initial["schedule_time"] == _wall(source.schedule_time, "Asia/Tokyo")
+    html = response.content.decode()
+    assert 'value="weekly restock"' in html and "Create order" in html
+
+    # Sending it makes a second, independent order.
+    form = {**{k: ("" if v is None else v) for k, v in initial.items()}, "unlimited": ""}
+    created = alice_web.post("/orders/new", {**form, "idempotency_key": "b" * 32})
+    assert created.status_code == 302
+    assert Order.objects.filter(user=alice, order_name="weekly restock").count() == 2
+
+
+def test_duplicating_an_order_whose_time_has_passed_starts_at_its_next_run_or_the_next_hour(
+    alice: Any, alice_web: Client
+) -> None:
+    recurring = _recurring(alice, name="grid")
+    past = timezone.now() - timedelta(days=2)
+    Order.objects.filter(pk=recurring.pk).update(schedule_time=past)
+    recurring.refresh_from_db()
+    assert recurring.next_run_at is not None
+    initial = alice_web.get("/orders/new", {"from": recurring.pk}).context["form"].initial
+    assert initial["schedule_time"] == _wall(recurring.next_run_at, "UTC")
+
+    once = _one_time(alice, name="ran")
+    Order.objects.filter(pk=once.pk).update(schedule_time=past, next_run_at=None, status=OrderStatus.COMPLETED)
+    start = datetime.strptime(
+        alice_web.get("/orders/new", {"from": once.pk}).context["form"].initial["schedule_time"], "%Y-%m-%dT%H:%M:%S"
+    )
+    assert start.replace(tzinfo=UTC) > timezone.now()
+
+
+def test_nobody_duplicates_another_users_order(alice: Any, bob_web: Client) -> None:
+    assert bob_web.get("/orders/new", {"from": _one_time(alice).pk}).status_code == 404
 
 
 def test_dashboard_is_paginated(alice: Any, alice_web: Client) -> None:
@@ -246,6 +368,22 @@ def test_bad_input_is_a_400_with_the_error_beside_the_field(
     assert response.status_code == 400
     assert response.context["form"].errors[field]
     assert f'id="id_{field}_error"' in response.content.decode()
+
+
+def test_a_past_time_is_shown_together_with_the_forms_other_errors(alice: Any, alice_web: Client) -> None:
+    past = _wall(timezone.now() - timedelta(hours=1), "UTC")
+    response = alice_web.post(
+        "/orders/new",
+        _form(order_name="", schedule_time=past, time_zone="UTC", kind="recurring", repeat_interval="x"),
+    )
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) >= {"order_name", "schedule_time", "repeat_interval", "max_executions"}, errors
+    assert errors["schedule_time"] == ["The time must be in the future."]
+    html = response.content.decode()
+    assert 'data-testid="error-schedule_time"' in html and 'data-testid="error-order_name"' in html
+    assert not Order.objects.exists()
 
 
 def test_the_active_order_cap_is_shown_above_the_form(alice: Any, alice_web: Client, settings: Any) -> None:
@@ -356,7 +494,7 @@ def test_preview_lists_the_next_five_runs_in_the_chosen_zone_without_saving(alic
         "repeat_unit": "days",
         "max_executions": "10",
     }
-    response = alice_web.get("/orders/preview.json", query)
+    response = alice_web.post("/orders/preview.json", query)
     assert response.status_code == 200
     body = response.json()
     assert body["time_zone"] == "Europe/Berlin"
@@ -380,13 +518,69 @@ def test_preview_stops_at_the_maximum_and_reports_field_errors(alice_web: Client
         "repeat_unit": "weeks",
         "max_executions": "2",
     }
-    assert alice_web.get("/orders/preview.json", query).json()["runs"] == [
+    assert alice_web.post("/orders/preview.json", query).json()["runs"] == [
         "2031-01-01 00:00:00 UTC",
         "2031-01-15 00:00:00 UTC",
     ]
-    bad = alice_web.get("/orders/preview.json", {**query, "repeat_interval": "x"})
-    assert bad.status_code == 400
-    assert "repeat_interval" in bad.json()["errors"]
+    # A field being typed is not a failed request: 200, with what keeps the preview from showing.
+    bad = alice_web.post("/orders/preview.json", {**query, "repeat_interval": "x"})
+    assert bad.status_code == 200
+    assert bad.json()["runs"] == [] and "repeat_interval" in bad.json()["errors"]
+
+
+def test_preview_of_a_half_filled_form_is_200_with_the_missing_fields(alice_web: Client) -> None:
+    response = alice_web.post("/orders/preview.json", {"order_name": "half", "kind": "recurring"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["runs"] == []
+    assert {"schedule_time", "time_zone"} <= set(body["errors"])
+
+
+def test_preview_is_a_post_and_takes_a_name_too_long_for_a_query_string(alice_web: Client) -> None:
+    form = {**_form(order_name="n" * 20_000, time_zone="UTC"), "schedule_time": "2031-01-01T00:00"}
+    assert alice_web.get("/orders/preview.json", form).status_code == 405
+
+    response = alice_web.post("/orders/preview.json", form)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "time_zone": "UTC",
+        "description": "Once, on 2031-01-01 at 00:00 (UTC)",
+        "runs": ["2031-01-01 00:00:00 UTC"],
+        "errors": {},
+    }
+
+
+def test_preview_never_lists_a_past_time(alice: Any, alice_web: Client) -> None:
+    past = _wall(timezone.now() - timedelta(hours=3), "UTC")
+    once = alice_web.post("/orders/preview.json", _form(schedule_time=past, time_zone="UTC")).json()
+    assert once["runs"] == [] and once["errors"] == {"schedule_time": ["This time has passed: choose one ahead."]}
+
+    # A recurring order anchored in the past: only the occurrences still ahead.
+    now = timezone.now()
+    recurring = alice_web.post(
+        "/orders/preview.json",
+        _form(
+            kind="recurring",
+            schedule_time=past,
+            time_zone="UTC",
+            repeat_interval="1",
+            repeat_unit="hours",
+            max_executions="10",
+        ),
+    ).json()
+    runs = [datetime.strptime(run, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC) for run in recurring["runs"]]
+    assert len(runs) == 5 and all(run > now for run in runs), recurring
+
+    # An edit form of a one-time order that already ran: no runs ahead, and no error for a time left as it was.
+    done = _one_time(alice, name="done")
+    Order.objects.filter(pk=done.pk).update(schedule_time=now - timedelta(days=1), status=OrderStatus.COMPLETED)
+    initial = alice_web.get(f"/orders/{done.pk}/edit").context["form"].initial
+    form = {name: "" if value is None else value for name, value in initial.items()}
+    untouched = alice_web.post(f"/orders/{done.pk}/preview.json", {**form, "kind": "once"}).json()
+    assert {**untouched, "description": ""} == {"time_zone": "UTC", "description": "", "runs": [], "errors": {}}
+    assert untouched["description"].startswith("Once, on ")
 
 
 def test_preview_of_an_edit_counts_the_runs_already_made(alice: Any, alice_web: Client) -> None:
@@ -394,7 +588,7 @@ def test_preview_of_an_edit_counts_the_runs_already_made(alice: Any, alice_web: 
     Order.objects.filter(pk=order.pk).update(executions_count=3)
     initial = alice_web.get(f"/orders/{order.pk}/edit").context["form"].initial
     query = {**initial, "kind": "recurring", "max_executions": "4", "unlimited": ""}
-    runs = alice_web.get(f"/orders/{order.pk}/preview.json", query).json()["runs"]
+    runs = alice_web.post(f"/orders/{order.pk}/preview.json", query).json()["runs"]
     assert len(runs) == 1
 
 

@@ -218,6 +218,67 @@ def test_bad_input_is_400_with_field_errors(alice_api: APIClient) -> None:
     assert Order.objects.count() == 0
 
 
+def test_every_bad_field_of_a_create_comes_back_in_one_answer(alice_api: APIClient) -> None:
+    body = {
+        "order_name": "   ",
+        "schedule_time": "2020-01-01T00:00:00Z",
+        "is_recurring": True,
+        "repeat_interval": 0,
+        "repeat_unit": "fortnights",
+        "time_zone": "Mars/Olympus",
+    }
+    response = alice_api.post("/api/orders/", body, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()
+    assert set(errors) == {"order_name", "schedule_time", "repeat_interval", "repeat_unit", "time_zone"}, errors
+    # The past time is reported although other fields did not even parse.
+    assert errors["schedule_time"] == ["The time must be in the future."]
+    assert Order.objects.count() == 0
+
+    # A malformed field next to a well-formed but refused one.
+    both = alice_api.post(
+        "/api/orders/",
+        {"order_name": "x", "schedule_time": "2020-01-01T00:00:00Z", "max_executions": "lots"},
+        format="json",
+    ).json()
+    assert set(both) == {"schedule_time", "max_executions"}, both
+
+
+def test_every_bad_field_of_an_update_comes_back_in_one_answer(alice_api: APIClient) -> None:
+    order_id = one_time(alice_api)["order_id"]
+    response = alice_api.patch(
+        f"/api/orders/{order_id}",
+        {"schedule_time": "2020-01-01T00:00:00Z", "misfire_policy": "sometimes"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"schedule_time", "misfire_policy"}, response.json()
+
+
+def test_every_time_in_an_orders_answers_carries_the_orders_offset(settings: Any, alice_api: APIClient) -> None:
+    settings.TIME_ZONE = "America/Sao_Paulo"  # neither the order's zone nor UTC
+    created = one_time(alice_api, schedule_time=future(1), time_zone="Asia/Kolkata")
+    order_id = created["order_id"]
+    run_until(lambda: Order.objects.get(pk=order_id).status == "completed", timeout=15)
+
+    order = alice_api.get(f"/api/orders/{order_id}").json()
+    listed = alice_api.get("/api/orders/").json()["results"][0]
+    (run,) = alice_api.get(f"/api/orders/{order_id}/executions").json()["results"]
+    times = [created["created_at"], created["updated_at"], created["schedule_time"]]
+    times += [order[name] for name in ("schedule_time", "last_run_at", "created_at", "updated_at")]
+    times += [listed[name] for name in ("schedule_time", "last_run_at", "created_at", "updated_at")]
+    times += [run["scheduled_for"], run["started_at"], run["finished_at"]]
+    times += [attempt["finished_at"] for attempt in run["attempt_history"]]
+    assert len(times) == 15
+    for text in times:
+        assert text.endswith("+05:30"), (text, times)
+        datetime.fromisoformat(text)
+    # The same instants as stored.
+    stored = Order.objects.get(pk=order_id)
+    assert datetime.fromisoformat(order["created_at"]) == stored.created_at
+
+
 def test_notifications_list_and_read(alice: Any, alice_api: APIClient, bob_api: APIClient) -> None:
     order_id = one_time(alice_api, schedule_time=future(2))["order_id"]
     run_until(lambda: Order.objects.get(pk=order_id).status == "completed", timeout=15)

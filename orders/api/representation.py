@@ -10,11 +10,10 @@ serializer's, field by field.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 
 from django.db import models
-from django.utils import timezone
 
 from common.timezones import is_valid_time_zone
 from orders.models import Order
@@ -42,27 +41,19 @@ class _Zones:
         return tz
 
 
-def _site_time(value: datetime, site_tz: tzinfo) -> str:
-    # DRF's DateTimeField: the current (site) zone, ISO 8601, "Z" for a zero offset.
-    text = value.astimezone(site_tz).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 # The JSON key of each column of ORDER_ROW_COLUMNS that is not named as it is stored: the order's id,
 # and the executions it has left (Order.executions_remaining, from execution_limit on the row).
 _KEY_OF_COLUMN = {"id": "order_id", "execution_limit": "executions_remaining"}
 # The order's JSON keys, in order: OrderSerializer's fields are these. The last is derived: the
 # schedule in words (Order.schedule_description).
 ORDER_JSON_FIELDS = (*(_KEY_OF_COLUMN.get(column, column) for column in ORDER_ROW_COLUMNS), "schedule_description")
-# Times shown in the site's zone, as DRF's DateTimeField shows them; other times in the order's zone.
-SITE_TIME_COLUMNS = ("created_at", "updated_at")
 
 _POSITION = {column: i for i, column in enumerate(ORDER_ROW_COLUMNS)}
 _TIME_COLUMNS = [
     column for column in ORDER_ROW_COLUMNS if isinstance(Order._meta.get_field(column), models.DateTimeField)
 ]
-_ORDER_TIMES = tuple((_POSITION[c], _KEY_OF_COLUMN.get(c, c)) for c in _TIME_COLUMNS if c not in SITE_TIME_COLUMNS)
-_SITE_TIMES = tuple((_POSITION[c], _KEY_OF_COLUMN.get(c, c)) for c in SITE_TIME_COLUMNS)
+# Every time of an order, created_at and updated_at included, carries the order's offset.
+_ORDER_TIMES = tuple((_POSITION[c], _KEY_OF_COLUMN.get(c, c)) for c in _TIME_COLUMNS)
 _BOOLEANS = tuple(
     (_POSITION[c], _KEY_OF_COLUMN.get(c, c))
     for c in ORDER_ROW_COLUMNS
@@ -86,7 +77,6 @@ def order_values(order: Order) -> tuple[Any, ...]:
 def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     """Rows of ORDER_ROW_COLUMNS -> the API's order dicts (the same as OrderSerializer(many=True).data)."""
     zones = _Zones()
-    site_tz = _utc_if_utc(timezone.get_current_timezone())
     out = []
     for row in rows:
         tz = zones(row[_TIME_ZONE])
@@ -94,9 +84,6 @@ def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         for i, key in _ORDER_TIMES:
             value = row[i]
             item[key] = value.astimezone(tz).isoformat() if value is not None else None
-        for i, key in _SITE_TIMES:
-            value = row[i]
-            item[key] = _site_time(value, site_tz) if value else None
         for i, key in _BOOLEANS:
             item[key] = bool(row[i])
         limit = row[_LIMIT]

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from common.timezones import is_valid_time_zone
+from common.timezones import is_selectable, is_valid_time_zone, unknown_zone_message
 from orders.api.representation import ORDER_JSON_FIELDS
 from orders.calendar_rules import CronError, parse_cron
 from orders.models import Execution, MisfirePolicy, Notification, Order, OrderStatus, RepeatUnit
@@ -20,6 +20,15 @@ from orders.selectors import ORDERINGS
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
+
+
+def in_order_offset(value: datetime | None, time_zone: str) -> str | None:
+    """An instant as ISO 8601 with the offset of the order's zone (UTC when the stored name is
+    unknown): every time in an order's answers, its executions' included, reads on one clock."""
+    if value is None:
+        return None
+    tz = zone(time_zone) if is_valid_time_zone(time_zone) else UTC
+    return value.astimezone(tz).isoformat()
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -82,6 +91,8 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
     next_run_at = serializers.SerializerMethodField()
     last_run_at = serializers.SerializerMethodField()
     end_at = serializers.SerializerMethodField()
+    created_at = serializers.SerializerMethodField()
+    updated_at = serializers.SerializerMethodField()
     executions_remaining = serializers.IntegerField(read_only=True, allow_null=True)
     cron = serializers.CharField(
         read_only=True,
@@ -101,10 +112,7 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
         read_only_fields = fields
 
     def _zoned(self, order: Order, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        tz = zone(order.time_zone) if is_valid_time_zone(order.time_zone) else UTC
-        return value.astimezone(tz).isoformat()
+        return in_order_offset(value, order.time_zone)
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_schedule_time(self, order: Order) -> str | None:
@@ -121,6 +129,14 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_end_at(self, order: Order) -> str | None:
         return self._zoned(order, order.end_at)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_created_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.created_at)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_updated_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.updated_at)
 
 
 class OrderWriteSerializer(serializers.Serializer[Any]):
@@ -169,8 +185,8 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
         return attrs
 
     def validate_time_zone(self, value: str) -> str:
-        if not is_valid_time_zone(value):
-            raise serializers.ValidationError("Unknown time zone: use an IANA name such as Europe/Berlin.")
+        if not is_selectable(value):
+            raise serializers.ValidationError(unknown_zone_message(value))
         return value
 
     def validate_order_name(self, value: str) -> str:
@@ -180,6 +196,13 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
 
 
 class ExecutionSerializer(serializers.ModelSerializer[Execution]):
+    """An execution of `context["order"]`, its times in that order's offset."""
+
+    scheduled_for = serializers.SerializerMethodField()
+    started_at = serializers.SerializerMethodField()
+    finished_at = serializers.SerializerMethodField()
+    attempt_history = serializers.SerializerMethodField()
+
     class Meta:
         model = Execution
         fields = [
@@ -196,6 +219,35 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
             "result_ref",
         ]
         read_only_fields = fields
+
+    def _time_zone(self, execution: Execution) -> str:
+        order = self.context.get("order") or execution.order
+        return str(order.time_zone)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_scheduled_for(self, execution: Execution) -> str | None:
+        return in_order_offset(execution.scheduled_for, self._time_zone(execution))
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_started_at(self, execution: Execution) -> str | None:
+        return in_order_offset(execution.started_at, self._time_zone(execution))
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_finished_at(self, execution: Execution) -> str | None:
+        return in_order_offset(execution.finished_at, self._time_zone(execution))
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_attempt_history(self, execution: Execution) -> list[Any]:
+        # Each attempt's finished_at is stored as UTC text; shown on the order's clock like the rest.
+        tz_name = self._time_zone(execution)
+        history = []
+        for entry in execution.attempt_history:
+            entry = dict(entry)
+            moment = parse_datetime(entry["finished_at"]) if isinstance(entry.get("finished_at"), str) else None
+            if moment is not None and moment.tzinfo is not None:
+                entry["finished_at"] = in_order_offset(moment, tz_name)
+            history.append(entry)
+        return history
 
 
 class NotificationSerializer(serializers.ModelSerializer[Notification]):

@@ -177,6 +177,34 @@ def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
     return changes
 
 
+def _valid_or_every_error(
+    serializer: OrderWriteSerializer, request: Request, *, time_zone: str, order: Order | None
+) -> dict[str, Any]:
+    """The serializer's validated data; when some fields do not parse, a 400 that also carries what
+    the service would say about the fields that do (all of a request's field errors in one answer)."""
+    if serializer.is_valid():
+        return dict(serializer.validated_data)
+    errors: dict[str, list[str]] = {name: [str(m) for m in messages] for name, messages in serializer.errors.items()}
+    data = request.data if isinstance(request.data, dict) else {}
+    rest = OrderWriteSerializer(data={k: v for k, v in data.items() if k not in errors}, partial=True)
+    if rest.is_valid():
+        try:
+            changes = _changes_from(dict(rest.validated_data), time_zone=time_zone)
+        except ValidationError:
+            changes = {k: v for k, v in rest.validated_data.items() if k != "schedule_time"}
+        if order is None:
+            changes.setdefault("time_zone", time_zone)
+        if "cron" in errors and data.get("cron") is not None:
+            # A cron order, even when its expression did not parse: the service is shown the expression
+            # as sent (its error is the one above), so it asks for no interval instead.
+            changes["cron"] = data["cron"]
+            if "is_recurring" not in data:
+                changes["is_recurring"] = True
+        for name, messages in services.order_definition_errors(changes=changes, order=order).items():
+            errors.setdefault(name, messages)
+    raise ValidationError(errors)
+
+
 class OrderListCreateView(APIView):
     pagination_class = PagePagination
 
@@ -214,8 +242,8 @@ class OrderListCreateView(APIView):
     )
     def post(self, request: Request) -> Response:
         serializer = OrderWriteSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        changes = _changes_from(dict(serializer.validated_data), time_zone=_user_time_zone(request))
+        valid = _valid_or_every_error(serializer, request, time_zone=_user_time_zone(request), order=None)
+        changes = _changes_from(valid, time_zone=_user_time_zone(request))
         changes.setdefault("time_zone", _user_time_zone(request))
         # Absent is not the same as invalid: the service answers "required" (or "now" for recurring).
         changes.setdefault("schedule_time", None)
@@ -255,8 +283,8 @@ class OrderDetailView(APIView):
     def _update(self, request: Request, order_id: int, *, partial: bool) -> Response:
         order = self._order(request, order_id)
         serializer = OrderWriteSerializer(data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        changes = _changes_from(dict(serializer.validated_data), time_zone=order.time_zone)
+        valid = _valid_or_every_error(serializer, request, time_zone=order.time_zone, order=order)
+        changes = _changes_from(valid, time_zone=order.time_zone)
         order = services.order_update(order=order, changes=changes)
         return Response(order_as_json(order))
 
@@ -283,7 +311,7 @@ class OrderExecutionsView(APIView):
         paginator = self.pagination_class()
         qs: QuerySet[Any] = selectors.execution_list_for_order(order=order)
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(ExecutionSerializer(page, many=True).data)
+        return paginator.get_paginated_response(ExecutionSerializer(page, many=True, context={"order": order}).data)
 
 
 class OrderUpcomingView(APIView):

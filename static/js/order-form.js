@@ -79,25 +79,36 @@
   }
 
   function preview() {
-    var params = new URLSearchParams(new FormData(form));
-    params.delete("csrfmiddlewaretoken");
+    // POSTed as a form: the CSRF token travels with it, and a long name does not make the request
+    // line too long. A half-filled form answers 200 with the fields still missing.
+    var body = new URLSearchParams(new FormData(form));
+    body.delete("idempotency_key");
     var mine = ++sequence;
     window
-      .fetch(previewUrl + "?" + params.toString(), { credentials: "same-origin", cache: "no-store" })
+      .fetch(previewUrl, {
+        method: "POST",
+        body: body,
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "X-Requested-With": "fetch" },
+      })
       .then(function (response) {
-        if (response.redirected) {
-          return null;
+        if (response.redirected || !response.ok) {
+          throw new Error("preview unavailable");
         }
         return response.json();
       })
       .then(function (data) {
         // An older answer arriving late must not overwrite a newer one.
-        if (data && mine === sequence) {
+        if (mine === sequence) {
           showPreview(data);
         }
       })
       .catch(function () {
-        statusLine.textContent = "The preview is not available right now.";
+        if (mine === sequence) {
+          list.replaceChildren();
+          statusLine.textContent = "The preview is not available right now.";
+        }
       });
   }
 

@@ -34,6 +34,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = (
     ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else ROOT / "test-artifacts" / "screenshots"
 )
+# Playwright launches Chromium with --disable-back-forward-cache; real Chrome has the cache on, and a
+# page restored from it after logout is exactly what tests/browser/test_private_pages_in_browser.py
+# must see fail. So the suite runs with it on (a Back restored from it fires no "load": wait for "commit").
+IGNORED_DEFAULT_ARGS = ["--disable-back-forward-cache"]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
@@ -80,7 +84,9 @@ def playwright_driver() -> Iterator[Playwright]:
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)")
-    chromium = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    chromium = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, ignore_default_args=IGNORED_DEFAULT_ARGS
+    )
     yield chromium
     chromium.close()
 
@@ -95,7 +101,7 @@ def _record_console(errors: list[str], page: Page, message: ConsoleMessage) -> N
 
 
 def _record_failed_response(errors: list[str], response: Response) -> None:
-    # Pages and JSON may answer 4xx on purpose (invalid form, preview of a half-filled form); a
+    # Pages may answer 4xx on purpose (an invalid form, another user's order); a
     # stylesheet or script that does not load is a defect. Chromium asks for /favicon.ico on its own.
     if response.request.resource_type not in ("script", "stylesheet", "image", "font"):
         return
@@ -105,7 +111,7 @@ def _record_failed_response(errors: list[str], response: Response) -> None:
 
 @pytest.fixture
 def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> Iterator[NewPage]:
-    """new_page(viewport=...) opens a page in a fresh context (its own cookies: one per user).
+    """new_page(viewport=..., **context_options) opens a page in a fresh context (its own cookies: one per user).
 
     Console errors and uncaught script errors fail the test (a Content-Security-Policy violation,
     e.g. an inline script or style, shows up there), unless the page is opened with
@@ -116,8 +122,15 @@ def new_page(request: pytest.FixtureRequest, browser: Browser, stack: Stack) -> 
     pages: list[Page] = []
     console_errors: list[str] = []
 
-    def open_page(viewport: dict[str, int] | None = None, console_errors_expected: bool = False) -> Page:
-        context = browser.new_context(base_url=stack.base_url, viewport=viewport or DESKTOP)  # type: ignore[arg-type]
+    def open_page(
+        viewport: dict[str, int] | None = None, console_errors_expected: bool = False, **context_options: Any
+    ) -> Page:
+        # context_options: anything else browser.new_context takes (timezone_id, color_scheme, ...).
+        context = browser.new_context(
+            base_url=stack.base_url,
+            viewport=viewport or DESKTOP,  # type: ignore[arg-type]
+            **context_options,
+        )
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()

@@ -83,9 +83,37 @@ def test_not_found_pages_reveal_no_urlconf(alice: Any, path: str) -> None:
     assert "URLconf" not in html and "Traceback" not in html and "scheduler_site" not in html
 
 
-@pytest.mark.parametrize("path", ["/api/nothing", "/api/orders/1/nothing", "/api/%00"])
+API_PATHS_THAT_MATCH_NOTHING = [
+    "/api/nothing",
+    "/api/orders/1/nothing",
+    "/api/%00",
+    "/api/orders/0",
+    "/api/orders/99999999999999999999/pause",
+    "/api/notifications//read",
+]
+
+
+@pytest.mark.parametrize("path", API_PATHS_THAT_MATCH_NOTHING)
 def test_unknown_api_paths_are_a_json_404(alice_api: APIClient, path: str) -> None:
     response = alice_api.get(path)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("path", API_PATHS_THAT_MATCH_NOTHING)
+def test_unknown_api_paths_are_a_json_404_with_debug_on_too(alice_api: APIClient, settings: Any, path: str) -> None:
+    """With DEBUG on Django answers an unmatched path with its HTML debug page, not handler404: the
+    API's catch-all keeps the answer JSON (schemathesis runs the server that way)."""
+    settings.DEBUG = True
+    response = alice_api.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("path", API_PATHS_THAT_MATCH_NOTHING)
+def test_a_post_without_credentials_to_an_unknown_api_path_is_a_json_404_not_a_csrf_403(path: str) -> None:
+    response = APIClient(enforce_csrf_checks=True).post(path, {})
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
 
