@@ -85,7 +85,8 @@ def setup(env: dict[str, str]) -> None:
 
 
 def _scenarios(results: dict[str, Any]) -> list[str]:
-    return [k for k in ("api", "batch", "precision", "precision_load", "drift", "scale", "metrics") if k in results]
+    scenarios = ("api", "batch", "precision", "precision_load", "drift", "scale", "metrics", "calendar")
+    return [k for k in scenarios if k in results]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"])
     parser.add_argument(
-        "--only", default="", help="comma-separated scenarios: api,batch,precision,precision_load,drift,scale,metrics"
+        "--only",
+        default="",
+        help="comma-separated scenarios: api,batch,precision,precision_load,drift,scale,metrics,calendar",
     )
     args = parser.parse_args(argv)
 

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from bench.calendar import scenario_calendar
 from bench.stack import ROOT, BenchStack, process_tree_cpu_seconds
 from bench.stats import percentile, slope
 
@@ -59,6 +60,10 @@ class Profile:
     # The metrics scenario: on/off pairs, and the batch it runs in each.
     metrics_repeats: int = 3
     metrics_batch_orders: int = 2000
+    # Cron orders reconciled by the calendar scenario (bench/calendar.py), and orders timed for the
+    # cost of their next occurrence.
+    calendar_orders: int = 100_000
+    calendar_cost_samples: int = 5000
 
 
 FULL = Profile(
@@ -92,6 +97,8 @@ QUICK = Profile(
     load_seconds=15,
     metrics_repeats=1,
     metrics_batch_orders=200,
+    calendar_orders=2000,
+    calendar_cost_samples=500,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -112,6 +119,8 @@ SMOKE = Profile(
     load_seconds=3,
     metrics_repeats=1,
     metrics_batch_orders=6,
+    calendar_orders=40,
+    calendar_cost_samples=20,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -957,6 +966,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "drift": scenario_drift,
     "scale": scenario_scale,
     "metrics": scenario_metrics,
+    "calendar": scenario_calendar,
 }
 
 

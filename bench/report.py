@@ -483,6 +483,27 @@ def _scale_section(scale: dict[str, Any]) -> str:
     return _table(["measure", "value"], rows) + f"\n\nreconcile said: `{scale.get('reconcile_output', '')}`\n"
 
 
+def _calendar_section(calendar: dict[str, Any]) -> str:
+    cursor, anchor = calendar["next_occurrence"]["with_cursor"], calendar["next_occurrence"]["from_anchor"]
+    rows = [
+        ["cron orders in the database (a mix of expressions and zones, below)", _num(calendar["orders"])],
+        [
+            "next occurrence from the order's cursor (the engine's question): CPU p50 / p99; wall p99 / max",
+            f"{_num(cursor['cpu_p50_us'])} / {_num(cursor['cpu_p99_us'])} µs; "
+            f"{_num(cursor['p99_us'])} / {_num(cursor['max_us'])} µs ({_num(cursor['samples'])} orders)",
+        ],
+        [
+            f"occurrence k counted from an anchor {anchor['anchor_days_back']} days back: CPU p50 / p99",
+            f"{_num(anchor['cpu_p50_us'])} / {_num(anchor['cpu_p99_us'])} µs ({_num(anchor['samples'])} orders)",
+        ],
+        ["`reconcile_orders` wall time (empty Redis → all scheduled)", f"{_num(calendar['reconcile_seconds'], 1)} s"],
+        ["jobs in rq-scheduler's sorted set after reconcile", _num(calendar["scheduled_jobs"])],
+        ["sampled jobs placed at their order's next_run_at", calendar["jobs_at_their_due_time"]],
+    ]
+    mix = ", ".join(f"`{m}`" for m in calendar["mix"])
+    return _table(["measure", "value"], rows) + f"\n\nExpressions: {mix}.\n"
+
+
 def _memory_section(results: dict[str, Any]) -> str:
     rows = []
     api = results.get("api", {}).get("memory", {})
@@ -636,6 +657,21 @@ def _targets(results: dict[str, Any]) -> str:
     if metrics:
         add("metrics on vs off: API and batch throughput within 5 %", *metrics_target(metrics))
         add("metrics on vs off: CPU per request and per execution within 5 %", *metrics_target(metrics, cpu=True))
+    calendar = results.get("calendar")
+    if calendar:
+        per_100k = calendar["reconcile_seconds"] * 100_000 / max(1, calendar["orders"])
+        exact = calendar["orders"] >= 100_000
+        add(
+            "reconcile of 100,000 cron orders < 60 s",
+            f"{_num(calendar['reconcile_seconds'], 1)} s" if exact else f"{_num(per_100k)} s (extrapolated)",
+            per_100k < 60,
+        )
+        cost = calendar["next_occurrence"]["with_cursor"]
+        add(
+            "a cron order's next occurrence (CPU p99) < 1 ms",
+            f"{_num(cost['cpu_p99_us'])} µs (wall p99 {_num(cost['p99_us'])} µs)",
+            cost["cpu_p99_us"] < 1000,
+        )
     return _table(["target", "measured (median)", ""], rows)
 
 
@@ -698,6 +734,12 @@ def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, sou
         parts += [f"![lateness]({plot_prefix}{plots['lateness']})", ""]
     if "scale" in results:
         parts += [f"## 5. Scale: {results['scale']['orders']:,} future orders", "", _scale_section(results["scale"])]
+    if "calendar" in results:
+        parts += [
+            f"## 5b. Calendar: {results['calendar']['orders']:,} cron orders",
+            "",
+            _calendar_section(results["calendar"]),
+        ]
     if "metrics" in results:
         parts += ["## 6. The cost of the metrics", "", metrics_section(results["metrics"])]
     parts += ["## 7. Memory (resident set size)", "", _memory_section(results)]

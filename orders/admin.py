@@ -118,6 +118,9 @@ class OrderAdmin(OrderAdminBase):
         "is_recurring",
         "repeat_interval",
         "repeat_unit",
+        "cron",
+        "end_at",
+        "schedule_description",
         "max_executions",
         "executions_count",
         "misfire_policy",
@@ -142,8 +145,11 @@ class OrderAdmin(OrderAdminBase):
                     "schedule_time",
                     "time_zone",
                     "is_recurring",
+                    "schedule_description",
                     "repeat_interval",
                     "repeat_unit",
+                    "cron",
+                    "end_at",
                     "max_executions",
                     "misfire_policy",
                 )
@@ -184,9 +190,11 @@ class OrderAdmin(OrderAdminBase):
 
     @admin.display(description="Schedule")
     def schedule_summary(self, order: Order) -> str:
-        if not order.is_recurring:
-            return "One-time"
-        return f"Every {order.repeat_interval} {order.repeat_unit}"
+        return order.schedule_description
+
+    @admin.display(description="In words")
+    def schedule_description(self, order: Order) -> str:
+        return order.schedule_description
 
     @admin.display(description="Executions")
     def executions(self, order: Order) -> str:

@@ -19,6 +19,15 @@ MAX_EXECUTIONS = 1_000_000
 # What a datetime-local input sends (seconds appear when step < 60).
 WALL_TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 ONCE, RECURRING = "once", "recurring"
+# How a recurring order repeats: every N units, or on a calendar (a cron expression).
+INTERVAL, CALENDAR = "interval", "calendar"
+# Presets for the cron field (static/js/order-form.js puts the schedule time's hour and minute in).
+CRON_PRESETS = (
+    ("Every weekday at…", "{minute} {hour} * * 1-5"),
+    ("Every Monday at…", "{minute} {hour} * * 1"),
+    ("First of the month at…", "{minute} {hour} 1 * *"),
+    ("Last day of the month at…", "{minute} {hour} L * *"),
+)
 
 
 def wall_time_text(value: datetime, time_zone: str) -> str:
@@ -63,6 +72,22 @@ class OrderForm(forms.Form):
         label="Schedule time", help_text="When it runs (the first run of a recurring order), in the time zone below."
     )
     time_zone = time_zone_field()
+    repeat_kind = forms.ChoiceField(
+        label="Repeats",
+        choices=[(INTERVAL, "At an interval"), (CALENDAR, "On a calendar (cron)")],
+        widget=forms.RadioSelect(attrs={"class": "repeat-kind-choice"}),
+        initial=INTERVAL,
+        required=False,
+    )
+    cron = forms.CharField(
+        label="Cron expression",
+        required=False,
+        strip=False,
+        help_text="minute hour day-of-month month day-of-week, in the time zone above; e.g. 30 9 * * 1-5. "
+        "It starts at the schedule time.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off", "class": "mono"}),
+    )
+    end_at = WallTimeField(label="Ends", required=False, help_text="Optional: no run after this time.")
     repeat_interval = forms.IntegerField(label="Every", min_value=1, max_value=MAX_INTERVAL, required=False)
     repeat_unit = forms.ChoiceField(label="Unit", choices=RepeatUnit.choices, required=False, initial="days")
     unlimited = forms.BooleanField(label="Unlimited executions", required=False)
@@ -105,6 +130,9 @@ class OrderForm(forms.Form):
             "time_zone": order.time_zone,
             "repeat_interval": order.repeat_interval,
             "repeat_unit": order.repeat_unit or "days",
+            "repeat_kind": CALENDAR if order.cron else INTERVAL,
+            "cron": order.cron or "",
+            "end_at": wall_time_text(order.end_at, order.time_zone) if order.end_at else "",
             "unlimited": order.is_recurring and order.max_executions is None,
             "max_executions": order.max_executions,
             "misfire_policy": order.misfire_policy,
@@ -134,7 +162,20 @@ class OrderForm(forms.Form):
                 data["schedule_at"] = resolve_wall_time(wall, tz_name)
             except ScheduleOverflow:
                 self.add_error("schedule_time", "The date-time is out of range.")
+        end_wall = data.get("end_at")
+        if end_wall is not None and tz_name:
+            try:
+                data["end_at_instant"] = resolve_wall_time(end_wall, tz_name)
+            except ScheduleOverflow:
+                self.add_error("end_at", "The date-time is out of range.")
+        if self.on_calendar and not (data.get("cron") or "").strip() and "cron" not in self.errors:
+            self.add_error("cron", "Enter a cron expression, or pick one of the presets.")
         return data
+
+    @property
+    def on_calendar(self) -> bool:
+        data = getattr(self, "cleaned_data", {})
+        return data.get("kind") == RECURRING and data.get("repeat_kind") == CALENDAR
 
     def _schedule_time_unchanged(self) -> bool:
         """The edit form sends back the shown wall time; unless it or the zone was changed, the stored
@@ -153,8 +194,10 @@ class OrderForm(forms.Form):
             "order_name": data["order_name"],
             "time_zone": data["time_zone"],
             "is_recurring": recurring,
-            "repeat_interval": data.get("repeat_interval") if recurring else None,
-            "repeat_unit": (data.get("repeat_unit") or None) if recurring else None,
+            "repeat_interval": data.get("repeat_interval") if recurring and not self.on_calendar else None,
+            "repeat_unit": (data.get("repeat_unit") or None) if recurring and not self.on_calendar else None,
+            "cron": data.get("cron") if self.on_calendar else None,
+            "end_at": data.get("end_at_instant") if recurring else None,
             "max_executions": None if not recurring or data.get("unlimited") else data.get("max_executions"),
             "misfire_policy": data["misfire_policy"],
         }
@@ -175,6 +218,14 @@ class OrderForm(forms.Form):
                 changes.update({name: data[name] for name in ("repeat_interval", "max_executions") if name in data})
                 if "repeat_unit" in data:
                     changes["repeat_unit"] = data["repeat_unit"] or None
+                if self.on_calendar:
+                    # The interval fields are hidden then: not checked, not shown.
+                    changes.pop("repeat_interval", None)
+                    changes.pop("repeat_unit", None)
+                    if data.get("cron"):
+                        changes["cron"] = data["cron"]
+                if data.get("end_at_instant") is not None:
+                    changes["end_at"] = data["end_at_instant"]
                 if data.get("unlimited"):
                     changes["max_executions"] = None
         if data.get("schedule_at") is not None and not self._schedule_time_unchanged():

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from orders.recurrence import Grid
+from orders.recurrence import Grid, describe
 
 
 class RepeatUnit(models.TextChoices):
@@ -12,6 +12,7 @@ class RepeatUnit(models.TextChoices):
     HOURS = "hours"
     DAYS = "days"
     WEEKS = "weeks"
+    MONTHS = "months"
 
 
 class OrderStatus(models.TextChoices):
@@ -37,7 +38,8 @@ FINISHED_ORDER_STATUSES = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 class Order(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
     order_name = models.CharField(max_length=255)
-    # The anchor of the grid: occurrence k of the current definition is due at schedule_time + (k-1) x interval.
+    # The anchor of the grid: occurrence k of the current definition is due at schedule_time + (k-1) x interval,
+    # or (a cron order) at the k-th match of `cron` at or after it.
     schedule_time = models.DateTimeField()
     time_zone = models.CharField(max_length=64, default="UTC")
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.SCHEDULED)
@@ -46,6 +48,11 @@ class Order(models.Model):
     repeat_interval = models.PositiveIntegerField(null=True, blank=True)
     # NULL (not "") for one-time orders: the original schema and API use null here.
     repeat_unit = models.CharField(max_length=8, choices=RepeatUnit.choices, null=True, blank=True)  # noqa: DJ001
+    # A 5-field cron expression in time_zone (a recurring order without an interval); NULL otherwise,
+    # as repeat_unit is for an order that has none.
+    cron = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # No occurrence after it (recurring orders); with max_executions, whichever comes first.
+    end_at = models.DateTimeField(null=True, blank=True)
     max_executions = models.PositiveIntegerField(null=True, blank=True)
     executions_count = models.PositiveIntegerField(default=0)
     misfire_policy = models.CharField(max_length=8, choices=MisfirePolicy.choices, default=MisfirePolicy.RUN_ONCE)
@@ -104,9 +111,24 @@ class Order(models.Model):
     @property
     def grid(self) -> Grid:
         """The occurrence grid of the current definition (see orders/recurrence.py)."""
-        if self.is_recurring:
-            return Grid(self.schedule_time, self.time_zone, self.repeat_interval, self.repeat_unit)
-        return Grid(self.schedule_time, self.time_zone)
+        # next_grid_index and next_run_at are written together, from this grid, and next_run_at is
+        # cleared whenever the definition changes: a known occurrence to count on from.
+        cursor = (self.next_grid_index, self.next_run_at) if self.next_run_at is not None else None
+        return Grid.of(
+            self.schedule_time,
+            self.time_zone,
+            is_recurring=self.is_recurring,
+            interval=self.repeat_interval,
+            unit=self.repeat_unit,
+            cron=self.cron,
+            end_at=self.end_at,
+            cursor=cursor,
+        )
+
+    @property
+    def schedule_description(self) -> str:
+        """The schedule in words: 'At 09:30, Monday through Friday (Europe/Berlin)'."""
+        return describe(self.grid)
 
     @property
     def has_runs_left(self) -> bool:

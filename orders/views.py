@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -22,9 +23,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.requests import request_user
 from common.converters import id_from_query
 from orders import selectors, services
-from orders.forms import ONCE, RECURRING, OrderFilterForm, OrderForm, wall_time_text
+from orders.calendar_rules import cron_problems
+from orders.forms import CRON_PRESETS, ONCE, RECURRING, OrderFilterForm, OrderForm, wall_time_text
 from orders.models import ExecutionStatus, Order, OrderStatus
-from orders.recurrence import Grid, ScheduleOverflow, first_index_due_after, upcoming
+from orders.recurrence import Grid, ScheduleOverflow, describe, first_index_due_after, upcoming
 from orders.templatetags.order_pages import in_zone
 
 DASHBOARD_PAGE_SIZE = 20
@@ -118,6 +120,7 @@ def _render_form(
         "preview_url": preview_url,
         "user_tz": _user_time_zone(request),
         "idempotency_key": idempotency_key,
+        "cron_presets": CRON_PRESETS,
     }
     return render(request, "orders/order_form.html", context, status=status)
 
@@ -220,24 +223,35 @@ def order_edit(request: HttpRequest, order_id: int) -> HttpResponse:
     return _render_form(request, OrderForm(order=order), order)
 
 
-PREVIEW_FIELDS = ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "max_executions")
+PREVIEW_FIELDS = ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "max_executions", "cron", "end_at")
 PAST_TIME = "This time has passed: choose one ahead."
 
 
-def _preview_times(form: OrderForm, order: Order | None, now: datetime) -> list[datetime]:
+def _preview_grid(form: OrderForm, order: Order | None) -> Grid | None:
+    """The grid the form describes, if it describes one yet."""
     data = form.cleaned_data
     anchor = data.get("schedule_at")
     if anchor is None and order is not None and "schedule_time" not in form.errors:
         anchor = order.schedule_time
     tz_name = data.get("time_zone")
     if anchor is None or not tz_name:
-        return []
+        return None
     if data.get("kind") != RECURRING:
-        return [anchor]
+        return Grid(anchor, tz_name)
+    end_at = data.get("end_at_instant")
+    if form.on_calendar:
+        cron = (data.get("cron") or "").strip()
+        return Grid(anchor, tz_name, cron=cron, end_at=end_at) if cron else None
     interval, unit = data.get("repeat_interval"), data.get("repeat_unit")
     if not interval or not unit:
-        return []
-    grid = Grid(anchor, tz_name, interval, unit)
+        return None
+    return Grid(anchor, tz_name, interval, unit, end_at=end_at)
+
+
+def _preview_times(form: OrderForm, order: Order | None, grid: Grid, now: datetime) -> list[datetime]:
+    if not grid.recurring:
+        return [grid.anchor]
+    data = form.cleaned_data
     maximum = None if data.get("unlimited") else data.get("max_executions")
     done = order.executions_count if order is not None else 0
     try:
@@ -260,7 +274,7 @@ def _typed_a_past_time(form: OrderForm, order: Order | None, now: datetime) -> b
 @login_required
 @require_POST
 def order_preview(request: HttpRequest, order_id: int | None = None) -> JsonResponse:
-    """The next run times of the definition on the form, computed without saving anything.
+    """The schedule on the form in words and its next run times, computed without saving anything.
 
     A POST of the form as it stands (a long name would not fit in a query string). A half-filled
     form is not an error: the answer is 200 with the fields that keep a preview from being shown,
@@ -278,8 +292,24 @@ def order_preview(request: HttpRequest, order_id: int | None = None) -> JsonResp
     if not errors and _typed_a_past_time(form, order, now):
         errors["schedule_time"] = [PAST_TIME]
     tz_name = form.cleaned_data.get("time_zone") or _user_time_zone(request)
-    runs = [] if errors else [run for run in _preview_times(form, order, now) if run > now]
-    return JsonResponse({"time_zone": tz_name, "runs": [in_zone(run, tz_name) for run in runs], "errors": errors})
+    grid = None if errors else _preview_grid(form, order)
+    if grid is not None and grid.cron is not None:
+        # The same check the service makes when the form is sent (a read: nothing is saved).
+        problems = cron_problems(
+            grid.cron, time_zone=tz_name, start=grid.anchor, min_interval_seconds=settings.ORDER_MIN_INTERVAL_SECONDS
+        )
+        if problems:
+            errors["cron"] = problems
+            grid = None
+    runs = [] if grid is None else [run for run in _preview_times(form, order, grid, now) if run > now]
+    return JsonResponse(
+        {
+            "time_zone": tz_name,
+            "description": describe(grid) if grid is not None else "",
+            "runs": [in_zone(run, tz_name) for run in runs],
+            "errors": errors,
+        }
+    )
 
 
 # --- detail and actions ----------------------------------------------------------------------------------

@@ -136,3 +136,14 @@ def test_the_metrics_cost_is_the_median_on_side_against_the_median_off_side() ->
     section = report.metrics_section(scenario)
     assert "| create req/s | 95.00 | 100.00 | +5.0 % |" in section
     assert "took 12.0 ms" in section
+
+
+def test_bench_calendar_reconciles_cron_orders_at_their_cursors(tmp_path: Path) -> None:
+    result = harness.scenario_calendar(_context(tmp_path))
+    assert result["orders"] == harness.SMOKE.calendar_orders == 40
+    # reconcile_orders (a real process) placed every order's job at its own next_run_at.
+    assert result["scheduled_jobs"] == 40
+    assert result["jobs_at_their_due_time"] == "40/40"
+    assert result["next_occurrence"]["with_cursor"]["samples"] == 20
+    text = report._calendar_section(result)
+    assert "next occurrence from the order's cursor" in text and "`*/5 * * * * (Europe/Berlin)`" in text

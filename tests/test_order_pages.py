@@ -544,7 +544,12 @@ def test_preview_is_a_post_and_takes_a_name_too_long_for_a_query_string(alice_we
     response = alice_web.post("/orders/preview.json", form)
 
     assert response.status_code == 200
-    assert response.json() == {"time_zone": "UTC", "runs": ["2031-01-01 00:00:00 UTC"], "errors": {}}
+    assert response.json() == {
+        "time_zone": "UTC",
+        "description": "Once, on 2031-01-01 at 00:00 (UTC)",
+        "runs": ["2031-01-01 00:00:00 UTC"],
+        "errors": {},
+    }
 
 
 def test_preview_never_lists_a_past_time(alice: Any, alice_web: Client) -> None:
@@ -574,7 +579,8 @@ def test_preview_never_lists_a_past_time(alice: Any, alice_web: Client) -> None:
     initial = alice_web.get(f"/orders/{done.pk}/edit").context["form"].initial
     form = {name: "" if value is None else value for name, value in initial.items()}
     untouched = alice_web.post(f"/orders/{done.pk}/preview.json", {**form, "kind": "once"}).json()
-    assert untouched == {"time_zone": "UTC", "runs": [], "errors": {}}
+    assert {**untouched, "description": ""} == {"time_zone": "UTC", "description": "", "runs": [], "errors": {}}
+    assert untouched["description"].startswith("Once, on ")
 
 
 def test_preview_of_an_edit_counts_the_runs_already_made(alice: Any, alice_web: Client) -> None:

@@ -17,7 +17,7 @@ from django.db import models
 
 from common.timezones import is_valid_time_zone
 from orders.models import Order
-from orders.recurrence import zone
+from orders.recurrence import Grid, describe, zone
 from orders.selectors import ORDER_ROW_COLUMNS
 
 
@@ -44,8 +44,9 @@ class _Zones:
 # The JSON key of each column of ORDER_ROW_COLUMNS that is not named as it is stored: the order's id,
 # and the executions it has left (Order.executions_remaining, from execution_limit on the row).
 _KEY_OF_COLUMN = {"id": "order_id", "execution_limit": "executions_remaining"}
-# The order's JSON keys, in order: OrderSerializer's fields are these.
-ORDER_JSON_FIELDS = tuple(_KEY_OF_COLUMN.get(column, column) for column in ORDER_ROW_COLUMNS)
+# The order's JSON keys, in order: OrderSerializer's fields are these. The last is derived: the
+# schedule in words (Order.schedule_description).
+ORDER_JSON_FIELDS = (*(_KEY_OF_COLUMN.get(column, column) for column in ORDER_ROW_COLUMNS), "schedule_description")
 
 _POSITION = {column: i for i, column in enumerate(ORDER_ROW_COLUMNS)}
 _TIME_COLUMNS = [
@@ -59,6 +60,13 @@ _BOOLEANS = tuple(
     if isinstance(Order._meta.get_field(c), models.BooleanField)
 )
 _TIME_ZONE, _LIMIT, _COUNT = _POSITION["time_zone"], _POSITION["execution_limit"], _POSITION["executions_count"]
+_GRID = tuple(_POSITION[c] for c in ("schedule_time", "is_recurring", "repeat_interval", "repeat_unit", "cron"))
+
+
+def _description(row: Sequence[Any]) -> str:
+    anchor, is_recurring, interval, unit, cron = (row[i] for i in _GRID)
+    grid = Grid.of(anchor, row[_TIME_ZONE], is_recurring=bool(is_recurring), interval=interval, unit=unit, cron=cron)
+    return describe(grid)
 
 
 def order_values(order: Order) -> tuple[Any, ...]:
@@ -72,7 +80,7 @@ def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         tz = zones(row[_TIME_ZONE])
-        item = dict(zip(ORDER_JSON_FIELDS, row, strict=True))
+        item = dict(zip(ORDER_JSON_FIELDS[:-1], row, strict=True))
         for i, key in _ORDER_TIMES:
             value = row[i]
             item[key] = value.astimezone(tz).isoformat() if value is not None else None
@@ -80,6 +88,7 @@ def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             item[key] = bool(row[i])
         limit = row[_LIMIT]
         item["executions_remaining"] = None if limit is None else max(limit - row[_COUNT], 0)
+        item["schedule_description"] = _description(row)
         out.append(item)
     return out
 

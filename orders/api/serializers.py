@@ -13,6 +13,7 @@ from rest_framework.fields import empty
 
 from common.timezones import is_selectable, is_valid_time_zone, unknown_zone_message
 from orders.api.representation import ORDER_JSON_FIELDS
+from orders.calendar_rules import CronError, parse_cron
 from orders.models import Execution, MisfirePolicy, Notification, Order, OrderStatus, RepeatUnit
 from orders.recurrence import zone
 from orders.selectors import ORDERINGS
@@ -89,9 +90,20 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
     schedule_time = serializers.SerializerMethodField()
     next_run_at = serializers.SerializerMethodField()
     last_run_at = serializers.SerializerMethodField()
+    end_at = serializers.SerializerMethodField()
     created_at = serializers.SerializerMethodField()
     updated_at = serializers.SerializerMethodField()
     executions_remaining = serializers.IntegerField(read_only=True, allow_null=True)
+    cron = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The 5-field cron expression of a cron order (minute hour day-of-month month day-of-week), "
+        "in time_zone; null otherwise.",
+    )
+    schedule_description = serializers.CharField(
+        read_only=True,
+        help_text="The schedule in plain English, e.g. 'At 09:30, Monday through Friday (Europe/Berlin)'.",
+    )
 
     class Meta:
         model = Order
@@ -113,6 +125,10 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_last_run_at(self, order: Order) -> str | None:
         return self._zoned(order, order.last_run_at)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_end_at(self, order: Order) -> str | None:
+        return self._zoned(order, order.end_at)
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_created_at(self, order: Order) -> str | None:
@@ -138,6 +154,35 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
     max_executions = serializers.IntegerField(min_value=1, max_value=MAX_EXECUTIONS, required=False, allow_null=True)
     time_zone = StrictCharField(max_length=64, required=False)
     misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False)
+    cron = StrictCharField(
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        help_text="A 5-field cron expression (minute hour day-of-month month day-of-week; lists, ranges, steps, "
+        "names such as MON and JAN, L, LW, 5L and 5#2), read in time_zone: the order is recurring and runs at "
+        "each match at or after schedule_time. Not together with repeat_interval and repeat_unit.",
+    )
+    end_at = ZonedDateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Recurring orders: no run after this time (with max_executions, whichever comes first).",
+    )
+
+    def validate_cron(self, value: str | None) -> str | None:
+        # The expression alone; what depends on the rest (its zone, start, the minimum interval) is
+        # checked by the service.
+        if value is None:
+            return None
+        try:
+            return parse_cron(value)
+        except CronError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A cron order is recurring: is_recurring may be left out.
+        if attrs.get("cron") is not None and "is_recurring" not in self.initial_data:
+            attrs["is_recurring"] = True
+        return attrs
 
     def validate_time_zone(self, value: str) -> str:
         if not is_selectable(value):

@@ -48,6 +48,63 @@ CREATE_EXAMPLES = [
         },
         request_only=True,
     ),
+    OpenApiExample(
+        "Cron order: 09:30 on weekdays",
+        description=(
+            "A cron order is recurring (is_recurring may be left out) and runs at each match at or after "
+            "schedule_time (default: now) in time_zone; a missing wall time runs later by the gap, a repeated "
+            "one once. The answer says it in words: schedule_description."
+        ),
+        value={
+            "order_name": "Morning report",
+            "cron": "30 9 * * 1-5",
+            "time_zone": "Europe/Berlin",
+            "end_at": "2030-12-31T23:59:59",
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A cron order, as answered",
+        value={
+            "order_id": 42,
+            "user_id": 7,
+            "order_name": "Morning report",
+            "schedule_time": "2030-01-06T08:12:40.512000+01:00",
+            "status": "scheduled",
+            "job_id": "order-42-v1-k1-3f9c",
+            "is_recurring": True,
+            "repeat_interval": None,
+            "repeat_unit": None,
+            "cron": "30 9 * * 1-5",
+            "max_executions": None,
+            "end_at": "2030-12-31T23:59:59+01:00",
+            "executions_count": 0,
+            "executions_remaining": None,
+            "time_zone": "Europe/Berlin",
+            "misfire_policy": "run_once",
+            "next_run_at": "2030-01-07T09:30:00+01:00",
+            "last_run_at": None,
+            "last_result": "",
+            "created_at": "2030-01-06T07:12:40.515000Z",
+            "updated_at": "2030-01-06T07:12:40.530000Z",
+            "schedule_description": "At 09:30, Monday through Friday (Europe/Berlin)",
+        },
+        response_only=True,
+        status_codes=["201"],
+    ),
+    OpenApiExample(
+        "Every month on the 31st",
+        description="On the anchor's day of the month, or the last day of shorter months, at its wall time.",
+        value={
+            "order_name": "Month-end close",
+            "schedule_time": "2030-01-31T18:00:00",
+            "time_zone": "Europe/Berlin",
+            "is_recurring": True,
+            "repeat_interval": 1,
+            "repeat_unit": "months",
+        },
+        request_only=True,
+    ),
 ]
 
 
@@ -111,11 +168,12 @@ def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
     """Validated serializer data -> service arguments (naive times read in the order's zone)."""
     changes = dict(data)
     tz_name = changes.get("time_zone") or time_zone
-    if changes.get("schedule_time") is not None:
-        try:
-            changes["schedule_time"] = resolve_wall_time(changes["schedule_time"], tz_name)
-        except ScheduleOverflow as exc:
-            raise ValidationError({"schedule_time": ["The date-time is out of range."]}) from exc
+    for name in ("schedule_time", "end_at"):
+        if changes.get(name) is not None:
+            try:
+                changes[name] = resolve_wall_time(changes[name], tz_name)
+            except ScheduleOverflow as exc:
+                raise ValidationError({name: ["The date-time is out of range."]}) from exc
     return changes
 
 
@@ -136,6 +194,12 @@ def _valid_or_every_error(
             changes = {k: v for k, v in rest.validated_data.items() if k != "schedule_time"}
         if order is None:
             changes.setdefault("time_zone", time_zone)
+        if "cron" in errors and data.get("cron") is not None:
+            # A cron order, even when its expression did not parse: the service is shown the expression
+            # as sent (its error is the one above), so it asks for no interval instead.
+            changes["cron"] = data["cron"]
+            if "is_recurring" not in data:
+                changes["is_recurring"] = True
         for name, messages in services.order_definition_errors(changes=changes, order=order).items():
             errors.setdefault(name, messages)
     raise ValidationError(errors)

@@ -58,6 +58,11 @@ def _fingerprint(definition: OrderDefinition) -> str:
     data = {name: getattr(definition, name) for name in FINGERPRINT_FIELDS}
     if data["schedule_time"] is not None:
         data["schedule_time"] = data["schedule_time"].astimezone(UTC).isoformat()
+    # Fields added since: part of it only when set, so that the fingerprints stored before still match.
+    if definition.cron is not None:
+        data["cron"] = definition.cron
+    if definition.end_at is not None:
+        data["end_at"] = definition.end_at.astimezone(UTC).isoformat()
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 

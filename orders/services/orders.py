@@ -22,6 +22,7 @@ from accounts.models import User
 from common import tracing
 from common.timezones import is_valid_time_zone
 from orders import sql
+from orders.calendar_rules import cron_problems, normalize_cron
 from orders.dispatch import cancel_job_after_commit, schedule_execution_job, schedule_next_occurrence
 from orders.events import log_event
 from orders.models import (
@@ -52,6 +53,22 @@ class OrderDefinition:
     max_executions: int | None = None
     time_zone: str = "UTC"
     misfire_policy: str = MisfirePolicy.RUN_ONCE
+    # A recurring order has either repeat_interval and repeat_unit or a cron expression.
+    cron: str | None = None
+    end_at: datetime | None = None  # aware
+
+    def grid(self) -> Grid:
+        """The grid this definition describes (what validation checks)."""
+        assert self.schedule_time is not None
+        return Grid.of(
+            self.schedule_time,
+            self.time_zone,
+            is_recurring=self.is_recurring,
+            interval=self.repeat_interval,
+            unit=self.repeat_unit,
+            cron=self.cron,
+            end_at=self.end_at,
+        )
 
 
 # --- validation -------------------------------------------------------------------------------------
@@ -88,15 +105,36 @@ def validate_definition(
         elif st > now + timedelta(days=settings.ORDER_SCHEDULE_HORIZON_DAYS):
             add("schedule_time", f"The time must be within {settings.ORDER_SCHEDULE_HORIZON_DAYS} days.")
 
+    cron, end_at = definition.cron, definition.end_at
+    if cron is not None and not definition.is_recurring:
+        add("cron", "A cron order is recurring: send is_recurring true, or leave it out.")
+    if end_at is not None:
+        if not definition.is_recurring:
+            add("end_at", "Only a recurring order has an end: leave end_at out for a one-time order.")
+        elif st is not None and end_at < st:
+            add("end_at", "end_at must be after schedule_time.")
+
     if definition.is_recurring:
-        if definition.repeat_interval is None:
-            add("repeat_interval", "A recurring order needs an interval.")
-        elif definition.repeat_interval < 1:
-            add("repeat_interval", "The interval must be at least 1.")
-        if definition.repeat_unit is None:
-            add("repeat_unit", "A recurring order needs a unit.")
-        elif definition.repeat_unit not in RepeatUnit.values:
-            add("repeat_unit", f"Choose one of: {', '.join(RepeatUnit.values)}.")
+        if cron is not None:
+            if definition.repeat_interval is not None or definition.repeat_unit is not None:
+                add("cron", "Give either cron or repeat_interval and repeat_unit, not both.")
+            elif st is not None:
+                for problem in cron_problems(
+                    cron,
+                    time_zone=definition.time_zone,
+                    start=st,
+                    min_interval_seconds=settings.ORDER_MIN_INTERVAL_SECONDS,
+                ):
+                    add("cron", problem)
+        else:
+            if definition.repeat_interval is None:
+                add("repeat_interval", "A recurring order needs an interval (or a cron expression).")
+            elif definition.repeat_interval < 1:
+                add("repeat_interval", "The interval must be at least 1.")
+            if definition.repeat_unit is None:
+                add("repeat_unit", "A recurring order needs a unit (or a cron expression).")
+            elif definition.repeat_unit not in RepeatUnit.values:
+                add("repeat_unit", f"Choose one of: {', '.join(RepeatUnit.values)}.")
         if definition.max_executions is not None:
             if definition.max_executions < 1:
                 add("max_executions", "Must be at least 1, or empty for unlimited.")
@@ -105,7 +143,7 @@ def validate_definition(
                     "max_executions",
                     f"This order has already run {executions_count} times; the maximum cannot be lower.",
                 )
-        if not errors and definition.repeat_interval and definition.repeat_unit and st is not None:
+        if not errors and cron is None and definition.repeat_interval and definition.repeat_unit and st is not None:
             if (
                 interval_seconds(definition.repeat_interval, definition.repeat_unit)
                 < settings.ORDER_MIN_INTERVAL_SECONDS
@@ -121,6 +159,11 @@ def validate_definition(
                     occurrence_due(grid, 2)
                 except ScheduleOverflow:
                     add("repeat_interval", "The interval is so large that the next run would never come.")
+        if not errors and end_at is not None:
+            try:
+                occurrence_due(definition.grid(), 1)
+            except ScheduleOverflow:
+                add("end_at", "The schedule has no run between schedule_time and end_at.")
     if errors:
         raise ValidationError(errors)
 
@@ -211,6 +254,8 @@ def order_create(
     now = timezone.now()
     if definition.schedule_time is None and definition.is_recurring:
         definition.schedule_time = now
+    if isinstance(definition.cron, str):
+        definition.cron = normalize_cron(definition.cron)
     validate_definition(definition, now=now, schedule_time_changed=True)
     assert definition.schedule_time is not None  # validated above
     check_active_cap(user)
@@ -223,6 +268,8 @@ def order_create(
         repeat_interval=definition.repeat_interval if definition.is_recurring else None,
         repeat_unit=definition.repeat_unit if definition.is_recurring else None,
         max_executions=definition.max_executions if definition.is_recurring else None,
+        cron=definition.cron if definition.is_recurring else None,
+        end_at=definition.end_at if definition.is_recurring else None,
         misfire_policy=definition.misfire_policy,
         execution_limit=definition.max_executions if definition.is_recurring else 1,
         status=OrderStatus.SCHEDULED,
@@ -234,7 +281,14 @@ def order_create(
     order.save()
     schedule_next_occurrence(order, grid_index=1)
     order.save(update_fields=["next_grid_index", "next_run_at", "job_id"])
-    log_event("created", order_id=order.pk, user_id=user.pk, job_id=order.job_id, status=order.status)
+    log_event(
+        "created",
+        order_id=order.pk,
+        user_id=user.pk,
+        job_id=order.job_id,
+        status=order.status,
+        schedule=order.schedule_description,
+    )
     return order
 
 
@@ -249,13 +303,13 @@ def order_definition_errors(*, changes: dict[str, Any], order: Order | None = No
     now = timezone.now()
     if order is None:
         definition = OrderDefinition(**{"order_name": "", "schedule_time": None, **changes})
+        if isinstance(definition.cron, str):
+            definition.cron = normalize_cron(definition.cron)
         schedule_time_changed, executions_count = True, 0
     else:
         current = order_definition(order)
         known = {name: value for name, value in changes.items() if name in OrderDefinition.__dataclass_fields__}
-        definition = OrderDefinition(**{**current.__dict__, **known})
-        if not definition.is_recurring:
-            definition.repeat_interval = definition.repeat_unit = definition.max_executions = None
+        definition = changed_definition(current, known)
         schedule_time_changed = definition.schedule_time != current.schedule_time
         executions_count = order.executions_count
     try:
@@ -265,6 +319,24 @@ def order_definition_errors(*, changes: dict[str, Any], order: Order | None = No
     except ValidationError as exc:
         return {field: list(messages) for field, messages in exc.message_dict.items()}
     return {}
+
+
+def changed_definition(current: OrderDefinition, changes: dict[str, Any]) -> OrderDefinition:
+    """`current` with `changes` applied, as an update applies them: a cron expression replaces an
+    interval and the other way round (sending both at once stays an error), and a one-time order keeps
+    none of the recurring fields."""
+    new = OrderDefinition(**{**current.__dict__, **changes})
+    if isinstance(new.cron, str):
+        new.cron = normalize_cron(new.cron)
+    sends_cron = changes.get("cron") is not None
+    sends_interval = changes.get("repeat_interval") is not None or changes.get("repeat_unit") is not None
+    if sends_cron and not sends_interval:
+        new.repeat_interval = new.repeat_unit = None
+    elif sends_interval and not sends_cron:
+        new.cron = None
+    if not new.is_recurring:
+        new.repeat_interval = new.repeat_unit = new.max_executions = new.cron = new.end_at = None
+    return new
 
 
 def order_definition(order: Order) -> OrderDefinition:
@@ -277,6 +349,8 @@ def order_definition(order: Order) -> OrderDefinition:
         max_executions=order.max_executions,
         time_zone=order.time_zone,
         misfire_policy=order.misfire_policy,
+        cron=order.cron,
+        end_at=order.end_at,
     )
 
 
@@ -290,15 +364,16 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationError({name: ["This field cannot be changed."] for name in sorted(unknown)})
-    new = OrderDefinition(**{**current.__dict__, **changes})
+    new = changed_definition(current, changes)
     converting = new.is_recurring != current.is_recurring
-    if not new.is_recurring:
-        new.repeat_interval = new.repeat_unit = new.max_executions = None
     schedule_time_changed = new.schedule_time != current.schedule_time
     # What moves the grid: for a one-time order only its time (its zone just labels that instant);
-    # for a recurring order also its zone (calendar units keep wall time there), interval and unit.
+    # for a recurring order also its zone (calendar units and cron keep wall time there), its interval
+    # and unit or its cron expression, and its end.
     grid_fields = (
-        ("schedule_time", "time_zone", "repeat_interval", "repeat_unit") if new.is_recurring else ("schedule_time",)
+        ("schedule_time", "time_zone", "repeat_interval", "repeat_unit", "cron", "end_at")
+        if new.is_recurring
+        else ("schedule_time",)
     )
     grid_changed = converting or any(getattr(new, f) != getattr(current, f) for f in grid_fields)
     limit_changed = new.is_recurring and new.max_executions != current.max_executions
@@ -332,6 +407,7 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
         job_id=order.job_id,
         status=order.status,
         is_recurring=order.is_recurring,
+        schedule=order.schedule_description,
     )
     return order
 

@@ -25,7 +25,9 @@ def in_zone(value: datetime | None, time_zone: str) -> str:
 
 @register.filter
 def schedule_words(order: Order) -> str:
-    """'One-time' or 'Every 2 hours'."""
+    """'One-time', 'Every 2 hours', or a cron order's schedule in words."""
+    if order.is_recurring and order.cron:
+        return order.schedule_description
     if not order.is_recurring or not order.repeat_interval or not order.repeat_unit:
         return "One-time"
     unit = order.repeat_unit

@@ -1,5 +1,7 @@
-/* The order form: shows the recurring fields only for a recurring order, disables the maximum when
- * "Unlimited" is ticked, and previews the next five run times from the server (nothing is saved). */
+/* The order form: shows the recurring fields only for a recurring order (the interval or the cron
+ * field, as chosen), disables the maximum when "Unlimited" is ticked, fills the cron field from a
+ * preset, and previews the schedule in words and the next five run times from the server while the
+ * user types (nothing is saved). */
 (function () {
   "use strict";
 
@@ -8,6 +10,11 @@
     return;
   }
   var recurringFields = document.getElementById("recurring-fields");
+  var intervalFields = document.getElementById("interval-fields");
+  var cronFields = document.getElementById("cron-fields");
+  var cronInput = form.querySelector("input[name=cron]");
+  var scheduleInput = form.querySelector("input[name=schedule_time]");
+  var words = document.getElementById("preview-words");
   var unlimited = form.querySelector("input[name=unlimited]");
   var maximum = form.querySelector("input[name=max_executions]");
   var list = document.getElementById("preview-list");
@@ -22,15 +29,38 @@
     return checked ? checked.value : "once";
   }
 
+  function repeatKind() {
+    var checked = form.querySelector("input[name=repeat_kind]:checked");
+    return checked ? checked.value : "interval";
+  }
+
   function syncFields() {
     recurringFields.hidden = kind() !== "recurring";
+    if (intervalFields && cronFields) {
+      intervalFields.hidden = repeatKind() === "calendar";
+      cronFields.hidden = repeatKind() !== "calendar";
+    }
     if (unlimited && maximum) {
       maximum.disabled = unlimited.checked;
     }
   }
 
+  function usePreset(event) {
+    var template = event.currentTarget.getAttribute("data-cron-preset");
+    // The hour and minute of the schedule time (09:30 unless one is typed).
+    var match = /T(\d{2}):(\d{2})/.exec(scheduleInput ? scheduleInput.value : "");
+    var hour = match ? String(parseInt(match[1], 10)) : "9";
+    var minute = match ? String(parseInt(match[2], 10)) : "30";
+    cronInput.value = template.replace("{hour}", hour).replace("{minute}", minute);
+    changed();
+    cronInput.focus();
+  }
+
   function showPreview(data) {
     list.replaceChildren();
+    if (words) {
+      words.textContent = data.description || "";
+    }
     zoneLabel.textContent = data.time_zone ? "(" + data.time_zone + ")" : "";
     var errors = data.errors || {};
     var messages = Object.keys(errors).map(function (name) {
@@ -88,6 +118,9 @@
     timer = window.setTimeout(preview, 250);
   }
 
+  Array.prototype.forEach.call(form.querySelectorAll("[data-cron-preset]"), function (button) {
+    button.addEventListener("click", usePreset);
+  });
   form.addEventListener("input", changed);
   form.addEventListener("change", changed);
   syncFields();

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0002_idempotency_key"),
+        ("orders", "0003_calendar_schedules"),
     ]
 
     operations = [
