@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     # orders first: its `rqscheduler` command overrides django-rq's (fractional interval, reconcile loop).
     "orders",
     "accounts",
+    "webhooks",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -242,6 +243,23 @@ ABANDONED_CHECK_EVERY_SECONDS = env.int("ABANDONED_CHECK_EVERY_SECONDS", default
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
 
+# --- Webhooks -----------------------------------------------------------------------------------
+# Orders with a target URL POST a signed JSON message there (docs/WEBHOOKS.md).
+# Total time for one delivery (resolution, connection, request, answer), and for the connection alone.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=WEBHOOK_TIMEOUT_SECONDS)
+# Hosts (as written in target URLs, or IP literals) that may use http:// and may resolve to loopback or
+# private addresses. Empty by default: only https:// to public addresses.
+WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env.list("WEBHOOK_ALLOWED_HOSTS", default=[])]
+# The longest Retry-After a receiver can ask for; a longer one is cut to this.
+WEBHOOK_RETRY_AFTER_MAX_SECONDS = env.float("WEBHOOK_RETRY_AFTER_MAX_SECONDS", default=300.0)
+# Deliveries in flight at once per worker (one batch of orders is sent concurrently).
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=100)
+# Key material for the signing secrets' encryption at rest (first encrypts, all decrypt); default SECRET_KEY.
+WEBHOOK_SECRETS_KEYS = env.list("WEBHOOK_SECRETS_KEYS", default=[]) or [SECRET_KEY]
+# Dotted path of the resolver the URL policy uses (host, port) -> addresses; tests use a stub.
+WEBHOOK_RESOLVER = env.str("WEBHOOK_RESOLVER", default="webhooks.targets.system_resolver")
+
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
@@ -319,5 +337,8 @@ LOGGING = {
     "loggers": {
         "rq.worker": {"level": env.str("RQ_LOG_LEVEL", default="WARNING")},
         "rq_scheduler": {"level": "WARNING"},
+        # httpx logs every webhook request at INFO; the order log records each delivery instead.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
