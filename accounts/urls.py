@@ -13,4 +13,5 @@ urlpatterns = [
     re_path(r"^account/?$", views.account_view, name="account"),
     re_path(r"^account/password/?$", views.password_change_view, name="account-password"),
     re_path(r"^account/logout-all/?$", views.logout_all_view, name="account-logout-all"),
+    re_path(r"^account/webhook-secret/?$", views.webhook_secret_view, name="account-webhook-secret"),
 ]

@@ -18,6 +18,8 @@ from accounts import services
 from accounts.forms import LoginForm, PasswordChangeForm, ProfileForm, SignupForm, add_service_errors
 from accounts.models import User
 from accounts.throttling import Throttled, client_ip
+from webhooks.selectors import signing_secret_get_for_user
+from webhooks.services import signing_secret_rotate
 
 BACKEND = "accounts.backends.EmailBackend"
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -108,12 +110,15 @@ def _account_page(
     *,
     profile_form: ProfileForm | None = None,
     password_form: PasswordChangeForm | None = None,
+    new_webhook_secret: str | None = None,
     status: int = 200,
 ) -> HttpResponse:
     user = _user(request)
     context = {
         "profile_form": profile_form or ProfileForm(initial={"time_zone": user.time_zone}),
         "password_form": password_form or PasswordChangeForm(),
+        "webhook_secret": signing_secret_get_for_user(user_id=user.pk),
+        "new_webhook_secret": new_webhook_secret,
     }
     return render(request, "accounts/account.html", context, status=status)
 
@@ -167,3 +172,13 @@ def logout_all_view(request: HttpRequest) -> HttpResponse:
     logout(request)
     messages.success(request, "You were signed out on every device.")
     return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+@never_cache
+@login_required
+@require_POST
+def webhook_secret_view(request: HttpRequest) -> HttpResponse:
+    """Rotate the signing secret and show the new one on this page, once: not redirected, so the secret
+    is never kept in a session or message cookie."""
+    secret = signing_secret_rotate(user_id=_user(request).pk)
+    return _account_page(request, new_webhook_secret=secret)  # never_cache: no-store
