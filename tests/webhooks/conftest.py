@@ -93,9 +93,4 @@ def stub_resolver() -> Callable[..., StubResolver]:
 @pytest.fixture(autouse=True)
 def _webhook_settings(settings: Any) -> None:
     settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    settings.WEBHOOK_RESOLVER = "tests.webhooks.conftest.no_dns_resolver"
-
-
-def no_dns_resolver(host: str, port: int) -> list[IPAddress]:
-    """The configured resolver in these tests: nothing is looked up over the network."""
-    raise TargetUnresolvable("The host name does not resolve.")
+    settings.WEBHOOK_RESOLVER = "tests.webhooks.resolvers.no_dns_resolver"

@@ -11,8 +11,9 @@ What it answers is chosen by the path, so one receiver serves every case:
   /drip/<seconds>          200 at once, then the body one byte per <seconds>
   /flaky/<n>               503 for the first n requests of each webhook-id, then 200
 Any path waits --delay seconds first. Each request is recorded (method, path, headers, body, SNI);
-GET /_stats answers {"requests": N, "succeeded": {webhook-id: count of 2xx answers}, "verified": N}
-where "verified" counts requests whose signature checked out with --secret.
+GET /_stats answers {"requests": N, "succeeded": {webhook-id: count of 2xx answers}, "verified": N,
+"attempts": {webhook-id: [data.attempt of each request]}} where "verified" counts requests whose
+signature checked out with --secret.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class State:
     requests: list[Received] = field(default_factory=list)
     succeeded: Counter[str] = field(default_factory=Counter)
     seen: Counter[str] = field(default_factory=Counter)
+    # webhook-id -> the data.attempt of each request with that id, in arrival order.
+    attempts: dict[str, list[int]] = field(default_factory=dict)
     verified: int = 0
     # Server names clients sent in TLS handshakes (SNI), in order.
     sni: list[str | None] = field(default_factory=list)
@@ -89,12 +92,19 @@ async def _handle(state: State, reader: asyncio.StreamReader, writer: asyncio.St
     parts = [p for p in url.path.split("/") if p]
     try:
         if url.path == "/_stats":
-            stats = {"requests": len(state.requests), "succeeded": dict(state.succeeded), "verified": state.verified}
+            stats = {
+                "requests": len(state.requests),
+                "succeeded": dict(state.succeeded),
+                "verified": state.verified,
+                "attempts": state.attempts,
+            }
             writer.write(_response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
             return
         state.requests.append(Received(method, url.path, headers, body, sni, time.time()))
         webhook_id = headers.get("webhook-id", "")
         state.seen[webhook_id] += 1
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            state.attempts.setdefault(webhook_id, []).append(int(json.loads(body)["data"]["attempt"]))
         if state.secret:
             with contextlib.suppress(Exception):
                 Webhook(state.secret).verify(body, headers)
