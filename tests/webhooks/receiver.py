@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 import threading
 import time
@@ -54,6 +55,11 @@ class State:
     # webhook-id -> the data.attempt of each request with that id, in arrival order.
     attempts: dict[str, list[int]] = field(default_factory=dict)
     verified: int = 0
+    # With --effects-file: each request appends a "begin" line and the first 2xx answer of a webhook-id
+    # an "end" line (a repeat of a processed id is acknowledged, not processed again), in the format of
+    # tests/faults/executors.py, so that the fault suite's invariants see the receiver's effects.
+    effects_file: Path | None = None
+    processed: set[str] = field(default_factory=set)
     # Server names clients sent in TLS handshakes (SNI), in order.
     sni: list[str | None] = field(default_factory=list)
 
@@ -70,6 +76,14 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
     return method, target, headers, body
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _response(status: int, body: bytes = b"", extra: dict[str, str] | None = None, length: int | None = None) -> bytes:
@@ -103,8 +117,14 @@ async def _handle(state: State, reader: asyncio.StreamReader, writer: asyncio.St
         state.requests.append(Received(method, url.path, headers, body, sni, time.time()))
         webhook_id = headers.get("webhook-id", "")
         state.seen[webhook_id] += 1
+        effect: dict[str, Any] = {}
         with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
-            state.attempts.setdefault(webhook_id, []).append(int(json.loads(body)["data"]["attempt"]))
+            data = json.loads(body)["data"]
+            state.attempts.setdefault(webhook_id, []).append(int(data["attempt"]))
+            effect = {"key": webhook_id, "order_id": data["order_id"], "occurrence": data["occurrence"]}
+            effect.update(attempt=data["attempt"], pid=os.getpid())
+        if state.effects_file is not None and effect:
+            _append(state.effects_file, {**effect, "phase": "begin", "t": time.time()})
         if state.secret:
             with contextlib.suppress(Exception):
                 Webhook(state.secret).verify(body, headers)
@@ -143,6 +163,9 @@ async def _handle(state: State, reader: asyncio.StreamReader, writer: asyncio.St
             status, payload = 503, b"try again"
         if 200 <= status < 300:
             state.succeeded[webhook_id] += 1
+            if state.effects_file is not None and effect and webhook_id not in state.processed:
+                state.processed.add(webhook_id)
+                _append(state.effects_file, {**effect, "phase": "end", "t": time.time()})
         writer.write(_response(status, payload, extra))
         await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
@@ -224,8 +247,10 @@ def main() -> None:
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--secret", default=None)
+    parser.add_argument("--effects-file", type=Path, default=None)
     args = parser.parse_args()
-    asyncio.run(_serve_forever(State(delay=args.delay, secret=args.secret), args.port_file))
+    state = State(delay=args.delay, secret=args.secret, effects_file=args.effects_file)
+    asyncio.run(_serve_forever(state, args.port_file))
 
 
 if __name__ == "__main__":
@@ -235,13 +260,16 @@ if __name__ == "__main__":
 class ReceiverProcess:
     """The receiver as its own process (senders in other processes, or CPU not to be shared)."""
 
-    def __init__(self, directory: Path, *, delay: float = 0.0, secret: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, delay: float = 0.0, secret: str | None = None, effects_file: Path | None = None
+    ) -> None:
         import subprocess
         import sys
 
         self.port_file = directory / f"receiver-{time.monotonic_ns()}.port"
         command = [sys.executable, "-m", "tests.webhooks.receiver", "--port-file", str(self.port_file)]
         command += ["--delay", str(delay)] + (["--secret", secret] if secret else [])
+        command += ["--effects-file", str(effects_file)] if effects_file else []
         root = Path(__file__).resolve().parents[2]
         self.process = subprocess.Popen(command, cwd=root)
         deadline = time.monotonic() + 10
