@@ -56,7 +56,9 @@ run: venv migrate
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py showconfig
 	@# Ctrl-C stops web, worker and scheduler; the embedded Redis (only used without REDIS_URL) goes too.
-	@bash -c 'trap "[ -n \"$$REDIS_URL\" ] || $(PY) -m scheduler_site.embedded_redis stop" EXIT; \
+	@# scheduler_site/welcome.py prints the URL to open and the next steps once the site is up.
+	@bash -c '$(PY) -m scheduler_site.welcome $(PORT) & welcome=$$!; \
+	  trap "kill $$welcome 2>/dev/null; [ -n \"$$REDIS_URL\" ] || $(PY) -m scheduler_site.embedded_redis stop" EXIT; \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)'
 
 test: devdeps browser
@@ -68,7 +70,9 @@ test-fast: devdeps
 lint: devdeps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy .
+	@# mypy's Django plugin loads the settings: a REDIS_URL (never connected to) keeps them from
+	@# starting the embedded redis-server and leaving it running.
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} $(VENV)/bin/mypy .
 
 clean:
 	rm -rf var staticfiles

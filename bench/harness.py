@@ -737,9 +737,15 @@ def machine_info() -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT VERSION()")
-        db_version = cursor.fetchone()[0]
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        # SQLite has no VERSION(); the library linked into Python is the database.
+        db_version = sqlite3.sqlite_version
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            db_version = cursor.fetchone()[0]
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 2**20, 1),

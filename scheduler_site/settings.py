@@ -94,6 +94,15 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
+# SQLite, whether the embedded default or a DATABASE_URL=sqlite:///... (the tests hand one to the
+# processes they start): WAL lets the web server read while a worker writes; IMMEDIATE takes the write
+# lock at BEGIN, so a transaction that read first never fails at once with "database is locked" when it
+# upgrades (a deferred one cannot wait: its snapshot is stale); the busy timeout absorbs the waits.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 DATABASE_URL = env.str("DATABASE_URL", default="")
 if DATABASE_URL:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
@@ -105,19 +114,15 @@ if DATABASE_URL:
         DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
         if env.str("TEST_DATABASE_NAME", default=""):
             DATABASES["default"]["TEST"]["NAME"] = env.str("TEST_DATABASE_NAME")
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "db.sqlite3",
-            "OPTIONS": {
-                # WAL lets the web server read while a worker writes; IMMEDIATE avoids
-                # "database is locked" on lock upgrades; a busy timeout absorbs short waits.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             "TEST": {"NAME": VAR_DIR / "test-db.sqlite3"},
         }
     }
@@ -128,10 +133,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis ------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_EMBEDDED = not REDIS_URL
+# pytest sets PYTEST_VERSION for its session (and the processes it starts inherit it): a test session
+# gets an embedded server of its own, without persistence, so that it never flushes the Redis of a
+# `make run` beside it nor has that run's worker take its jobs; tests/conftest.py stops it at the end.
+EMBEDDED_REDIS_NAME = "test-redis" if os.environ.get("PYTEST_VERSION") else "redis"
 if REDIS_EMBEDDED:
     from scheduler_site.embedded_redis import ensure_embedded_redis
 
-    REDIS_URL = ensure_embedded_redis(VAR_DIR)
+    REDIS_URL = ensure_embedded_redis(VAR_DIR, EMBEDDED_REDIS_NAME, persistent=EMBEDDED_REDIS_NAME == "redis")
 
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 360},

@@ -17,6 +17,29 @@ from orders import scheduling
 _emails = itertools.count(1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `mysql` needs MySQL/MariaDB: on the embedded SQLite default it is skipped, and the
+    reason says why and where it runs instead."""
+    if settings.DATABASES["default"]["ENGINE"].endswith("mysql"):
+        return
+    for item in items:
+        marker = item.get_closest_marker("mysql")
+        if marker is not None:
+            why = marker.kwargs.get("reason", "marked mysql")
+            where = "runs with DATABASE_URL=mysql://..., as in .ci/run's MariaDB pass"
+            item.add_marker(pytest.mark.skip(reason=f"needs MySQL/MariaDB ({why}); {where}"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the embedded redis-server of the test session (var/test-redis/, started when the settings
+    were loaded; see settings.py), so that `make test` leaves no process behind. A `make run`'s server
+    (var/redis/) is another one and stays up."""
+    if settings.REDIS_EMBEDDED:
+        from scheduler_site.embedded_redis import stop_embedded_redis
+
+        stop_embedded_redis(settings.VAR_DIR, settings.EMBEDDED_REDIS_NAME, wait=10)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Unless LOG_DIR is given explicitly, each test session writes its own order log, so two runs on

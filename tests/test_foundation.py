@@ -27,7 +27,9 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG")}
+    # Without PYTEST_VERSION too: the child is a process of a fresh clone, not of a test session.
+    dropped = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "PYTEST_VERSION")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(extra)
     return env
 

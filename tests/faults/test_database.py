@@ -27,7 +27,6 @@ from tests.processes import Stack
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.e2e,
-    pytest.mark.mysql,
     needs_mariadb(),
     pytest.mark.django_db(transaction=True),
 ]

@@ -44,11 +44,18 @@ def _soon(seconds: float = 1.0) -> str:
 RECURRING = {"is_recurring": True, "repeat_interval": 1, "repeat_unit": "seconds", "max_executions": 40}
 
 
-def _race_one_order(api: Api, rng: random.Random, deleted: dict[int, float], codes: list[int], until: float) -> None:
-    """One simulated user hammering one order at a time: update, convert, run now, delete, recreate."""
+def _create_raced(api: Api, codes: list[int]) -> int:
     code, body = api.call("POST", "/api/orders/", {"order_name": "raced", "schedule_time": _soon(), **RECURRING})
     codes.append(code)
-    order_id = body["order_id"]
+    if code != 201:
+        # Say what the server answered: a thread that dies on a missing key hides the cause.
+        raise AssertionError(f"POST /api/orders/ answered {code}: {body}")
+    return int(body["order_id"])
+
+
+def _race_one_order(api: Api, rng: random.Random, deleted: dict[int, float], codes: list[int], until: float) -> None:
+    """One simulated user hammering one order at a time: update, convert, run now, delete, recreate."""
+    order_id = _create_raced(api, codes)
     while time.monotonic() < until:
         time.sleep(rng.uniform(0.05, 0.4))
         action = rng.choice(["interval", "restart", "convert", "back", "run-now", "delete"])
@@ -67,15 +74,26 @@ def _race_one_order(api: Api, rng: random.Random, deleted: dict[int, float], cod
             code, _ = api.call("DELETE", path)
             if code == 204:
                 deleted[order_id] = time.time()
-                code, body = api.call(
-                    "POST", "/api/orders/", {"order_name": "raced", "schedule_time": _soon(), **RECURRING}
-                )
-                order_id = body["order_id"]
+                codes.append(code)
+                order_id = _create_raced(api, codes)
+                continue
         codes.append(code)
     code, _ = api.call("DELETE", f"/api/orders/{order_id}/")
     codes.append(code)
     if code == 204:
         deleted[order_id] = time.time()
+
+
+def _reporting(target: Callable[..., None], failures: list[str]) -> Callable[..., None]:
+    """Run target in a thread and keep its exception for the test to fail with (pytest only warns)."""
+
+    def run(*args: Any) -> None:
+        try:
+            target(*args)
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    return run
 
 
 def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_after_delete(
@@ -91,8 +109,11 @@ def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_af
     deleted: dict[int, float] = {}
     codes: list[int] = []
     until = time.monotonic() + RACE_SECONDS
+    failures: list[str] = []
     users = [
-        threading.Thread(target=_race_one_order, args=(api, random.Random(seed), deleted, codes, until))
+        threading.Thread(
+            target=_reporting(_race_one_order, failures), args=(api, random.Random(seed), deleted, codes, until)
+        )
         for seed in range(8)
     ]
     for user in users:
@@ -102,6 +123,7 @@ def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_af
     time.sleep(3)  # a run wrongly started after DELETE has time to show
     settle(timeout=60)
     record_measurement("9 update/delete races", requests=len(codes), deletes=len(deleted))
+    assert not failures, failures
     assert not [c for c in codes if c >= 500], f"server errors: {sorted(set(codes))}"
     # 400: run-now with nothing left, or a change refused; never anything else.
     assert set(codes) <= {200, 201, 202, 204, 400}, sorted(set(codes))
@@ -110,7 +132,6 @@ def test_updates_and_deletes_racing_with_runs_never_leave_two_chains_or_a_run_af
     assert_invariants(sampler=sampler, deleted=deleted)
 
 
-@pytest.mark.mysql
 @needs_mariadb()
 def test_everything_stopped_for_several_intervals_and_restarted_in_random_order_keeps_the_invariants(
     owner: Any, stacks: Callable[..., Stack], private_redis: RedisServer, sampler: LimitSampler
