@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-from zoneinfo import available_timezones
-
 from django import forms
-from django.core.exceptions import ValidationError
 
-from accounts.api.serializers import PASSWORD_MAX_LENGTH
+from accounts.models import PASSWORD_MAX_LENGTH
+from common.timezones import time_zone_choices
 
 
 def _password(label: str, autocomplete: str) -> forms.CharField:
@@ -39,25 +36,10 @@ class LoginForm(forms.Form):
     password = _password("Password", "current-password")
 
 
-@functools.cache
-def _zone_choices() -> list[tuple[str, str]]:
-    # available_timezones() walks the tz database on disk: once per process is enough.
-    return [(z, z) for z in sorted(available_timezones() | {"UTC"})]
-
-
 class ProfileForm(forms.Form):
-    time_zone = forms.ChoiceField(label="Time zone", choices=_zone_choices)
+    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices)
 
 
 class PasswordChangeForm(forms.Form):
     old_password = _password("Current password", "current-password")
     new_password = _password("New password", "new-password")
-
-
-def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Shows a service's field errors beside the matching fields (others at the top of the form)."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, messages in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, messages)

@@ -13,6 +13,10 @@ def normalize_email_address(email: str) -> str:
     return email.strip().lower()
 
 
+# The longest password accepted (hashing a huge one is a denial of service); the API and the pages share it.
+PASSWORD_MAX_LENGTH = 1024
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 

@@ -32,7 +32,7 @@ from accounts.tokens import (
     token_pair_for,
     user_id_from,
 )
-from orders.schedule import is_valid_time_zone
+from common.timezones import is_valid_time_zone
 
 EMAIL_TAKEN = "An account with this email address already exists."
 WRONG_OLD_PASSWORD = "Your old password was entered incorrectly."

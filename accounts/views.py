@@ -15,9 +15,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.forms import LoginForm, PasswordChangeForm, ProfileForm, SignupForm, add_service_errors
-from accounts.models import User
+from accounts.forms import LoginForm, PasswordChangeForm, ProfileForm, SignupForm
+from accounts.requests import request_user
 from accounts.throttling import Throttled, client_ip
+from common.forms import add_service_errors
 from webhooks.selectors import signing_secret_get_for_user
 from webhooks.services import signing_secret_rotate
 
@@ -47,12 +48,6 @@ def _safe_next(request: HttpRequest) -> str:
     ):
         return target
     return str(settings.LOGIN_REDIRECT_URL)
-
-
-def _user(request: HttpRequest) -> User:
-    # login_required guarantees a real user here.
-    assert isinstance(request.user, User)
-    return request.user
 
 
 @sensitive_post_parameters("password")
@@ -113,7 +108,7 @@ def _account_page(
     new_webhook_secret: str | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    user = _user(request)
+    user = request_user(request)
     context = {
         "profile_form": profile_form or ProfileForm(initial={"time_zone": user.time_zone}),
         "password_form": password_form or PasswordChangeForm(),
@@ -132,7 +127,7 @@ def account_view(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST)
     if form.is_valid():
         try:
-            services.user_update_profile(user=_user(request), time_zone=form.cleaned_data["time_zone"])
+            services.user_update_profile(user=request_user(request), time_zone=form.cleaned_data["time_zone"])
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
@@ -147,7 +142,7 @@ def account_view(request: HttpRequest) -> HttpResponse:
 def password_change_view(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.POST)
     if form.is_valid():
-        user = _user(request)
+        user = request_user(request)
         try:
             services.user_change_password(user=user, **form.cleaned_data, ip=client_ip(request))
         except Throttled as exc:
@@ -168,7 +163,7 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def logout_all_view(request: HttpRequest) -> HttpResponse:
-    services.user_logout_all(user=_user(request))
+    services.user_logout_all(user=request_user(request))
     logout(request)
     messages.success(request, "You were signed out on every device.")
     return redirect(settings.LOGOUT_REDIRECT_URL)
@@ -180,5 +175,5 @@ def logout_all_view(request: HttpRequest) -> HttpResponse:
 def webhook_secret_view(request: HttpRequest) -> HttpResponse:
     """Rotate the signing secret and show the new one on this page, once: not redirected, so the secret
     is never kept in a session or message cookie."""
-    secret = signing_secret_rotate(user_id=_user(request).pk)
+    secret = signing_secret_rotate(user_id=request_user(request).pk)
     return _account_page(request, new_webhook_secret=secret)  # never_cache: no-store

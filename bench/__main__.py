@@ -78,10 +78,10 @@ def setup(env: dict[str, str]) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from orders import scheduling
+    from orders import jobqueue
 
     call_command("migrate", verbosity=0, interactive=False)
-    scheduling.connection().flushdb()
+    jobqueue.connection().flushdb()
 
 
 def _scenarios(results: dict[str, Any]) -> list[str]:

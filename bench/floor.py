@@ -60,13 +60,13 @@ def list_orders(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 def create_order(request: HttpRequest) -> HttpResponse:
-    from orders import scheduling
+    from orders import jobqueue
 
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(INSERT_SQL, [int(request.GET["user"]), FAR_FUTURE, FAR_FUTURE, now, now])
         order_id = cursor.lastrowid
-    scheduling.connection().zadd("bench:floor", {str(order_id): 1924992000})
+    jobqueue.connection().zadd("bench:floor", {str(order_id): 1924992000})
     return JsonResponse({"id": order_id}, status=201)
 
 

@@ -120,9 +120,9 @@ class Context:
 
 def clear_queue_state() -> None:
     """Remove every job, queue and registry of the order queue; keep worker registrations."""
-    from orders import scheduling
+    from orders import jobqueue
 
-    conn = scheduling.connection()
+    conn = jobqueue.connection()
     patterns = ["rq:job:*", "rq:queue:*", "rq:wip:*", "rq:*registry*", "rq:finished:*", "rq:failed:*"]
     patterns += ["rq:scheduled:*", "rq:deferred:*", "rq:results:*", "rq:executions:*", "rq:canceled:*"]
     keys: list[bytes] = []
@@ -374,11 +374,11 @@ def _api_floor(ctx: Context, list_user_id: int, create_user_id: int) -> list[dic
 def _job_span(job_ids: list[str]) -> tuple[list[float], list[float]]:
     from rq.job import Job
 
-    from orders import scheduling
+    from orders import jobqueue
 
     starts, ends = [], []
     for i in range(0, len(job_ids), 1000):
-        for job in Job.fetch_many(job_ids[i : i + 1000], connection=scheduling.connection()):
+        for job in Job.fetch_many(job_ids[i : i + 1000], connection=jobqueue.connection()):
             if job is not None:
                 starts.append(_ts(job.started_at))
                 ends.append(_ts(job.ended_at))
@@ -406,9 +406,9 @@ def _ceiling_queue(n: int, timeout: float) -> dict[str, Any]:
     """n no-op jobs pushed straight into the queue: the workers' own ceiling."""
     from rq import Queue
 
-    from orders import scheduling
+    from orders import jobqueue
 
-    queue = scheduling.queue()
+    queue = jobqueue.queue()
     ids = [f"bench-noop-{i}-{time.time_ns()}" for i in range(n)]
     data = [Queue.prepare_data(NOOP_FUNC, job_id=job_id, result_ttl=900) for job_id in ids]
     queue.enqueue_many(data)
@@ -419,14 +419,14 @@ def _ceiling_queue(n: int, timeout: float) -> dict[str, Any]:
 
 def _ceiling_scheduled(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
     """n no-op jobs due in the same second through rq-scheduler: the ceiling of scheduler + workers."""
-    from orders import scheduling
+    from orders import jobqueue
 
-    sched = scheduling.scheduler()
+    sched = jobqueue.scheduler()
     due = next_whole_second(datetime.now(UTC) + timedelta(seconds=1 + n * 0.0015))
     ids = [f"bench-noop-s{i}-{time.time_ns()}" for i in range(n)]
     for job_id in ids:
         sched.enqueue_at(due, NOOP_FUNC, job_id=job_id, job_result_ttl=900, queue_name=settings.ORDER_QUEUE)
-    queue = scheduling.queue()
+    queue = jobqueue.queue()
     before = queue.finished_job_registry.count
     wait_for(lambda: queue.finished_job_registry.count >= before + n, timeout + (due - datetime.now(UTC)).seconds)
     starts, ends = _job_span(ids)
@@ -596,13 +596,13 @@ def scenario_drift(ctx: Context, workers: int = 2) -> dict[str, Any]:
 def _poll_cost(samples: int) -> dict[str, float]:
     """One scheduler pass as `manage.py rqscheduler` makes it, nothing due: heartbeat, lock,
     the due-jobs query, unlock."""
-    from orders import scheduling
+    from orders import jobqueue
 
-    sched = scheduling.scheduler()
+    sched = jobqueue.scheduler()
     times = []
     for _ in range(samples):
         began = time.perf_counter()
-        scheduling.write_heartbeat()
+        jobqueue.write_heartbeat()
         if sched.acquire_lock():
             try:
                 list(sched.enqueue_jobs())
@@ -613,10 +613,10 @@ def _poll_cost(samples: int) -> dict[str, float]:
 
 
 def scenario_scale(ctx: Context) -> dict[str, Any]:
-    from orders import scheduling
+    from orders import jobqueue
 
     total, heavy = ctx.profile.scale_orders, ctx.profile.scale_heavy_user_orders
-    conn = scheduling.connection()
+    conn = jobqueue.connection()
     reset_orders()
     result: dict[str, Any] = {"orders": total, "heavy_user_orders": heavy}
     result["poll_empty"] = _poll_cost(ctx.profile.poll_samples)
@@ -649,7 +649,7 @@ def scenario_scale(ctx: Context) -> dict[str, Any]:
     )
     result["reconcile_seconds"] = time.monotonic() - began
     result["reconcile_output"] = out.stdout.strip()
-    scheduled = scheduling.scheduled_count()
+    scheduled = jobqueue.scheduled_count()
     result["scheduled_jobs"] = scheduled
     memory_after = int(conn.info("memory")["used_memory"])
     result["redis_bytes_per_order"] = (memory_after - memory_before) / scheduled if scheduled else math.nan
@@ -724,7 +724,7 @@ def machine_info() -> dict[str, Any]:
     import redis as redis_py
     import rq
 
-    from orders import scheduling
+    from orders import jobqueue
 
     mem_kib = next(
         int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
@@ -758,7 +758,7 @@ def machine_info() -> dict[str, Any]:
             "rq-scheduler": version("rq-scheduler"),
             "gunicorn": gunicorn.__version__,
             "redis-py": redis_py.__version__,
-            "redis-server": scheduling.connection().info("server")["redis_version"],
+            "redis-server": jobqueue.connection().info("server")["redis_version"],
             "database": f"{connection.vendor} {db_version}",
             "wrk": _version(["wrk", "--version"]).split(" [")[0] if shutil.which("wrk") else "missing",
         },

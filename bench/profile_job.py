@@ -29,7 +29,7 @@ def main() -> None:
     from rq import SimpleWorker
 
     from bench import harness
-    from orders import engine, events, jobs, scheduling
+    from orders import engine, events, jobqueue, jobs
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     ctx = harness.Context(profile=harness.QUICK, env=env, work_dir=WORK_DIR)
@@ -60,16 +60,16 @@ def main() -> None:
     wrap(engine, "wait_until_due", "wait_until_due: read the order")
     wrap(engine, "occurrence_take", "occurrence_take: the job's own order (lock, insert, update, commit)")
     wrap(engine, "companions_take", "companions_take: lock due orders, bulk insert and update, commit")
-    wrap(scheduling, "discard", "  after commit: drop the companions' jobs from Redis")
+    wrap(jobqueue, "discard", "  after commit: drop the companions' jobs from Redis")
     wrap(engine, "executions_finish", "executions_finish: record the batch's outcomes, settle, commit")
     wrap(engine, "execution_finish", "  of which one outcome at a time (a batch of one, failures)")
     wrap(engine, "deliver", "  of which the completion notifications (rows, users, email)")
     wrap(events, "write_event", "order log lines (3 per execution)")
 
     time.sleep(max(0.0, (due - timezone.now()).total_seconds()) + 0.05)
-    for _ in scheduling.scheduler().enqueue_jobs():
+    for _ in jobqueue.scheduler().enqueue_jobs():
         pass
-    worker = SimpleWorker([scheduling.queue()], connection=scheduling.connection())
+    worker = SimpleWorker([jobqueue.queue()], connection=jobqueue.connection())
     with capture:
         cpu, wall = time.process_time(), time.perf_counter()
         worker.work(burst=True, logging_level="WARNING")

@@ -160,12 +160,12 @@ class BenchStack:
         self.wait_http("/healthz", accept=(200, 503))
 
     def start_workers(self, count: int, worker_class: str) -> None:
-        from orders import scheduling
+        from orders import jobqueue
 
         argv = set_option(self.commands()["worker"], "--worker-class", worker_class)
         for i in range(count):
             self._spawn(f"worker{i + 1}", [*argv, "--name", f"bench-{os.getpid()}-{self.port}-{i + 1}"])
-        queue = scheduling.queue()
+        queue = jobqueue.queue()
         deadline = time.monotonic() + 60
         from rq import Worker
 
@@ -176,17 +176,17 @@ class BenchStack:
             time.sleep(0.1)
 
     def start_scheduler(self, *, interval: float | None = None, reconcile: bool = True) -> None:
-        from orders import scheduling
+        from orders import jobqueue
 
         argv = self.commands()["scheduler"]
         if interval is not None:
             argv = set_option(argv, "--interval", str(interval))
         if not reconcile:
             argv.append("--no-reconcile")
-        scheduling.connection().delete(scheduling.HEARTBEAT_KEY)
+        jobqueue.connection().delete(jobqueue.HEARTBEAT_KEY)
         self._spawn("scheduler", argv)
         deadline = time.monotonic() + 60
-        while scheduling.read_heartbeat() is None:
+        while jobqueue.read_heartbeat() is None:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"scheduler did not start: {self.read_log('scheduler')[-2000:]}")

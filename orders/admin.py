@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest
 
-from orders import engine, services
+from accounts.admin import UserAdmin
+from accounts.models import User
+from orders import repair, services
 from orders.models import Execution, Notification, Order
 
 # The admin classes are generic only for the type checker (django-stubs); at run time they are not.
@@ -210,7 +212,7 @@ class OrderAdmin(OrderAdminBase):
     @admin.action(description="Reconcile Redis with the database (all orders)")
     def reconcile_redis(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         # Reconcile is global by nature: it compares every active order with the jobs in Redis.
-        report = engine.reconcile()
+        report = repair.reconcile()
         self.message_user(request, f"Reconciled: {report}.", messages.SUCCESS)
 
 
@@ -223,3 +225,37 @@ class NotificationAdmin(NotificationAdminBase):
     date_hierarchy = "created_at"
     readonly_fields = ("user", "order", "kind", "message", "created_at")
     fields = ("user", "order", "kind", "message", "created_at", "read_at")
+
+
+def delete_users_orders(user: User) -> None:
+    """Delete a user's orders through the service first: it cancels their Redis jobs and takes the
+    row locks in the engine's order (order, then executions), which a plain cascade would not."""
+    for order in Order.objects.filter(user=user).order_by("pk"):
+        with contextlib.suppress(Http404):
+            services.order_delete(order=order)
+
+
+# Accounts know nothing of orders; the users' admin with their orders is composed here, above both.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithOrdersAdmin(UserAdmin):
+    list_display: tuple[str, ...] = ("email", "date_joined", "active", "order_count", "is_staff")
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        delete_users_orders(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            delete_users_orders(user)
+        super().delete_queryset(request, queryset)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        # One query for the whole page instead of a COUNT per row.
+        return super().get_queryset(request).annotate(order_count=Count("orders"))
+
+    @admin.display(description="Orders", ordering="order_count")
+    def order_count(self, obj: Any) -> int:
+        return int(obj.order_count)

@@ -1,4 +1,6 @@
-"""The execution side of the order services: what the RQ jobs and the reconcile command call.
+"""Running orders: taking a due occurrence or a waiting execution, running the executor, recording
+the outcome, and execution batches. What the RQ jobs (orders/jobs.py) call; repair (orders/repair.py)
+records abandoned runs through execution_finish.
 
 Delivery is at-least-once (a job can be handed out twice, a worker can die mid-run); the effect is
 once per occurrence because every step re-reads the order under a row lock and checks that the job
@@ -19,29 +21,39 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from orders import scheduling
+from orders import sql
+from orders.dispatch import (
+    OccurrenceJob,
+    discard_jobs_after_commit,
+    place_occurrence_jobs,
+    postpone_occurrence,
+    schedule_execution_job,
+    schedule_next_occurrence,
+)
 from orders.events import log_event
 from orders.executors import ExecutionContext
-from orders.models import Execution, ExecutionKind, ExecutionStatus, MisfirePolicy, Order, OrderStatus
-from orders.notifications import Notice, deliver, notify_occurrence_failed
-from orders.schedule import ScheduleOverflow, first_index_due_after, is_misfire, occurrence_due
-from orders.services import (
-    INFLIGHT,
-    _has_remaining,
-    _safe_redis,
-    _schedule_execution_job,
-    _schedule_next,
-    order_grid,
-    settle_status,
+from orders.models import (
+    ACTIVE_ORDER_STATUSES,
+    FINISHED_ORDER_STATUSES,
+    INFLIGHT_EXECUTION_STATUSES,
+    WAITING_EXECUTION_STATUSES,
+    Execution,
+    ExecutionKind,
+    ExecutionStatus,
+    MisfirePolicy,
+    Order,
+    OrderStatus,
 )
+from orders.notifications import Notice, deliver, notify_occurrence_failed
+from orders.recurrence import ScheduleOverflow, first_index_due_after, is_misfire, occurrence_due
+from orders.status import settle_status_and_notify
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +62,8 @@ logger = logging.getLogger(__name__)
 EARLY_WAIT_LIMIT_SECONDS = 2.0
 # How long an occurrence waits when the previous run of the same order is still going.
 OVERLAP_POSTPONE_SECONDS = 1.0
-# A batch companion starts at most this long after a read found its order unchanged (see _unchanged).
+# A batch companion starts at most this long after a read found its order unchanged (see
+# _still_current_companions).
 RECHECK_SECONDS = 0.005
 # Skipped occurrences recorded one by one per catch-up (the rest are summarised in the log).
 MAX_SKIPPED_ROWS = 1000
@@ -62,12 +75,13 @@ class Taken:
     attempt: int
     context: ExecutionContext
     job_id: str = ""
-    # The order's schedule_version when a companion was taken (0: not a companion).
+    # Taken by a batch (not by its own job), at the order's schedule_version `version`.
+    is_companion: bool = False
     version: int = 0
 
 
 def _lease_deadline(now: datetime) -> datetime:
-    return now + timedelta(seconds=scheduling.job_timeout() + 5)
+    return now + timedelta(seconds=settings.ORDER_JOB_TIMEOUT_SECONDS + 5)
 
 
 def _context(order: Order, execution: Execution) -> ExecutionContext:
@@ -82,23 +96,9 @@ def _context(order: Order, execution: Execution) -> ExecutionContext:
     )
 
 
-def _postpone_occurrence(order: Order, seconds: float) -> None:
-    """Move the order's pending occurrence job later without changing its due time."""
-    job_id = scheduling.new_job_id(order.pk, f"v{order.schedule_version}-k{order.next_grid_index}")
-    order.job_id = job_id
-    order.save(update_fields=["job_id"])
-    order_id, version, k = order.pk, order.schedule_version, order.next_grid_index
-    at = timezone.now() + timedelta(seconds=seconds)
-    transaction.on_commit(
-        lambda: _safe_redis(
-            scheduling.schedule_occurrence, job_id=job_id, order_id=order_id, version=version, grid_index=k, due=at
-        )
-    )
-
-
 def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
     """Record grid slots first..stop-1 as skipped (they do not count as executions)."""
-    grid = order_grid(order)
+    grid = order.grid
     rows = []
     for k in range(first, min(stop, first + MAX_SKIPPED_ROWS)):
         order.occurrence_seq += 1
@@ -132,17 +132,17 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
     order = Order.objects.select_for_update().filter(pk=order_id).first()
     if order is None or order.schedule_version != version or order.next_grid_index != grid_index:
         return None  # deleted, redefined, paused/resumed, or this slot was already taken
-    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING) or not _has_remaining(order):
+    if order.status not in ACTIVE_ORDER_STATUSES or not order.has_runs_left:
         return None
     now = timezone.now()
-    grid = order_grid(order)
+    grid = order.grid
     due = occurrence_due(grid, grid_index)
     if now < due:
-        _postpone_occurrence(order, (due - now).total_seconds())
+        postpone_occurrence(order, (due - now).total_seconds())
         return None
     if Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists():
         # Two runs of one order never overlap: wait for the one in progress.
-        _postpone_occurrence(order, OVERLAP_POSTPONE_SECONDS)
+        postpone_occurrence(order, OVERLAP_POSTPONE_SECONDS)
         return None
 
     run_this = True
@@ -167,10 +167,10 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
         fields += ["executions_count", "last_run_at"]
         taken = Taken(execution.pk, 1, _context(order, execution))
         _log_started(taken, job_id=execution.job_id, started_at=now)
-    _advance(order, next_index=next_index, now=now)
+    _advance(order, next_index=next_index)
     order.status = OrderStatus.RUNNING if run_this else order.status
     if not run_this:
-        settle_status(order)
+        settle_status_and_notify(order)
     order.save(update_fields=fields)
     return taken
 
@@ -195,14 +195,12 @@ def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: date
     )
 
 
-def _advance(
-    order: Order, *, next_index: int, now: datetime, placements: list[scheduling.Placement] | None = None
-) -> None:
+def _advance(order: Order, *, next_index: int, jobs: list[OccurrenceJob] | None = None) -> None:
     """Point the order at its next grid slot (and job), or at nothing when the grid is done."""
-    if order.is_recurring and _has_remaining(order):
+    if order.is_recurring and order.has_runs_left:
         try:
-            occurrence_due(order_grid(order), next_index)
-            _schedule_next(order, grid_index=next_index, now=now, placements=placements)
+            occurrence_due(order.grid, next_index)
+            schedule_next_occurrence(order, grid_index=next_index, jobs=jobs)
             return
         except ScheduleOverflow:
             pass
@@ -235,13 +233,13 @@ def execution_take(*, execution_id: int, attempt: int) -> Taken | None:
     execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
     if order is None or execution is None:
         return None
-    if execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING):
+    if execution.status not in WAITING_EXECUTION_STATUSES:
         return None
     if execution.attempts != attempt - 1 or order.status == OrderStatus.PAUSED:
         return None
     now = timezone.now()
     if Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists():
-        _schedule_execution_job(execution, due=now + timedelta(seconds=OVERLAP_POSTPONE_SECONDS))
+        schedule_execution_job(execution, due=now + timedelta(seconds=OVERLAP_POSTPONE_SECONDS))
         execution.save(update_fields=["job_id"])
         return None
     execution.status = ExecutionStatus.RUNNING
@@ -292,7 +290,7 @@ def execution_finish(
         order, execution, attempt=attempt, now=timezone.now(), result_ref=result_ref, error=error, started_at=started_at
     )
     execution.save()
-    settle_status(order)
+    settle_status_and_notify(order)
     order.save(update_fields=["status", "last_result", "next_run_at", "updated_at"])
     if execution.status == ExecutionStatus.FAILED and order.status != OrderStatus.FAILED:
         notify_occurrence_failed(order, execution.occurrence, execution.error)
@@ -362,7 +360,7 @@ def run_occurrence_batch(first: Taken) -> int:
             room = min(room, int((budget - spent) / max(spent, 0.0005)))
         if room > 0 and spent < budget:
             companions = companions_take(exclude_order_id=first.context.order_id, limit=room)
-        unchanged: set[int] = set()
+        current: set[int] = set()
         checked_at = -math.inf
         for i, taken in enumerate(companions):
             if time.monotonic() - clock > budget:
@@ -370,8 +368,8 @@ def run_occurrence_batch(first: Taken) -> int:
             dealt_with += 1
             if time.monotonic() - checked_at > RECHECK_SECONDS:
                 checked_at = time.monotonic()
-                unchanged = _unchanged(companions[i:])
-            if taken.execution_id not in unchanged:
+                current = _still_current_companions(companions[i:])
+            if taken.execution_id not in current:
                 changed.append(taken)
                 continue
             started_at = timezone.now()
@@ -390,8 +388,8 @@ def run_occurrence_batch(first: Taken) -> int:
     return len(outcomes)
 
 
-def _unchanged(takens: list[Taken]) -> set[int]:
-    """The execution ids among these companions whose order still exists with the schedule version
+def _still_current_companions(takens: list[Taken]) -> set[int]:
+    """The execution ids of those among these companions whose order still exists with the schedule version
     it had at the take (delete removes it, pause, resume and update raise the version).
 
     Read right before a companion's executor starts, and again once RECHECK_SECONDS have passed,
@@ -401,7 +399,7 @@ def _unchanged(takens: list[Taken]) -> set[int]:
     versions = dict(
         Order.objects.filter(pk__in=[t.context.order_id for t in takens]).values_list("pk", "schedule_version")
     )
-    return {t.execution_id for t in takens if versions.get(t.context.order_id) == t.version}
+    return {t.execution_id for t in takens if t.is_companion and versions.get(t.context.order_id) == t.version}
 
 
 def companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
@@ -439,19 +437,19 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
     )
     started: list[tuple[Order, Execution]] = []
     dropped: list[str] = []
-    placements: list[scheduling.Placement] = []
+    jobs: list[OccurrenceJob] = []
     for order in orders:
-        if order.pk in busy or not _has_remaining(order):
+        if order.pk in busy or not order.has_runs_left:
             continue
         try:
-            due = occurrence_due(order_grid(order), order.next_grid_index)
+            due = occurrence_due(order.grid, order.next_grid_index)
         except ScheduleOverflow:
             continue
         if due != order.next_run_at or due > now:
             continue  # not the state a scheduled slot leaves: its own job sorts it out
         dropped.append(order.job_id)
         execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now)
-        _advance(order, next_index=order.next_grid_index + 1, now=now, placements=placements)
+        _advance(order, next_index=order.next_grid_index + 1, jobs=jobs)
         order.status = OrderStatus.RUNNING
         order.updated_at = now
         started.append((order, execution))
@@ -470,7 +468,7 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         }
         for execution in executions:
             execution.pk = ids[(execution.order_id, execution.occurrence)]
-    _bulk_update(
+    sql.bulk_update(
         [order for order, _ in started],
         [
             "occurrence_seq",
@@ -484,13 +482,17 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         ],
     )
 
-    def after_commit() -> None:
-        _safe_redis(scheduling.schedule_occurrences, placements)
-        _safe_redis(scheduling.discard, dropped)
-
-    transaction.on_commit(after_commit)
+    place_occurrence_jobs(jobs)
+    discard_jobs_after_commit(dropped)
     return [
-        Taken(execution.pk, 1, _context(order, execution), execution.job_id, order.schedule_version)
+        Taken(
+            execution.pk,
+            1,
+            _context(order, execution),
+            execution.job_id,
+            is_companion=True,
+            version=order.schedule_version,
+        )
         for order, execution in started
     ]
 
@@ -543,65 +545,23 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
         return
     inflight: dict[int, set[str]] = {pk: set() for pk in touched}
     others = (
-        Execution.objects.filter(order_id__in=list(touched), status__in=INFLIGHT)
+        Execution.objects.filter(order_id__in=list(touched), status__in=INFLIGHT_EXECUTION_STATUSES)
         .exclude(pk__in=[e.pk for e in done_executions])
         .values_list("order_id", "status")
     )
     for order_id, status in others:
         inflight[order_id].add(status)
-    _bulk_update(
+    sql.bulk_update(
         done_executions,
         ["status", "started_at", "finished_at", "result_ref", "error", "attempt_history", "lease_expires_at"],
     )
     notices: list[Notice] = []
     for order in touched.values():
-        settle_status(order, inflight=inflight[order.pk], notices=notices)
+        settle_status_and_notify(order, inflight=inflight[order.pk], notices=notices)
         order.updated_at = now
         _log_if_finished(order)
-    _bulk_update(list(touched.values()), ["status", "last_result", "next_run_at", "updated_at"])
+    sql.bulk_update(list(touched.values()), ["status", "last_result", "next_run_at", "updated_at"])
     deliver(notices)
-
-
-def _bulk_update(rows: list[Any], fields: list[str], *, chunk: int = 500) -> None:
-    """One UPDATE per `chunk` rows of one model, each row to its own values (the caller holds their
-    locks).
-
-    Django's bulk_update builds a CASE expression tree through the ORM, which costs about 3 ms of
-    CPU per row here (measured: 0.41 s for three updates of 50 rows, more than the rest of a batch);
-    this writes the same SQL directly. A field with the same value in every row is set once. Chunks
-    keep each CASE short: the database evaluates it row by row."""
-    for start in range(0, len(rows), chunk):
-        _bulk_update_chunk(rows[start : start + chunk], fields)
-
-
-def _bulk_update_chunk(rows: list[Any], fields: list[str]) -> None:
-    if not rows:
-        return
-    model = type(rows[0])
-    meta = model._meta
-    quote = connection.ops.quote_name
-    pks = [row.pk for row in rows]
-    assignments: list[str] = []
-    params: list[Any] = []
-    for name in fields:
-        field = meta.get_field(name)
-        values = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows]
-        column = quote(field.column)
-        if all(value == values[0] for value in values):
-            assignments.append(f"{column} = %s")
-            params.append(values[0])
-            continue
-        assignments.append(f"{column} = CASE {quote(meta.pk.column)} " + "WHEN %s THEN %s " * len(rows) + "END")
-        for pk, value in zip(pks, values, strict=True):
-            params += [pk, value]
-    placeholders = ", ".join(["%s"] * len(pks))
-    # Only quoted model metadata and placeholders go into the text; every value is a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} IN ({placeholders})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *pks])
 
 
 def _record_attempt(
@@ -645,7 +605,7 @@ def _record_attempt(
         if attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
             execution.status = ExecutionStatus.RETRYING
             delay = retry_delay_seconds(attempt)
-            _schedule_execution_job(execution, due=now + timedelta(seconds=delay))
+            schedule_execution_job(execution, due=now + timedelta(seconds=delay))
             log_event(
                 "retried",
                 job_id=execution.job_id,
@@ -664,7 +624,7 @@ def _record_attempt(
 
 
 def _log_if_finished(order: Order) -> None:
-    if order.status in (OrderStatus.COMPLETED, OrderStatus.FAILED):
+    if order.status in FINISHED_ORDER_STATUSES:
         log_event(
             "completed" if order.status == OrderStatus.COMPLETED else "failed",
             order_id=order.pk,
@@ -689,10 +649,10 @@ def _hand_back(takens: list[Taken]) -> None:
         execution.attempts = 0
         execution.started_at = None
         execution.lease_expires_at = None
-        _schedule_execution_job(execution, due=None)
+        schedule_execution_job(execution, due=None)
         execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at", "job_id"])
     for order in orders.values():
-        settle_status(order)
+        settle_status_and_notify(order)
         order.save(update_fields=["status", "next_run_at", "updated_at"])
 
 
@@ -702,148 +662,9 @@ def wait_until_due(order_id: int, version: int, grid_index: int) -> None:
     if order is None:
         return
     try:
-        due = occurrence_due(order_grid(order), grid_index)
+        due = occurrence_due(order.grid, grid_index)
     except ScheduleOverflow:
         return
     wait = (due - timezone.now()).total_seconds()
     if 0 < wait <= EARLY_WAIT_LIMIT_SECONDS:
         time.sleep(wait + 0.001)
-
-
-# --- repair ---------------------------------------------------------------------------------------
-
-
-def recover_abandoned(now: datetime | None = None) -> int:
-    """Attempts whose worker died (lease passed) count as failed attempts and are retried."""
-    now = now or timezone.now()
-    recovered = 0
-    stale = Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
-    for execution_id, attempts in stale.values_list("id", "attempts")[:1000]:
-        execution_finish(
-            execution_id=execution_id,
-            attempt=attempts,
-            error="WorkerLost: the worker running this attempt stopped before finishing",
-        )
-        recovered += 1
-    return recovered
-
-
-@dataclass
-class ReconcileReport:
-    scheduled: int = 0
-    requeued_executions: int = 0
-    removed_orphans: int = 0
-    recovered_abandoned: int = 0
-    checked: int = 0
-
-    def __str__(self) -> str:
-        return (
-            f"checked {self.checked} active orders: scheduled {self.scheduled} missing jobs, "
-            f"re-queued {self.requeued_executions} pending executions, removed {self.removed_orphans} orphan jobs, "
-            f"recovered {self.recovered_abandoned} abandoned runs"
-        )
-
-
-def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
-    """Make Redis match the database (the source of truth)."""
-    report = ReconcileReport()
-    _safe_redis(scheduling.clean_started_registry)
-    report.recovered_abandoned = recover_abandoned()
-    wanted: set[str] = set()
-
-    active = Order.objects.filter(status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING)).order_by("pk")
-    last_pk = 0
-    while True:
-        batch = list(active.filter(pk__gt=last_pk).values_list("pk", "job_id", "next_run_at")[:batch_size])
-        if not batch:
-            break
-        last_pk = batch[-1][0]
-        report.checked += len(batch)
-        job_ids = [job_id for _, job_id, _ in batch if job_id]
-        wanted.update(job_ids)
-        live = scheduling.live_job_ids(job_ids)
-        missing = [pk for pk, job_id, next_run_at in batch if next_run_at is not None and job_id not in live]
-        if missing:
-            placed = reschedule_orders(missing)
-            report.scheduled += len(placed)
-            wanted.update(placed)
-    pending = Execution.objects.filter(
-        status__in=(ExecutionStatus.PENDING, ExecutionStatus.RETRYING),
-        order__status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING),
-    ).values_list("pk", "job_id")
-    pending_list = list(pending)
-    wanted.update(job_id for _, job_id in pending_list if job_id)
-    live_exec = scheduling.live_job_ids([job_id for _, job_id in pending_list])
-    for pk, job_id in pending_list:
-        if job_id not in live_exec:
-            report.requeued_executions += requeue_execution(pk)
-    candidates = sorted(scheduling.all_order_job_ids() - wanted)
-    for i in range(0, len(candidates), batch_size):
-        # One lookup per chunk, not per job: after a rebuild every job placed above is a candidate
-        # (job_id has no index, so a per-job query scanned the whole table each time).
-        chunk = candidates[i : i + batch_size]
-        known = set(Order.objects.filter(job_id__in=chunk).values_list("job_id", flat=True))
-        known.update(Execution.objects.filter(job_id__in=chunk).values_list("job_id", flat=True))
-        for job_id in chunk:
-            if job_id not in known:
-                # A job whose order is gone or inactive (it would do nothing anyway): drop it.
-                scheduling.cancel(job_id)
-                report.removed_orphans += 1
-    return report
-
-
-@transaction.atomic
-def reschedule_orders(order_ids: list[int]) -> list[str]:
-    """Give each of these active orders that has no live job a new one for its pending occurrence,
-    in one transaction and one Redis pipeline (after commit). Returns the new job ids. The repair of
-    reconcile, also run at once for an order whose create is replayed (services.order_create_once).
-
-    The rows are locked in primary-key order, like everywhere else, and re-checked under the lock: an
-    order that was changed or got a live job meanwhile is left alone.
-    """
-    orders = list(
-        Order.objects.select_for_update()
-        .filter(pk__in=order_ids, status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING))
-        .exclude(next_run_at=None)
-        .order_by("pk")
-    )
-    live = scheduling.live_job_ids([o.job_id for o in orders])
-    changed: list[Order] = []
-    placements: list[scheduling.Placement] = []
-    for order in orders:
-        if order.job_id in live:
-            continue
-        try:
-            due = occurrence_due(order_grid(order), order.next_grid_index)
-        except ScheduleOverflow:
-            continue
-        order.next_run_at = due
-        order.job_id = scheduling.new_job_id(order.pk, f"v{order.schedule_version}-k{order.next_grid_index}")
-        changed.append(order)
-        placements.append(
-            scheduling.Placement(order.job_id, order.pk, order.schedule_version, order.next_grid_index, due)
-        )
-    _bulk_update(changed, ["job_id", "next_run_at"])
-    if placements:
-        transaction.on_commit(lambda: _safe_redis(scheduling.schedule_occurrences, placements))
-    return [p.job_id for p in placements]
-
-
-@transaction.atomic
-def requeue_execution(execution_id: int) -> int:
-    """Give a waiting run (pending, or retrying) of an unpaused order a job if it has no live one;
-    returns 1 if it did. The repair of reconcile, also run at once for a replayed run-now or retry."""
-    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
-    if order_id is None:
-        return 0
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
-    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
-    if order is None or execution is None or order.status == OrderStatus.PAUSED:
-        return 0
-    if execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RETRYING):
-        return 0
-    if execution.job_id and scheduling.live_job_ids([execution.job_id]):
-        return 0
-    _schedule_execution_job(execution, due=None)
-    execution.save(update_fields=["job_id"])
-    return 1

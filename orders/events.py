@@ -18,23 +18,26 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-EVENTS = (
-    "created",
-    "create_replayed",
-    "updated",
-    "converted",
-    "paused",
-    "resumed",
-    "deleted",
-    "started",
-    "succeeded",
-    "failed",
-    "retried",
-    "retry_replayed",
-    "skipped",
-    "completed",
-    "run_now",
-    "run_now_replayed",
+# Every event name the log carries (docs and log readers rely on this list): log_event refuses others.
+EVENTS = frozenset(
+    {
+        "created",
+        "create_replayed",
+        "updated",
+        "converted",
+        "paused",
+        "resumed",
+        "deleted",
+        "started",
+        "succeeded",
+        "failed",
+        "retried",
+        "retry_replayed",
+        "skipped",
+        "completed",
+        "run_now",
+        "run_now_replayed",
+    }
 )
 
 
@@ -63,4 +66,6 @@ def write_event(event: str, **fields: Any) -> None:
 
 def log_event(event: str, **fields: Any) -> None:
     """Log after the current transaction commits (at once when there is none)."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown order event {event!r}: add it to orders.events.EVENTS")
     transaction.on_commit(lambda: write_event(event, **fields))

@@ -4,28 +4,21 @@ an order may be (future time, caps, minimum interval) stays in orders.services."
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
+from common.forms import add_service_errors
+from common.timezones import is_valid_time_zone, time_zone_choices
 from orders.models import MisfirePolicy, Order, OrderStatus, RepeatUnit
-from orders.schedule import ScheduleOverflow, is_valid_time_zone, resolve_wall_time, zone
+from orders.recurrence import ScheduleOverflow, resolve_wall_time, zone
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
 # What a datetime-local input sends (seconds appear when step < 60).
 WALL_TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 ONCE, RECURRING = "once", "recurring"
-
-
-@cache
-def time_zone_choices() -> list[tuple[str, str]]:
-    from zoneinfo import available_timezones
-
-    # Every zone the account page offers, so a user's own zone is always selectable here too.
-    return [(name, name.replace("_", " ")) for name in sorted(available_timezones() | {"UTC"})]
 
 
 def wall_time_text(value: datetime, time_zone: str) -> str:
@@ -166,15 +159,7 @@ class OrderForm(forms.Form):
 
     def add_service_errors(self, error: ValidationError) -> None:
         """Show a services ValidationError beside the fields it names (the rest above the form)."""
-        if not hasattr(error, "error_dict"):
-            self.add_error(None, error)
-            return
-        for field, errors in error.message_dict.items():
-            target = field if field in self.fields else None
-            if field == "is_recurring":
-                target = "kind"
-            for message in errors:
-                self.add_error(target, message)
+        add_service_errors(self, error, field_map={"is_recurring": "kind"})
         self._mark_invalid_fields()
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from orders.recurrence import Grid
+
 
 class RepeatUnit(models.TextChoices):
     SECONDS = "seconds"
@@ -24,6 +26,12 @@ class MisfirePolicy(models.TextChoices):
     RUN_ONCE = "run_once", "Run once, then back on the grid"
     SKIP = "skip", "Skip missed runs"
     RUN_ALL = "run_all", "Run every missed run"
+
+
+# An order with a job to wait for: scheduled, or running one of its executions.
+ACTIVE_ORDER_STATUSES = (OrderStatus.SCHEDULED, OrderStatus.RUNNING)
+# An order that has stopped for good (until an edit, a run-now or a retry brings it back).
+FINISHED_ORDER_STATUSES = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 
 
 class Order(models.Model):
@@ -86,7 +94,19 @@ class Order(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in (OrderStatus.SCHEDULED, OrderStatus.RUNNING)
+        return self.status in ACTIVE_ORDER_STATUSES
+
+    @property
+    def grid(self) -> Grid:
+        """The occurrence grid of the current definition (see orders/recurrence.py)."""
+        if self.is_recurring:
+            return Grid(self.schedule_time, self.time_zone, self.repeat_interval, self.repeat_unit)
+        return Grid(self.schedule_time, self.time_zone)
+
+    @property
+    def has_runs_left(self) -> bool:
+        """Whether the execution limit leaves room for one more execution."""
+        return self.execution_limit is None or self.executions_count < self.execution_limit
 
     @property
     def executions_remaining(self) -> int | None:
@@ -102,6 +122,12 @@ class ExecutionStatus(models.TextChoices):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+# An execution that has not finished: waiting for its job (pending, retrying) or running.
+INFLIGHT_EXECUTION_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.RETRYING)
+# An execution waiting for a job of its own: a manual run, or a retry of a failed attempt.
+WAITING_EXECUTION_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RETRYING)
 
 
 class ExecutionKind(models.TextChoices):

@@ -5,38 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, models
 from django.db.models import QuerySet
 from django.http import Http404
 
-from orders.models import Execution, Notification, Order, OrderStatus
-from orders.schedule import upcoming, zone
-from orders.services import order_grid
+from orders import sql
+from orders.models import ACTIVE_ORDER_STATUSES, Execution, Notification, Order, OrderStatus
+from orders.recurrence import upcoming, zone
+from orders.sql import ORDERINGS
 
-MAX_ID = 2**63 - 1
-ORDERINGS = {
-    "schedule_time",
-    "-schedule_time",
-    "next_run_at",
-    "-next_run_at",
-    "created_at",
-    "-created_at",
+# The columns of an order page row, in order: the one field list of the order's JSON shape
+# (orders/api/representation.py names each column's key, OrderSerializer lists those keys).
+ORDER_ROW_COLUMNS = (
+    "id",
+    "user_id",
     "order_name",
-    "-order_name",
-}
-
-
-def parse_id(raw: Any) -> int:
-    """Turn a path segment into an id, or raise Http404 (never a 500 or a 400: an id that cannot
-    exist is just an object that is not there)."""
-    text = str(raw)
-    # isascii(): "²".isdigit() is true but int("²") raises ValueError (a 500).
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
-        raise Http404("Not found.")
-    value = int(text)
-    if value < 1 or value > MAX_ID:
-        raise Http404("Not found.")
-    return value
+    "schedule_time",
+    "status",
+    "job_id",
+    "is_recurring",
+    "repeat_interval",
+    "repeat_unit",
+    "max_executions",
+    "executions_count",
+    "execution_limit",
+    "time_zone",
+    "misfire_policy",
+    "next_run_at",
+    "last_run_at",
+    "last_result",
+    "created_at",
+    "updated_at",
+)
 
 
 def order_list_for_user(
@@ -62,34 +61,6 @@ def order_list_for_user(
     return qs
 
 
-# The columns of an order page row, in order (see order_page_for_user).
-ORDER_ROW_COLUMNS = (
-    "id",
-    "user_id",
-    "order_name",
-    "schedule_time",
-    "status",
-    "job_id",
-    "is_recurring",
-    "repeat_interval",
-    "repeat_unit",
-    "max_executions",
-    "executions_count",
-    "execution_limit",
-    "time_zone",
-    "misfire_policy",
-    "next_run_at",
-    "last_run_at",
-    "last_result",
-    "created_at",
-    "updated_at",
-)
-# Which columns need converting, read off the model rather than listed again.
-_FIELD_TYPES = [type(Order._meta.get_field(name)) for name in ORDER_ROW_COLUMNS]
-_DATETIME_POSITIONS = tuple(i for i, kind in enumerate(_FIELD_TYPES) if issubclass(kind, models.DateTimeField))
-_BOOLEAN_POSITIONS = tuple(i for i, kind in enumerate(_FIELD_TYPES) if issubclass(kind, models.BooleanField))
-
-
 def order_page_for_user(
     *,
     user: Any,
@@ -105,68 +76,22 @@ def order_page_for_user(
     matching orders (None when the page is empty: the total rides along with the rows).
 
     The same rows, order and total as the queryset (tests/test_order_page.py compares them for
-    every filter and ordering), in one hand-written statement: compiling the ORM's version of it
-    cost more CPU than MariaDB spends running it, and MySQLdb's Python conversion of DATETIME
-    values cost as much again, so times are read as text and parsed by datetime.fromisoformat.
-    """
-    if search and "\x00" in search:
-        return [], None
-    connection = connections[using]
-    ops = connection.ops
-    meta = Order._meta
-
-    columns = {key: str(field.column) for field in meta.concrete_fields for key in (field.name, field.attname)}
-
-    def column(name: str) -> str:
-        return ops.quote_name(columns[name])
-
-    where, params = [f"{column('user')} = %s"], [user.pk]
-    if status:
-        where.append(f"{column('status')} = %s")
-        params.append(status)
-    if is_recurring is not None:
-        where.append(f"{column('is_recurring')} = %s")
-        params.append(is_recurring)
-    if search:
-        # The SQL and pattern of Django's icontains lookup on this backend.
-        lhs = ops.lookup_cast("icontains", "CharField") % column("order_name")
-        operators: dict[str, str] = connection.operators  # type: ignore[attr-defined]  # every backend has it
-        where.append(f"{lhs} {operators['icontains']}")
-        params.append(f"%{ops.prep_for_like_query(search)}%")
-    order_by = [ordering, "-id"] if ordering in ORDERINGS else [str(name) for name in meta.ordering or ()]
-    order_sql = ", ".join(f"{column(f.lstrip('-'))} {'DESC' if f.startswith('-') else 'ASC'}" for f in order_by)
-    selected = ", ".join(
-        f"CAST({column(name)} AS CHAR)" if i in _DATETIME_POSITIONS else column(name)
-        for i, name in enumerate(ORDER_ROW_COLUMNS)
+    every filter and ordering), in one hand-written statement (orders/sql.py says why)."""
+    return sql.order_page_rows(
+        columns=ORDER_ROW_COLUMNS,
+        user_id=user.pk,
+        offset=offset,
+        limit=limit,
+        status=status,
+        is_recurring=is_recurring,
+        search=search,
+        ordering=ordering,
+        using=using,
     )
-    table = ops.quote_name(meta.db_table)
-    condition = " AND ".join(where)
-    # Identifiers are the model's, quoted by the backend; ordering is one of ORDERINGS; every value
-    # is a query parameter.
-    sql = (
-        f"SELECT {selected}, (SELECT COUNT(*) FROM {table} WHERE {condition}) "  # noqa: S608
-        f"FROM {table} WHERE {condition} ORDER BY {order_sql} LIMIT {int(limit)} OFFSET {int(offset)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params + params)
-        raw_rows = cursor.fetchall()
-    if not raw_rows:
-        return [], None
-    db_tz = connection.timezone
-    rows = []
-    for raw in raw_rows:
-        row = list(raw[:-1])
-        for i in _DATETIME_POSITIONS:
-            if row[i] is not None:
-                row[i] = datetime.fromisoformat(row[i]).replace(tzinfo=db_tz)
-        for i in _BOOLEAN_POSITIONS:
-            row[i] = bool(row[i])
-        rows.append(tuple(row))
-    return rows, int(raw_rows[0][-1])
 
 
-def order_get_for_user(*, user: Any, order_id: Any) -> Order:
-    order = Order.objects.filter(user=user, pk=parse_id(order_id)).first()
+def order_get_for_user(*, user: Any, order_id: int) -> Order:
+    order = Order.objects.filter(user=user, pk=order_id).first()
     if order is None:
         raise Http404("Not found.")
     return order
@@ -175,7 +100,7 @@ def order_get_for_user(*, user: Any, order_id: Any) -> Order:
 def upcoming_runs(*, order: Order, count: int) -> list[datetime]:
     """The next `count` due times of the order (aware, in the order's time zone); none once it has
     finished, and never more than the executions it has left."""
-    if order.status not in (OrderStatus.SCHEDULED, OrderStatus.RUNNING, OrderStatus.PAUSED):
+    if order.status not in (*ACTIVE_ORDER_STATUSES, OrderStatus.PAUSED):
         return []
     remaining = order.executions_remaining
     if remaining is not None:
@@ -183,11 +108,7 @@ def upcoming_runs(*, order: Order, count: int) -> list[datetime]:
     if order.next_run_at is None and order.status != OrderStatus.PAUSED:
         return []
     tz = zone(order.time_zone)
-    return [t.astimezone(tz) for t in upcoming(order_grid(order), order.next_grid_index, count)]
-
-
-def upcoming_for(order: Order, count: int) -> list[str]:
-    return [t.isoformat() for t in upcoming_runs(order=order, count=count)]
+    return [t.astimezone(tz) for t in upcoming(order.grid, order.next_grid_index, count)]
 
 
 def execution_list_for_order(*, order: Order) -> QuerySet[Execution]:
@@ -201,8 +122,8 @@ def notification_list_for_user(*, user: Any, unread_only: bool = False) -> Query
     return qs
 
 
-def notification_get_for_user(*, user: Any, notification_id: Any) -> Notification:
-    notification = Notification.objects.filter(user=user, pk=parse_id(notification_id)).first()
+def notification_get_for_user(*, user: Any, notification_id: int) -> Notification:
+    notification = Notification.objects.filter(user=user, pk=notification_id).first()
     if notification is None:
         raise Http404("Not found.")
     return notification
@@ -210,7 +131,3 @@ def notification_get_for_user(*, user: Any, notification_id: Any) -> Notificatio
 
 def unread_notification_count(*, user: Any) -> int:
     return Notification.objects.filter(user=user, read_at__isnull=True).count()
-
-
-def active_order_count(*, user: Any) -> int:
-    return Order.objects.filter(user=user, status__in=(OrderStatus.SCHEDULED, OrderStatus.RUNNING)).count()

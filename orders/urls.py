@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import path
 
+import common.converters  # noqa: F401 - registers the `id` path converter
 from orders import views
 
 urlpatterns = [
@@ -11,17 +12,18 @@ urlpatterns = [
     path("orders/live", views.dashboard_live, name="order-list-live"),
     path("orders/new", views.order_new, name="order-new"),
     path("orders/preview.json", views.order_preview, name="order-preview"),
-    # After the fixed paths above; with or without the trailing slash.
-    re_path(r"^orders/(?P<order_id>[^/]+)/?$", views.order_detail, name="order-detail"),
-    path("orders/<str:order_id>/live", views.order_detail_live, name="order-detail-live"),
-    path("orders/<str:order_id>/edit", views.order_edit, name="order-edit"),
-    path("orders/<str:order_id>/preview.json", views.order_preview, name="order-preview-existing"),
-    path("orders/<str:order_id>/delete", views.order_delete, name="order-delete"),
-    path("orders/<str:order_id>/pause", views.order_action, {"action": "pause"}, name="order-pause"),
-    path("orders/<str:order_id>/resume", views.order_action, {"action": "resume"}, name="order-resume"),
-    path("orders/<str:order_id>/run-now", views.order_action, {"action": "run-now"}, name="order-run-now"),
-    path("orders/<str:order_id>/retry", views.order_action, {"action": "retry"}, name="order-retry"),
+    # With or without the trailing slash (reversed without it).
+    path("orders/<id:order_id>", views.order_detail, name="order-detail"),
+    path("orders/<id:order_id>/", views.order_detail),
+    path("orders/<id:order_id>/live", views.order_detail_live, name="order-detail-live"),
+    path("orders/<id:order_id>/edit", views.order_edit, name="order-edit"),
+    path("orders/<id:order_id>/preview.json", views.order_preview, name="order-preview-existing"),
+    path("orders/<id:order_id>/delete", views.order_delete, name="order-delete"),
+    path("orders/<id:order_id>/pause", views.order_action, {"action": "pause"}, name="order-pause"),
+    path("orders/<id:order_id>/resume", views.order_action, {"action": "resume"}, name="order-resume"),
+    path("orders/<id:order_id>/run-now", views.order_action, {"action": "run-now"}, name="order-run-now"),
+    path("orders/<id:order_id>/retry", views.order_action, {"action": "retry"}, name="order-retry"),
     path("notifications/", views.notification_list, name="notification-list"),
     path("notifications/read-all", views.notification_read_all, name="notification-read-all"),
-    path("notifications/<str:notification_id>/read", views.notification_read, name="notification-read"),
+    path("notifications/<id:notification_id>/read", views.notification_read, name="notification-read"),
 ]

@@ -19,11 +19,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.models import User
+from accounts.requests import request_user
 from orders import selectors, services
 from orders.forms import ONCE, RECURRING, OrderFilterForm, OrderForm, wall_time_text
 from orders.models import ExecutionStatus, Order, OrderStatus
-from orders.schedule import Grid, ScheduleOverflow, first_index_due_after, upcoming
+from orders.recurrence import Grid, ScheduleOverflow, first_index_due_after, upcoming
 from orders.templatetags.order_pages import in_zone
 
 DASHBOARD_PAGE_SIZE = 20
@@ -35,14 +35,8 @@ LIVE_REFRESH_MS = 2000
 FORM_KEY = re.compile(r"[0-9a-f]{32}")
 
 
-def _user(request: HttpRequest) -> User:
-    # login_required guarantees a real user here.
-    assert isinstance(request.user, User)
-    return request.user
-
-
 def _user_time_zone(request: HttpRequest) -> str:
-    return _user(request).time_zone or "UTC"
+    return request_user(request).time_zone or "UTC"
 
 
 # --- dashboard ----------------------------------------------------------------------------------
@@ -112,7 +106,7 @@ def order_new(request: HttpRequest) -> HttpResponse:
             definition = services.OrderDefinition(**form.changes())
             try:
                 order, replayed = services.order_create_once(
-                    user=_user(request), definition=definition, idempotency_key=key
+                    user=request_user(request), definition=definition, idempotency_key=key
                 )
             except ValidationError as exc:
                 form.add_service_errors(exc)
@@ -143,7 +137,7 @@ def order_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def order_edit(request: HttpRequest, order_id: str) -> HttpResponse:
+def order_edit(request: HttpRequest, order_id: int) -> HttpResponse:
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     if request.method == "POST":
         form = OrderForm(request.POST, order=order)
@@ -185,7 +179,7 @@ def _preview_times(form: OrderForm, order: Order | None, now: datetime) -> list[
 
 @login_required
 @require_GET
-def order_preview(request: HttpRequest, order_id: str | None = None) -> JsonResponse:
+def order_preview(request: HttpRequest, order_id: int | None = None) -> JsonResponse:
     """The next run times of the definition on the form, computed without saving anything."""
     order = selectors.order_get_for_user(user=request.user, order_id=order_id) if order_id is not None else None
     form = OrderForm(request.GET, order=order)
@@ -227,14 +221,14 @@ def _detail_context(request: HttpRequest, order: Order) -> dict[str, Any]:
 
 @login_required
 @require_GET
-def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
+def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     return render(request, "orders/order_detail.html", _detail_context(request, order))
 
 
 @login_required
 @require_GET
-def order_detail_live(request: HttpRequest, order_id: str) -> HttpResponse:
+def order_detail_live(request: HttpRequest, order_id: int) -> HttpResponse:
     """The changing part of the detail page alone, for the page's refresh script."""
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     return render(request, "orders/_order_live.html", _detail_context(request, order))
@@ -271,7 +265,7 @@ KEYED_ACTIONS: dict[str, Callable[[Order, str], str]] = {"run-now": _run_now, "r
 
 @login_required
 @require_POST
-def order_action(request: HttpRequest, order_id: str, action: str) -> HttpResponseRedirect:
+def order_action(request: HttpRequest, order_id: int, action: str) -> HttpResponseRedirect:
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     try:
         if action in KEYED_ACTIONS:
@@ -287,7 +281,7 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def order_delete(request: HttpRequest, order_id: str) -> HttpResponse:
+def order_delete(request: HttpRequest, order_id: int) -> HttpResponse:
     order = selectors.order_get_for_user(user=request.user, order_id=order_id)
     if request.method == "POST":
         name = order.order_name
@@ -314,7 +308,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def notification_read(request: HttpRequest, notification_id: str) -> HttpResponseRedirect:
+def notification_read(request: HttpRequest, notification_id: int) -> HttpResponseRedirect:
     notification = selectors.notification_get_for_user(user=request.user, notification_id=notification_id)
     services.notification_mark_read(notification=notification)
     return redirect("notification-list")
@@ -323,6 +317,6 @@ def notification_read(request: HttpRequest, notification_id: str) -> HttpRespons
 @login_required
 @require_POST
 def notification_read_all(request: HttpRequest) -> HttpResponseRedirect:
-    count = services.notification_mark_all_read(user=_user(request))
+    count = services.notification_mark_all_read(user=request_user(request))
     messages.success(request, f"Marked {count} notification(s) as read.")
     return redirect("notification-list")

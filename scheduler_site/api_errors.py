@@ -11,7 +11,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orders.services import IdempotencyKeyReused
+from common.errors import IdempotencyConflict
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -23,13 +23,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         else:
             data = {"non_field_errors": exc.messages}
         return Response(data, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, IdempotencyKeyReused):
-        return Response({"Idempotency-Key": [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, IdempotencyConflict):
+        return Response({exc.field: [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, (OperationalError, InterfaceError, RedisError)):
         # A dependency is down: say so plainly and let the client retry. Nothing was committed, unless
         # the connection dropped while the commit's acknowledgement was on its way back (any write):
         # repeating is harmless for all but a create, a run-now and a retry, which their
-        # Idempotency-Key covers (see the 503 text in orders/api/schema.py).
+        # Idempotency-Key covers (see the 503 text in common/api/schema.py).
         return Response(
             {"detail": "The service is temporarily unavailable; please retry shortly."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

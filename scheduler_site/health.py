@@ -8,9 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from rq import Worker
 
-from orders import scheduling
+from orders import jobqueue
 
 # The scheduler writes its heartbeat every poll; older than this means it is not running.
 SCHEDULER_STALE_SECONDS = 30
@@ -27,16 +26,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
         body["database"] = {"ok": False, "error": type(exc).__name__}
         ok = False
     try:
-        scheduling.connection().ping()
+        jobqueue.connection().ping()
         body["redis"] = {"ok": True, "embedded": settings.REDIS_EMBEDDED}
-        beat = scheduling.read_heartbeat()
+        beat = jobqueue.read_heartbeat()
         age = None if beat is None else round(time.time() - beat, 3)
         scheduler_ok = age is not None and age < SCHEDULER_STALE_SECONDS
         body["scheduler"] = {"ok": scheduler_ok, "last_heartbeat": beat, "age_seconds": age}
-        workers = Worker.all(connection=scheduling.connection())
-        live = [w for w in workers if w.get_state() != "suspended"]
-        body["workers"] = {"ok": len(live) > 0, "live": len(live)}
-        ok = ok and scheduler_ok and len(live) > 0
+        live = jobqueue.live_worker_count()
+        body["workers"] = {"ok": live > 0, "live": live}
+        ok = ok and scheduler_ok and live > 0
     except Exception as exc:  # noqa: BLE001
         body["redis"] = {"ok": False, "error": type(exc).__name__}
         body["scheduler"] = {"ok": False, "last_heartbeat": None, "age_seconds": None}

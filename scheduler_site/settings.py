@@ -142,10 +142,6 @@ if REDIS_EMBEDDED:
 
     REDIS_URL = ensure_embedded_redis(VAR_DIR, EMBEDDED_REDIS_NAME, persistent=EMBEDDED_REDIS_NAME == "redis")
 
-RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 360},
-    "orders": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 360},
-}
 RQ_SHOW_ADMIN_LINK = True
 
 CACHES = {
@@ -203,10 +199,10 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.RevocableJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["orders.api.parsers.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "orders.api.pagination.OrderPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.api.pagination.PagePagination",
     "EXCEPTION_HANDLER": "scheduler_site.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -219,10 +215,12 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's files come from drf-spectacular-sidecar, not a CDN (CSP: default-src 'self').
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # A route served with and without its trailing slash is documented once, with it.
+    "PREPROCESSING_HOOKS": ["common.api.schema.one_path_per_route"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         # Documents the 400/401/404/413/415/503 answers every operation shares.
-        "orders.api.schema.add_error_responses",
+        "common.api.schema.add_error_responses",
     ],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
@@ -242,6 +240,17 @@ ORDER_MAX_ACTIVE_PER_USER = env.int("ORDER_MAX_ACTIVE_PER_USER", default=1000)
 ORDER_SCHEDULE_HORIZON_DAYS = env.int("ORDER_SCHEDULE_HORIZON_DAYS", default=366 * 5)
 ORDER_PAST_GRACE_SECONDS = env.int("ORDER_PAST_GRACE_SECONDS", default=5)
 ORDER_QUEUE = env.str("ORDER_QUEUE", default="orders")
+# The one job timeout: the orders queue's default and every job orders/jobqueue.py places.
+ORDER_JOB_TIMEOUT_SECONDS = ORDER_EXECUTION_TIMEOUT_SECONDS + ORDER_JOB_TIMEOUT_MARGIN_SECONDS
+# The one Redis configuration of the queues: the workers, the scheduler, the admin's RQ pages and
+# orders/jobqueue.py all read it (through django-rq). The client options ride in the URL, so that
+# a Redis that stops answering fails a request in seconds (a 503) instead of hanging it.
+_REDIS_CLIENT_OPTIONS = "socket_timeout=5&socket_connect_timeout=2&health_check_interval=30"
+_QUEUE_REDIS_URL = f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}{_REDIS_CLIENT_OPTIONS}"
+RQ_QUEUES = {
+    "default": {"URL": _QUEUE_REDIS_URL, "DEFAULT_TIMEOUT": 360},
+    ORDER_QUEUE: {"URL": _QUEUE_REDIS_URL, "DEFAULT_TIMEOUT": ORDER_JOB_TIMEOUT_SECONDS},
+}
 # A worker that runs a due order also runs up to ORDER_BATCH_SIZE - 1 other due orders in the same
 # transactions, for at most ORDER_BATCH_SECONDS (orders/engine.py, "execution batches"); 1 turns it off.
 ORDER_BATCH_SIZE = env.int("ORDER_BATCH_SIZE", default=50)

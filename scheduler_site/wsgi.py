@@ -9,6 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_site.settings")
 
 application = get_wsgi_application()
 
-from scheduler_site.startup import describe_services  # noqa: E402 - needs the settings loaded above
+from common.config import describe_services  # noqa: E402 - needs the settings loaded above
 
 print(describe_services(), file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from orders import scheduling
+from orders import jobqueue
 
 _emails = itertools.count(1)
 
@@ -53,7 +53,7 @@ def _private_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_redis_and_log(_private_log_dir: None) -> Iterator[None]:
-    conn = scheduling.connection()
+    conn = jobqueue.connection()
     conn.flushdb()
     settings.ORDER_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
     settings.ORDER_LOG_FILE.write_text("")

@@ -9,18 +9,18 @@ from typing import Any
 from django.conf import settings
 from rq import SimpleWorker
 
-from orders import scheduling
+from orders import jobqueue
 
 
 def enqueue_due() -> int:
     """One pass of rq-scheduler: move every due job into the queue."""
-    jobs = list(scheduling.scheduler().enqueue_jobs())
+    jobs = list(jobqueue.scheduler().enqueue_jobs())
     return len(jobs)
 
 
 def work() -> None:
     """Run a real RQ worker in burst mode until the queue is empty."""
-    worker = SimpleWorker([scheduling.queue()], connection=scheduling.connection())
+    worker = SimpleWorker([jobqueue.queue()], connection=jobqueue.connection())
     worker.work(burst=True, logging_level="WARNING")
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
-from orders import scheduling, services
+from orders import jobqueue, services
 from orders.models import Order
 from tests.conftest import make_user
 
@@ -32,9 +32,9 @@ def test_deleting_a_user_in_the_admin_cancels_their_orders_jobs() -> None:
     client = _admin_client()
     user = make_user()
     orders = [_order(user) for _ in range(2)]
-    assert scheduling.scheduled_count() == 2
+    assert jobqueue.scheduled_count() == 2
     response = client.post(f"/admin/accounts/user/{user.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not User.objects.filter(pk=user.pk).exists()
     assert not Order.objects.filter(pk__in=[o.pk for o in orders]).exists()
-    assert scheduling.scheduled_count() == 0
+    assert jobqueue.scheduled_count() == 0

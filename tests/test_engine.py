@@ -14,7 +14,7 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from orders import engine, scheduling, services
+from orders import engine, jobqueue, repair, services
 from orders.models import Execution, Notification, Order
 from tests.conftest import make_user
 from tests.engine_helpers import log_lines, run_until, tick, work
@@ -80,7 +80,7 @@ def test_recurring_order_runs_exactly_max_executions_on_its_grid() -> None:
 def test_occurrence_delivered_early_does_not_start_early() -> None:
     order = create(schedule_time=whole_second(4))
     # Deliver the job straight to the queue 4 s ahead of its due time, as a misbehaving scheduler might.
-    scheduling.queue().enqueue(scheduling.OCCURRENCE_FUNC, args=(order.pk, order.schedule_version, 1))
+    jobqueue.queue().enqueue(jobqueue.OCCURRENCE_FUNC, args=(order.pk, order.schedule_version, 1))
     work()
     assert executions(order) == []
     run_until(lambda: reload(order).status == "completed", timeout=15)
@@ -92,7 +92,7 @@ def test_duplicate_delivery_has_one_effect() -> None:
     order = create(schedule_time=whole_second(1))
     time.sleep(1.2)
     for _ in range(3):  # the same occurrence handed out three more times
-        scheduling.queue().enqueue(scheduling.OCCURRENCE_FUNC, args=(order.pk, order.schedule_version, 1))
+        jobqueue.queue().enqueue(jobqueue.OCCURRENCE_FUNC, args=(order.pk, order.schedule_version, 1))
     tick()
     settle(1)
     assert len(executions(order)) == 1
@@ -102,7 +102,7 @@ def test_duplicate_delivery_has_one_effect() -> None:
 def test_two_runs_of_one_order_never_overlap(tmp_path: Path) -> None:
     # Each run takes 1.5 s but the order is due every second, with two real workers competing.
     with running_stack(
-        tmp_path, web=False, workers=2, ORDER_EXECUTOR="orders.executors.slow", ORDER_SLOW_EXECUTOR_SECONDS="1.5"
+        tmp_path, web=False, workers=2, ORDER_EXECUTOR="tests.faults.executors.slow", ORDER_SLOW_EXECUTOR_SECONDS="1.5"
     ):
         order = recurring(max_executions=3)
         deadline = time.monotonic() + 60
@@ -126,7 +126,7 @@ def test_update_mid_run_leaves_exactly_one_chain() -> None:
     stale_args = (old.pk, old.schedule_version, old.next_grid_index)
     services.order_update(order=old, changes={"repeat_interval": 2})
     # Even if the cancelled job of the old definition were delivered, it does nothing.
-    scheduling.queue().enqueue(scheduling.OCCURRENCE_FUNC, args=stale_args)
+    jobqueue.queue().enqueue(jobqueue.OCCURRENCE_FUNC, args=stale_args)
     run_until(lambda: reload(order).status == "completed", timeout=30)
     settle(2.5)
     runs = ran(order)
@@ -193,7 +193,7 @@ def test_pause_stops_runs_and_resume_continues_to_exactly_max() -> None:
 
 def test_nothing_starts_after_delete_returns_even_with_a_run_in_progress(tmp_path: Path) -> None:
     with running_stack(
-        tmp_path, web=False, workers=2, ORDER_EXECUTOR="orders.executors.slow", ORDER_SLOW_EXECUTOR_SECONDS="1.5"
+        tmp_path, web=False, workers=2, ORDER_EXECUTOR="tests.faults.executors.slow", ORDER_SLOW_EXECUTOR_SECONDS="1.5"
     ):
         order = recurring(max_executions=10)
         deadline = time.monotonic() + 30
@@ -217,14 +217,14 @@ def test_nothing_starts_after_delete_returns_even_with_a_run_in_progress(tmp_pat
         and datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) > deleted_at
     ]
     assert not Execution.objects.filter(order_id=order.pk).exists()
-    assert scheduling.all_order_job_ids() == set()
+    assert jobqueue.all_order_job_ids() == set()
 
 
 # --- failures ----------------------------------------------------------------------------------------
 
 
 def test_failure_is_retried_with_backoff_and_every_attempt_is_visible(settings: Any) -> None:
-    settings.ORDER_EXECUTOR = "orders.executors.fail_first_attempt"
+    settings.ORDER_EXECUTOR = "tests.faults.executors.fail_first_attempt"
     settings.ORDER_RETRY_BASE_DELAY_SECONDS = 1
     order = create(schedule_time=whole_second(1))
     run_until(lambda: reload(order).status == "completed", timeout=20)
@@ -236,7 +236,7 @@ def test_failure_is_retried_with_backoff_and_every_attempt_is_visible(settings: 
 
 
 def test_permanently_failing_recurring_order_never_runs_beyond_max(settings: Any) -> None:
-    settings.ORDER_EXECUTOR = "orders.executors.always_fail"
+    settings.ORDER_EXECUTOR = "tests.faults.executors.always_fail"
     settings.ORDER_MAX_ATTEMPTS = 2
     settings.ORDER_RETRY_BASE_DELAY_SECONDS = 0.5
     order = recurring(max_executions=2)
@@ -252,7 +252,7 @@ def test_permanently_failing_recurring_order_never_runs_beyond_max(settings: Any
 
 
 def test_retry_reruns_the_last_failed_occurrence(settings: Any) -> None:
-    settings.ORDER_EXECUTOR = "orders.executors.always_fail"
+    settings.ORDER_EXECUTOR = "tests.faults.executors.always_fail"
     settings.ORDER_MAX_ATTEMPTS = 1
     order = create(schedule_time=whole_second(1))
     run_until(lambda: reload(order).status == "failed", timeout=15)
@@ -277,7 +277,7 @@ def test_run_now_is_an_extra_counted_execution_and_respects_max() -> None:
     with pytest.raises(ValidationError):
         services.order_run_now(order=reload(order))
     assert reload(order).executions_count == 2
-    assert scheduling.scheduled_count() == 0
+    assert jobqueue.scheduled_count() == 0
 
 
 # --- repair -------------------------------------------------------------------------------------------
@@ -287,15 +287,15 @@ def test_flushed_redis_is_rebuilt_by_reconcile() -> None:
     user = make_user()
     orders = [create(user, schedule_time=whole_second(2)) for _ in range(3)]
     orders.append(recurring(user, max_executions=2))
-    scheduling.connection().flushdb()
-    assert scheduling.live_job_ids([reload(o).job_id for o in orders]) == set()
-    report = engine.reconcile()
+    jobqueue.connection().flushdb()
+    assert jobqueue.live_job_ids([reload(o).job_id for o in orders]) == set()
+    report = repair.reconcile()
     assert report.scheduled == 4
-    assert scheduling.live_job_ids([reload(o).job_id for o in orders]) == {reload(o).job_id for o in orders}
+    assert jobqueue.live_job_ids([reload(o).job_id for o in orders]) == {reload(o).job_id for o in orders}
     run_until(lambda: all(reload(o).status == "completed" for o in orders), timeout=20)
     assert [len(ran(o)) for o in orders] == [1, 1, 1, 2]
     # A second reconcile finds nothing to do.
-    again = engine.reconcile()
+    again = repair.reconcile()
     assert (again.scheduled, again.requeued_executions) == (0, 0)
 
 
@@ -303,9 +303,9 @@ def test_reconcile_removes_jobs_of_deleted_orders() -> None:
     order = create(schedule_time=whole_second(60))
     job_id = order.job_id
     Order.objects.filter(pk=order.pk).delete()  # gone behind the service's back
-    report = engine.reconcile()
+    report = repair.reconcile()
     assert report.removed_orphans == 1
-    assert job_id not in scheduling.all_order_job_ids()
+    assert job_id not in jobqueue.all_order_job_ids()
 
 
 def test_abandoned_run_is_retried(settings: Any) -> None:
@@ -314,7 +314,7 @@ def test_abandoned_run_is_retried(settings: Any) -> None:
     taken = engine.occurrence_take(order_id=order.pk, version=order.schedule_version, grid_index=1)
     assert taken is not None  # a worker took it ... and died before finishing
     Execution.objects.filter(pk=taken.execution_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert engine.recover_abandoned() == 1
+    assert repair.recover_abandoned() == 1
     run_until(lambda: reload(order).status == "completed", timeout=15)
     (run,) = executions(order)
     assert run.attempts == 2 and run.status == "succeeded"
@@ -364,7 +364,7 @@ def test_reconcile_orders_command_reports_what_it_did() -> None:
     from django.core.management import call_command
 
     create(schedule_time=whole_second(60))
-    scheduling.connection().flushdb()
+    jobqueue.connection().flushdb()
     out = StringIO()
     call_command("reconcile_orders", stdout=out)
     assert "scheduled 1 missing jobs" in out.getvalue()
@@ -382,10 +382,10 @@ def test_redis_is_written_only_after_the_database_commits() -> None:
         services.order_create(
             user=user, definition=services.OrderDefinition(order_name="rolled back", schedule_time=whole_second(5))
         )
-        assert scheduling.scheduled_count() == 0  # nothing in Redis while the transaction is open
+        assert jobqueue.scheduled_count() == 0  # nothing in Redis while the transaction is open
         raise Abort
     assert Order.objects.count() == 0
-    assert scheduling.scheduled_count() == 0 and scheduling.all_order_job_ids() == set()
+    assert jobqueue.scheduled_count() == 0 and jobqueue.all_order_job_ids() == set()
 
 
 def test_reconcile_rebuilds_thousands_of_orders_in_batches() -> None:
@@ -405,14 +405,14 @@ def test_reconcile_rebuilds_thousands_of_orders_in_batches() -> None:
         for i in range(3000)
     )
     with CaptureQueriesContext(connection) as queries:
-        report = engine.reconcile()
+        report = repair.reconcile()
     assert report.scheduled == 3000
-    assert scheduling.scheduled_count() == 3000
+    assert jobqueue.scheduled_count() == 3000
     jobs = list(Order.objects.values_list("job_id", flat=True))
-    assert scheduling.live_job_ids(jobs) == set(jobs)
+    assert jobqueue.live_job_ids(jobs) == set(jobs)
     # Batched: a few statements per 1,000 orders, not several per order.
     assert len(queries) < 60, len(queries)
-    again = engine.reconcile()
+    again = repair.reconcile()
     assert (again.scheduled, again.removed_orphans) == (0, 0)
 
 
@@ -435,20 +435,20 @@ def test_changing_only_max_executions_keeps_the_pending_slot_and_its_job() -> No
         before.next_grid_index,
         before.next_run_at,
     )
-    assert scheduling.live_job_ids([after.job_id]) == {after.job_id}
+    assert jobqueue.live_job_ids([after.job_id]) == {after.job_id}
     # Lowered to what it already ran: it completes; raised again: it carries on from the same slot.
     done = services.order_update(order=after, changes={"max_executions": 1})
-    assert done.status == "completed" and scheduling.scheduled_count() == 0
+    assert done.status == "completed" and jobqueue.scheduled_count() == 0
     revived = services.order_update(order=done, changes={"max_executions": 2})
     assert revived.status == "scheduled" and revived.next_grid_index == before.next_grid_index
-    assert scheduling.live_job_ids([revived.job_id]) == {revived.job_id}
+    assert jobqueue.live_job_ids([revived.job_id]) == {revived.job_id}
 
 
 def test_only_one_scheduler_reconciles_per_period() -> None:
-    first = scheduling.acquire_reconcile_lease(ttl=30)
+    first = jobqueue.acquire_reconcile_lease(ttl=30)
     assert first is not None
-    assert scheduling.acquire_reconcile_lease(ttl=30) is None  # a second scheduler stands by
-    scheduling.release_reconcile_lease("not-the-owner")
-    assert scheduling.acquire_reconcile_lease(ttl=30) is None
-    scheduling.release_reconcile_lease(first)  # a failed pass gives it back at once
-    assert scheduling.acquire_reconcile_lease(ttl=30) is not None
+    assert jobqueue.acquire_reconcile_lease(ttl=30) is None  # a second scheduler stands by
+    jobqueue.release_reconcile_lease("not-the-owner")
+    assert jobqueue.acquire_reconcile_lease(ttl=30) is None
+    jobqueue.release_reconcile_lease(first)  # a failed pass gives it back at once
+    assert jobqueue.acquire_reconcile_lease(ttl=30) is not None

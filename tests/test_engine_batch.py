@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orders import engine, scheduling, services
+from orders import engine, jobqueue, services
 from orders.executors import ExecutionContext
 from orders.models import Execution, ExecutionStatus, Notification, Order, OrderStatus
 from tests.conftest import make_user
@@ -48,7 +48,7 @@ def wait_past(at: datetime) -> None:
 
 
 def queued_job_count() -> int:
-    return len(scheduling.queue().get_job_ids())
+    return len(jobqueue.queue().get_job_ids())
 
 
 def test_one_job_runs_its_due_companions_and_their_jobs_leave_the_queue(settings: Any, mailoutbox: Any) -> None:
@@ -86,7 +86,7 @@ def test_one_job_runs_its_due_companions_and_their_jobs_leave_the_queue(settings
     events = [line for line in log_lines() if line.get("order_id") in {o.pk for o in orders}]
     for name in ("started", "succeeded", "completed"):
         assert sorted(line["order_id"] for line in events if line["event"] == name) == sorted(o.pk for o in orders)
-    assert scheduling.connection().zcard("rq:scheduler:scheduled_jobs") == 0
+    assert jobqueue.connection().zcard("rq:scheduler:scheduled_jobs") == 0
 
 
 def test_a_batch_needs_far_fewer_statements_per_order(settings: Any) -> None:
@@ -151,7 +151,7 @@ def test_recurring_companions_keep_their_grid_and_exact_count(settings: Any) -> 
 
 def test_a_failing_companion_is_retried_on_its_own(settings: Any) -> None:
     settings.ORDER_BATCH_SIZE = 50
-    settings.ORDER_EXECUTOR = "orders.executors.fail_when_named_poison"
+    settings.ORDER_EXECUTOR = "tests.faults.executors.fail_when_named_poison"
     settings.ORDER_RETRY_BASE_DELAY_SECONDS = 0.5
     at = due_in(1)
     user = make_user()

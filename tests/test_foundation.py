@@ -15,7 +15,7 @@ import redis
 from django.test import Client
 from rq import SimpleWorker
 
-from orders import scheduling
+from orders import jobqueue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,8 +75,8 @@ def test_healthz_is_503_without_scheduler_and_workers() -> None:
 
 @pytest.mark.django_db
 def test_healthz_is_200_with_a_scheduler_heartbeat_and_a_live_worker() -> None:
-    scheduling.write_heartbeat()
-    worker = SimpleWorker([scheduling.queue()], connection=scheduling.connection())
+    jobqueue.write_heartbeat()
+    worker = SimpleWorker([jobqueue.queue()], connection=jobqueue.connection())
     worker.register_birth()
     try:
         response = Client().get("/healthz")
@@ -92,7 +92,7 @@ def test_healthz_is_200_with_a_scheduler_heartbeat_and_a_live_worker() -> None:
 @pytest.mark.django_db
 def test_healthz_is_503_when_redis_is_down(monkeypatch: Any) -> None:
     # A real client pointed at a port where nothing listens.
-    monkeypatch.setattr(scheduling, "_connection", redis.Redis(port=1, socket_connect_timeout=0.5))
+    monkeypatch.setattr(jobqueue, "_connection", redis.Redis(port=1, socket_connect_timeout=0.5))
     response = Client().get("/healthz")
     assert response.status_code == 503
     assert response.json()["redis"]["ok"] is False
@@ -132,12 +132,12 @@ def test_scheduler_started_before_redis_waits_for_it(tmp_path: Path) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                if client.get(scheduling.HEARTBEAT_KEY):
+                if client.get(jobqueue.HEARTBEAT_KEY):
                     break
             except redis.ConnectionError:
                 pass
             time.sleep(0.2)
-        assert client.get(scheduling.HEARTBEAT_KEY) is not None, stack.read_log("scheduler")
+        assert client.get(jobqueue.HEARTBEAT_KEY) is not None, stack.read_log("scheduler")
     finally:
         stack.stop_all()
         if server is not None:

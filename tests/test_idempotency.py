@@ -15,8 +15,9 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
-from orders import scheduling, services
+from orders import jobqueue, services
 from orders.models import Execution, ExecutionKind, ExecutionStatus, Order
+from orders.services import idempotency
 from tests.conftest import api_client_for, make_user
 from tests.engine_helpers import log_lines
 
@@ -68,7 +69,7 @@ def test_a_retried_create_returns_the_first_order_and_schedules_it_once(
     assert again.json()["order_id"] == first.json()["order_id"]
     order = Order.objects.get(user=alice)
     assert order.job_id == first.json()["job_id"]
-    assert scheduling.live_job_ids([order.job_id]) == {order.job_id}
+    assert jobqueue.live_job_ids([order.job_id]) == {order.job_id}
     events = [(line["event"], line["order_id"]) for line in log_lines() if line["event"].startswith("create")]
     assert events == [("created", order.pk), ("create_replayed", order.pk)]
 
@@ -186,14 +187,14 @@ def test_the_service_replays_and_refuses_a_changed_definition(alice: Any) -> Non
 
 def _lose_the_first_look_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make the first look-up miss, as it does for an attempt racing the one that commits first."""
-    real = services._replayable
+    real = idempotency._replayable
     calls: list[str] = []
 
     def racing(user: Any, digest: str, fingerprint: str) -> Order | None:
         calls.append(digest)
         return None if len(calls) == 1 else real(user, digest, fingerprint)
 
-    monkeypatch.setattr(services, "_replayable", racing)
+    monkeypatch.setattr(idempotency, "_replayable", racing)
     return calls
 
 
@@ -239,15 +240,15 @@ def test_a_replay_places_the_job_a_failed_commit_never_placed(alice: Any) -> Non
     order, _ = services.order_create_once(
         user=alice, definition=services.OrderDefinition(order_name="lost", schedule_time=due), idempotency_key="lost-1"
     )
-    scheduling.cancel(order.job_id)
-    assert not scheduling.live_job_ids([order.job_id])
+    jobqueue.cancel(order.job_id)
+    assert not jobqueue.live_job_ids([order.job_id])
     again, replayed = services.order_create_once(
         user=alice, definition=services.OrderDefinition(order_name="lost", schedule_time=due), idempotency_key="lost-1"
     )
     assert replayed and again.pk == order.pk
     # Reconcile's repair gives it a job of its own; the answer shows the order as it now is.
     assert again.job_id == Order.objects.get(pk=order.pk).job_id
-    assert scheduling.live_job_ids([again.job_id]) == {again.job_id}
+    assert jobqueue.live_job_ids([again.job_id]) == {again.job_id}
 
 
 def test_the_key_is_stored_as_its_digest(alice: Any, alice_api: APIClient) -> None:
@@ -364,11 +365,11 @@ def test_a_repeated_run_now_places_the_job_a_failed_commit_never_placed(alice: A
     due = datetime.now(UTC) + timedelta(hours=1)
     order = services.order_create(user=alice, definition=services.OrderDefinition(order_name="r", schedule_time=due))
     execution, _ = services.order_run_now_once(order=order, idempotency_key="r-1")
-    scheduling.cancel(execution.job_id)
-    assert not scheduling.live_job_ids([execution.job_id])
+    jobqueue.cancel(execution.job_id)
+    assert not jobqueue.live_job_ids([execution.job_id])
     again, replayed = services.order_run_now_once(order=order, idempotency_key="r-1")
     assert replayed and again.pk == execution.pk
-    assert scheduling.live_job_ids([again.job_id]) == {again.job_id}
+    assert jobqueue.live_job_ids([again.job_id]) == {again.job_id}
 
 
 @pytest.mark.parametrize("state", ["paused", "succeeded"])
@@ -380,12 +381,12 @@ def test_a_repeated_run_now_places_nothing_for_a_run_that_is_not_waiting_to_star
         services.order_pause(order=order)
     else:
         Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.SUCCEEDED)
-    scheduling.cancel(execution.job_id)
+    jobqueue.cancel(execution.job_id)
     before = Execution.objects.get(pk=execution.pk).job_id
     again, replayed = services.order_run_now_once(order=order, idempotency_key="r-2")
     assert replayed and again.pk == execution.pk
     assert again.job_id == before
-    assert not scheduling.live_job_ids([execution.job_id]), "a job was placed for a run that cannot start"
+    assert not jobqueue.live_job_ids([execution.job_id]), "a job was placed for a run that cannot start"
 
 
 def _button_key(client: Client, order: Order, action: str) -> str:
@@ -481,10 +482,10 @@ def test_a_repeated_retry_retries_one_run(alice: Any, alice_api: APIClient) -> N
 def test_a_repeated_retry_places_the_job_a_failed_commit_never_placed(alice: Any) -> None:
     order = _with_two_failed_runs(alice)
     execution, _ = services.order_retry_once(order=order, idempotency_key="retry-3")
-    scheduling.cancel(execution.job_id)
+    jobqueue.cancel(execution.job_id)
     again, replayed = services.order_retry_once(order=order, idempotency_key="retry-3")
     assert replayed and again.pk == execution.pk
-    assert scheduling.live_job_ids([again.job_id]) == {again.job_id}
+    assert jobqueue.live_job_ids([again.job_id]) == {again.job_id}
 
 
 def test_the_retry_button_pressed_twice_retries_one_run() -> None:

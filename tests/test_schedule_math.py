@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orders.schedule import (
+from orders.recurrence import (
     Grid,
     ScheduleOverflow,
     first_index_due_after,

@@ -6,10 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.models import User
+from accounts.models import PASSWORD_MAX_LENGTH, User
 
 # Hashing cost grows with the password length; nobody types more than this.
-PASSWORD_MAX_LENGTH = 1024
 
 
 def password_field(**kwargs: Any) -> serializers.CharField:

@@ -27,6 +27,7 @@ from accounts.api.serializers import (
 )
 from accounts.authentication import BEARER_CHALLENGE
 from accounts.models import User
+from accounts.requests import request_user
 from accounts.throttling import Throttled, client_ip
 from accounts.tokens import TokenPair
 from webhooks.services import signing_secret_rotate
@@ -35,7 +36,7 @@ INVALID_CREDENTIALS = "Invalid email or password."
 TOO_MANY_ATTEMPTS = "Too many attempts."
 
 # Errors these views answer themselves; the shared ones (400, 413, 415, 503, and 401 on authenticated
-# operations) are added to every operation by orders.api.schema.add_error_responses.
+# operations) are added to every operation by common.api.schema.add_error_responses.
 THROTTLED = OpenApiResponse(ErrorDetailSerializer, description="Too many attempts; retry after Retry-After seconds.")
 RETRY_AFTER = OpenApiParameter(
     "Retry-After", int, OpenApiParameter.HEADER, response=[429], description="Seconds until the limit resets."
@@ -50,12 +51,6 @@ def _throttled(exc: Throttled) -> exceptions.Throttled:
 
 def _session_body(user: User, pair: TokenPair) -> dict[str, Any]:
     return {"user": UserSerializer(user).data, "access": pair.access, "refresh": pair.refresh}
-
-
-def _user(request: Request) -> User:
-    # IsAuthenticated (the default permission) guarantees a real user here.
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _access_token(request: Request) -> Token:
@@ -126,13 +121,13 @@ class RefreshView(PublicAuthView):
 class MeView(APIView):
     @extend_schema(responses=UserSerializer)
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(_user(request)).data)
+        return Response(UserSerializer(request_user(request)).data)
 
     @extend_schema(
         request=MeUpdateSerializer, responses={200: UserSerializer, 429: THROTTLED}, parameters=[RETRY_AFTER]
     )
     def patch(self, request: Request) -> Response:
-        user = _user(request)
+        user = request_user(request)
         data = MeUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         changes = data.validated_data
@@ -159,7 +154,7 @@ class LogoutView(APIView):
         data = LogoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.user_logout(
-            user=_user(request), access=_access_token(request), refresh=data.validated_data.get("refresh")
+            user=request_user(request), access=_access_token(request), refresh=data.validated_data.get("refresh")
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -167,7 +162,7 @@ class LogoutView(APIView):
 class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
-        services.user_logout_all(user=_user(request))
+        services.user_logout_all(user=request_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -13,10 +13,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from django.db import models
 from django.utils import timezone
 
+from common.timezones import is_valid_time_zone
 from orders.models import Order
-from orders.schedule import is_valid_time_zone, zone
+from orders.recurrence import zone
 from orders.selectors import ORDER_ROW_COLUMNS
 
 
@@ -46,6 +48,28 @@ def _site_time(value: datetime, site_tz: tzinfo) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+# The JSON key of each column of ORDER_ROW_COLUMNS that is not named as it is stored: the order's id,
+# and the executions it has left (Order.executions_remaining, from execution_limit on the row).
+_KEY_OF_COLUMN = {"id": "order_id", "execution_limit": "executions_remaining"}
+# The order's JSON keys, in order: OrderSerializer's fields are these.
+ORDER_JSON_FIELDS = tuple(_KEY_OF_COLUMN.get(column, column) for column in ORDER_ROW_COLUMNS)
+# Times shown in the site's zone, as DRF's DateTimeField shows them; other times in the order's zone.
+SITE_TIME_COLUMNS = ("created_at", "updated_at")
+
+_POSITION = {column: i for i, column in enumerate(ORDER_ROW_COLUMNS)}
+_TIME_COLUMNS = [
+    column for column in ORDER_ROW_COLUMNS if isinstance(Order._meta.get_field(column), models.DateTimeField)
+]
+_ORDER_TIMES = tuple((_POSITION[c], _KEY_OF_COLUMN.get(c, c)) for c in _TIME_COLUMNS if c not in SITE_TIME_COLUMNS)
+_SITE_TIMES = tuple((_POSITION[c], _KEY_OF_COLUMN.get(c, c)) for c in SITE_TIME_COLUMNS)
+_BOOLEANS = tuple(
+    (_POSITION[c], _KEY_OF_COLUMN.get(c, c))
+    for c in ORDER_ROW_COLUMNS
+    if isinstance(Order._meta.get_field(c), models.BooleanField)
+)
+_TIME_ZONE, _LIMIT, _COUNT = _POSITION["time_zone"], _POSITION["execution_limit"], _POSITION["executions_count"]
+
+
 def order_values(order: Order) -> tuple[Any, ...]:
     """An Order instance as the row ORDER_ROW_COLUMNS would read."""
     return tuple(getattr(order, column) for column in ORDER_ROW_COLUMNS)
@@ -56,54 +80,20 @@ def orders_as_json(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     zones = _Zones()
     site_tz = _utc_if_utc(timezone.get_current_timezone())
     out = []
-    for (
-        order_id,
-        user_id,
-        order_name,
-        schedule_time,
-        status,
-        job_id,
-        is_recurring,
-        repeat_interval,
-        repeat_unit,
-        max_executions,
-        executions_count,
-        execution_limit,
-        time_zone,
-        misfire_policy,
-        next_run_at,
-        last_run_at,
-        last_result,
-        created_at,
-        updated_at,
-    ) in rows:
-        tz = zones(time_zone)
-        out.append(
-            {
-                "order_id": order_id,
-                "user_id": user_id,
-                "order_name": order_name,
-                "schedule_time": schedule_time.astimezone(tz).isoformat() if schedule_time is not None else None,
-                "status": status,
-                "job_id": job_id,
-                "is_recurring": bool(is_recurring),
-                "repeat_interval": repeat_interval,
-                "repeat_unit": repeat_unit,
-                "max_executions": max_executions,
-                "executions_count": executions_count,
-                # Order.executions_remaining, on the row.
-                "executions_remaining": (
-                    None if execution_limit is None else max(execution_limit - executions_count, 0)
-                ),
-                "time_zone": time_zone,
-                "misfire_policy": misfire_policy,
-                "next_run_at": next_run_at.astimezone(tz).isoformat() if next_run_at is not None else None,
-                "last_run_at": last_run_at.astimezone(tz).isoformat() if last_run_at is not None else None,
-                "last_result": last_result,
-                "created_at": _site_time(created_at, site_tz) if created_at else None,
-                "updated_at": _site_time(updated_at, site_tz) if updated_at else None,
-            }
-        )
+    for row in rows:
+        tz = zones(row[_TIME_ZONE])
+        item = dict(zip(ORDER_JSON_FIELDS, row, strict=True))
+        for i, key in _ORDER_TIMES:
+            value = row[i]
+            item[key] = value.astimezone(tz).isoformat() if value is not None else None
+        for i, key in _SITE_TIMES:
+            value = row[i]
+            item[key] = _site_time(value, site_tz) if value else None
+        for i, key in _BOOLEANS:
+            item[key] = bool(row[i])
+        limit = row[_LIMIT]
+        item["executions_remaining"] = None if limit is None else max(limit - row[_COUNT], 0)
+        out.append(item)
     return out
 
 

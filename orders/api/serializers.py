@@ -9,9 +9,13 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from orders.models import Execution, MisfirePolicy, Notification, Order, RepeatUnit
-from orders.schedule import is_valid_time_zone, zone
+from common.timezones import is_valid_time_zone
+from orders.api.representation import ORDER_JSON_FIELDS
+from orders.models import Execution, MisfirePolicy, Notification, Order, OrderStatus, RepeatUnit
+from orders.recurrence import zone
+from orders.selectors import ORDERINGS
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
@@ -80,27 +84,8 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
 
     class Meta:
         model = Order
-        fields = [
-            "order_id",
-            "user_id",
-            "order_name",
-            "schedule_time",
-            "status",
-            "job_id",
-            "is_recurring",
-            "repeat_interval",
-            "repeat_unit",
-            "max_executions",
-            "executions_count",
-            "executions_remaining",
-            "time_zone",
-            "misfire_policy",
-            "next_run_at",
-            "last_run_at",
-            "last_result",
-            "created_at",
-            "updated_at",
-        ]
+        # The one field list of the order's JSON shape (the fast path, representation.py, builds it too).
+        fields = list(ORDER_JSON_FIELDS)
         read_only_fields = fields
 
     def _zoned(self, order: Order, value: datetime | None) -> str | None:
@@ -185,3 +170,68 @@ class UpcomingSerializer(serializers.Serializer[Any]):
     order_id = serializers.IntegerField()
     time_zone = serializers.CharField()
     upcoming = serializers.ListField(child=serializers.DateTimeField())
+
+
+def _query_value(field: serializers.Field, query: Any) -> Any:
+    # DRF reads an empty query value of an optional field as absent: here a parameter that is
+    # present must be valid, even when empty ("?status=" is not "any status").
+    return query.get(field.field_name, empty)
+
+
+class QueryChoiceField(serializers.ChoiceField):
+    def get_value(self, dictionary: Any) -> Any:
+        return _query_value(self, dictionary)
+
+
+class QueryBooleanField(serializers.Field):
+    """true/false (or 1/0, any case) in a query string; anything else is an error."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return _query_value(self, dictionary)
+
+    default_error_messages = {"invalid": "Use true or false."}
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_internal_value(self, data: Any) -> bool:
+        value = self.VALUES.get(str(data).lower())
+        if value is None:
+            self.fail("invalid")
+        return bool(value)
+
+    def to_representation(self, value: bool) -> bool:
+        return value
+
+
+def _choose_one_of(choices: list[str]) -> dict[str, Any]:
+    return {"invalid_choice": f"Choose one of: {', '.join(choices)}."}
+
+
+class OrderListFilterSerializer(serializers.Serializer[Any]):
+    """The list's query string. A parameter that is present must be valid, even when empty:
+    "?status=" is not "any status"."""
+
+    status = QueryChoiceField(
+        choices=list(OrderStatus.values), required=False, error_messages=_choose_one_of(list(OrderStatus.values))
+    )
+    is_recurring = QueryBooleanField(required=False)
+    search = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    ordering = QueryChoiceField(
+        choices=sorted(ORDERINGS), required=False, error_messages=_choose_one_of(sorted(ORDERINGS))
+    )
+
+    def validate_search(self, value: str) -> str | None:
+        if len(value) > 255:
+            raise serializers.ValidationError("At most 255 characters.")
+        if "\x00" in value:
+            # No name contains NUL, and SQLite would cut the pattern there and match every order.
+            raise serializers.ValidationError("The search cannot contain NUL characters.")
+        return value or None
+
+    def selector_arguments(self) -> dict[str, Any]:
+        """The validated filters as orders.selectors.order_page_for_user's arguments."""
+        data = self.validated_data
+        return {name: data.get(name) for name in ("status", "is_recurring", "search", "ordering")}
+
+
+class NotificationListFilterSerializer(serializers.Serializer[Any]):
+    unread = QueryBooleanField(required=False)

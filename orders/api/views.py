@@ -12,19 +12,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import User
+from accounts.requests import request_user
+from common.api.pagination import PagePagination
 from orders import selectors, services
-from orders.api.pagination import OrderPagination
 from orders.api.representation import order_as_json, orders_as_json
 from orders.api.serializers import (
     ExecutionSerializer,
+    NotificationListFilterSerializer,
     NotificationSerializer,
+    OrderListFilterSerializer,
     OrderSerializer,
     OrderWriteSerializer,
     UpcomingSerializer,
 )
 from orders.models import Order, OrderStatus
-from orders.schedule import ScheduleOverflow, resolve_wall_time
+from orders.recurrence import ScheduleOverflow, resolve_wall_time
 
 CREATE_EXAMPLES = [
     OpenApiExample(
@@ -101,25 +103,8 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _user(request: Request) -> User:
-    # IsAuthenticated (the default permission) guarantees a real user here.
-    assert isinstance(request.user, User)
-    return request.user
-
-
 def _user_time_zone(request: Request) -> str:
     return getattr(request.user, "time_zone", None) or "UTC"
-
-
-def _boolean_param(params: Any, name: str, errors: dict[str, list[str]]) -> bool | None:
-    """true/false (or 1/0) when given, None when absent; anything else is an error for `name`."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    value = {"true": True, "1": True, "false": False, "0": False}.get(raw.lower())
-    if value is None:
-        errors[name] = ["Use true or false."]
-    return value
 
 
 def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
@@ -135,7 +120,7 @@ def _changes_from(data: dict[str, Any], *, time_zone: str) -> dict[str, Any]:
 
 
 class OrderListCreateView(APIView):
-    pagination_class = OrderPagination
+    pagination_class = PagePagination
 
     @extend_schema(
         responses=OrderSerializer(many=True),
@@ -147,24 +132,8 @@ class OrderListCreateView(APIView):
         ],
     )
     def get(self, request: Request) -> Response:
-        params = request.query_params
-        errors: dict[str, list[str]] = {}
-        # A parameter that is present must be valid, even when empty: "?status=" is not "any status".
-        status_filter = params.get("status")
-        if status_filter is not None and status_filter not in OrderStatus.values:
-            errors["status"] = [f"Choose one of: {', '.join(OrderStatus.values)}."]
-        recurring = _boolean_param(params, "is_recurring", errors)
-        ordering = params.get("ordering")
-        if ordering is not None and ordering not in selectors.ORDERINGS:
-            errors["ordering"] = [f"Choose one of: {', '.join(sorted(selectors.ORDERINGS))}."]
-        search = params.get("search") or None
-        if search and len(search) > 255:
-            errors["search"] = ["At most 255 characters."]
-        elif search and "\x00" in search:
-            # No name contains NUL, and SQLite would cut the pattern there and match every order.
-            errors["search"] = ["The search cannot contain NUL characters."]
-        if errors:
-            raise ValidationError(errors)
+        filters = OrderListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
         paginator = self.pagination_class()
         # Rows, not model instances, and a hand-built shape: the same JSON as OrderSerializer, at a
         # fraction of the CPU (see selectors.order_page_for_user and orders/api/representation.py).
@@ -173,10 +142,7 @@ class OrderListCreateView(APIView):
                 user=request.user,
                 offset=offset,
                 limit=limit,
-                status=status_filter,
-                is_recurring=recurring,
-                search=search,
-                ordering=ordering,
+                **filters.selector_arguments(),
             ),
             request,
         )
@@ -196,7 +162,7 @@ class OrderListCreateView(APIView):
         # Absent is not the same as invalid: the service answers "required" (or "now" for recurring).
         changes.setdefault("schedule_time", None)
         order, replayed = services.order_create_once(
-            user=_user(request),
+            user=request_user(request),
             definition=services.OrderDefinition(**changes),
             idempotency_key=_idempotency_key(request),
         )
@@ -221,14 +187,14 @@ class OrderCreateView(OrderListCreateView):
 
 
 class OrderDetailView(APIView):
-    def _order(self, request: Request, order_id: str) -> Order:
+    def _order(self, request: Request, order_id: int) -> Order:
         return selectors.order_get_for_user(user=request.user, order_id=order_id)
 
     @extend_schema(responses=OrderSerializer)
-    def get(self, request: Request, order_id: str) -> Response:
+    def get(self, request: Request, order_id: int) -> Response:
         return Response(order_as_json(self._order(request, order_id)))
 
-    def _update(self, request: Request, order_id: str, *, partial: bool) -> Response:
+    def _update(self, request: Request, order_id: int, *, partial: bool) -> Response:
         order = self._order(request, order_id)
         serializer = OrderWriteSerializer(data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
@@ -237,24 +203,24 @@ class OrderDetailView(APIView):
         return Response(order_as_json(order))
 
     @extend_schema(request=OrderWriteSerializer, responses=OrderSerializer)
-    def put(self, request: Request, order_id: str) -> Response:
+    def put(self, request: Request, order_id: int) -> Response:
         return self._update(request, order_id, partial=False)
 
     @extend_schema(request=OrderWriteSerializer, responses=OrderSerializer)
-    def patch(self, request: Request, order_id: str) -> Response:
+    def patch(self, request: Request, order_id: int) -> Response:
         return self._update(request, order_id, partial=True)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, order_id: str) -> Response:
+    def delete(self, request: Request, order_id: int) -> Response:
         services.order_delete(order=self._order(request, order_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class OrderExecutionsView(APIView):
-    pagination_class = OrderPagination
+    pagination_class = PagePagination
 
     @extend_schema(responses=ExecutionSerializer(many=True))
-    def get(self, request: Request, order_id: str) -> Response:
+    def get(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
         paginator = self.pagination_class()
         qs: QuerySet[Any] = selectors.execution_list_for_order(order=order)
@@ -267,13 +233,17 @@ class OrderUpcomingView(APIView):
         parameters=[OpenApiParameter("count", int, description="1 to 100 (default 5).")],
         responses=UpcomingSerializer,
     )
-    def get(self, request: Request, order_id: str) -> Response:
+    def get(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
         raw = request.query_params.get("count", "5")
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:
             raise ValidationError({"count": ["A whole number from 1 to 100."]})
         return Response(
-            {"order_id": order.pk, "time_zone": order.time_zone, "upcoming": selectors.upcoming_for(order, int(raw))}
+            {
+                "order_id": order.pk,
+                "time_zone": order.time_zone,
+                "upcoming": [t.isoformat() for t in selectors.upcoming_runs(order=order, count=int(raw))],
+            }
         )
 
 
@@ -283,7 +253,7 @@ class OrderActionView(APIView):
     action: str = ""
 
     @extend_schema(request=None, responses=OrderSerializer)
-    def post(self, request: Request, order_id: str) -> Response:
+    def post(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
         operation = {"pause": services.order_pause, "resume": services.order_resume}[self.action]
         operation(order=order)
@@ -298,7 +268,7 @@ class OrderRunView(APIView):
     action: str = ""
 
     @extend_schema(request=None, responses={202: OrderSerializer}, parameters=[RUN_KEY, _replayed_header(202)])
-    def post(self, request: Request, order_id: str) -> Response:
+    def post(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
         operation = {"run-now": services.order_run_now_once, "retry": services.order_retry_once}[self.action]
         _, replayed = operation(order=order, idempotency_key=_idempotency_key(request))
@@ -308,15 +278,14 @@ class OrderRunView(APIView):
 
 
 class NotificationListView(APIView):
-    pagination_class = OrderPagination
+    pagination_class = PagePagination
 
     @extend_schema(parameters=[OpenApiParameter("unread", bool)], responses=NotificationSerializer(many=True))
     def get(self, request: Request) -> Response:
-        errors: dict[str, list[str]] = {}
-        unread = _boolean_param(request.query_params, "unread", errors)
-        if errors:
-            raise ValidationError(errors)
-        qs = selectors.notification_list_for_user(user=request.user, unread_only=bool(unread))
+        filters = NotificationListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        unread = bool(filters.validated_data.get("unread"))
+        qs = selectors.notification_list_for_user(user=request.user, unread_only=unread)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)
@@ -324,7 +293,7 @@ class NotificationListView(APIView):
 
 class NotificationReadView(APIView):
     @extend_schema(request=None, responses=NotificationSerializer)
-    def post(self, request: Request, notification_id: str) -> Response:
+    def post(self, request: Request, notification_id: int) -> Response:
         notification = selectors.notification_get_for_user(user=request.user, notification_id=notification_id)
         services.notification_mark_read(notification=notification)
         return Response(NotificationSerializer(notification).data)

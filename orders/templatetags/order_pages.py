@@ -6,8 +6,9 @@ from datetime import datetime
 
 from django import template
 
+from common.timezones import is_valid_time_zone
 from orders.models import Order
-from orders.schedule import is_valid_time_zone, zone
+from orders.recurrence import zone
 
 register = template.Library()
 

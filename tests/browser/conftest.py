@@ -52,7 +52,7 @@ def stack(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     # so that failures, retries and their display can be watched in a few seconds.
     with running_stack(
         tmp_path_factory.mktemp("browser-stack"),
-        ORDER_EXECUTOR="orders.executors.fail_when_named_poison",
+        ORDER_EXECUTOR="tests.faults.executors.fail_when_named_poison",
         ORDER_MAX_ATTEMPTS=2,
         ORDER_RETRY_BASE_DELAY_SECONDS=0.5,
     ) as live:

@@ -11,12 +11,13 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from orders import scheduling
+from orders import jobqueue
 from tests.conftest import make_user
 from tests.faults.executors import effects_path
 from tests.faults.harness import Api, RedisServer
@@ -43,14 +44,19 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test alone; the test process and its Stack both point at it."""
     server = RedisServer(tmp_path / "redis")
     server.start()
-    shared_url = settings.REDIS_URL
+    # The test process reaches Redis through django-rq's configuration (orders/jobqueue.py), read
+    # from this dict: point it at the private server too, with the same client options.
+    queue = settings.RQ_QUEUES[settings.ORDER_QUEUE]
+    shared_url, shared_queue_url = settings.REDIS_URL, queue["URL"]
+    options = [o for o in urlsplit(shared_queue_url).query.split("&") if o and not o.startswith("db=")]
     settings.REDIS_URL = server.url
-    scheduling._connection = None
+    queue["URL"] = f"{server.url}?{'&'.join(options)}"
+    jobqueue.reset_connection()
     try:
         yield server
     finally:
-        settings.REDIS_URL = shared_url
-        scheduling._connection = None
+        settings.REDIS_URL, queue["URL"] = shared_url, shared_queue_url
+        jobqueue.reset_connection()
         server.kill()
 
 

@@ -1,9 +1,14 @@
-"""A fault-drill executor that leaves evidence of every call in LOG_DIR/effects.log.
+"""Executors for tests and fault drills (ORDER_EXECUTOR="tests.faults.executors.<name>").
+
+The processes the fault suite and the end-to-end tests start run with the repository root as their
+working directory, so `tests` is importable there as it is here.
+
+`record` leaves evidence of every call in LOG_DIR/effects.log.
 
 Each call appends a "begin" line before its (configurable) sleep and an "end" line after it, so a
 test can tell deliveries (begins), completed effects (ends) and calls cut short by a crash (a begin
 without an end) apart, and can check that two calls for one order never overlapped.
-Order names containing "poison" raise, like orders.executors.fail_when_named_poison.
+Order names containing "poison" raise, like fail_when_named_poison.
 """
 
 from __future__ import annotations
@@ -46,4 +51,26 @@ def record(context: ExecutionContext) -> str:
         _append({**base, "phase": "raise", "t": time.time()})
         raise RuntimeError("poison order")
     _append({**base, "phase": "end", "t": time.time()})
+    return simulate_placement(context)
+
+
+def always_fail(context: ExecutionContext) -> str:
+    raise RuntimeError(f"simulated failure of order {context.order_id}")
+
+
+def fail_first_attempt(context: ExecutionContext) -> str:
+    if context.attempt == 1:
+        raise RuntimeError("simulated transient failure")
+    return simulate_placement(context)
+
+
+def slow(context: ExecutionContext) -> str:
+    """Sleeps ORDER_SLOW_EXECUTOR_SECONDS (default 3) so that faults can land mid-run."""
+    time.sleep(float(os.environ.get("ORDER_SLOW_EXECUTOR_SECONDS", "3")))
+    return simulate_placement(context)
+
+
+def fail_when_named_poison(context: ExecutionContext) -> str:
+    if "poison" in context.order_name.lower():
+        raise RuntimeError("poison order")
     return simulate_placement(context)

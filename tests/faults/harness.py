@@ -26,7 +26,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from orders import scheduling
+from orders import jobqueue
 from tests.processes import Stack, free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -276,9 +276,9 @@ def wait_until_up(*, workers: int, scheduler: bool = True, timeout: float = 30) 
     so that a fault injected next hits running processes rather than ones still starting."""
 
     def up() -> bool:
-        conn = scheduling.connection()
+        conn = jobqueue.connection()
         registered = int(conn.scard("rq:workers")) >= workers
-        return registered and (not scheduler or bool(conn.exists(scheduling.HEARTBEAT_KEY)))
+        return registered and (not scheduler or bool(conn.exists(jobqueue.HEARTBEAT_KEY)))
 
     wait_for(up, timeout=timeout, step=0.1, what=f"{workers} workers and the scheduler up")
 

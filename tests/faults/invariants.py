@@ -22,7 +22,7 @@ from django.db import connection as db_connection
 from django.db.models import Count, F
 from rq.registry import StartedJobRegistry
 
-from orders import scheduling
+from orders import jobqueue
 from orders.models import Execution, ExecutionKind, ExecutionStatus, Order, OrderStatus
 from tests.faults.executors import effects_path
 
@@ -108,11 +108,11 @@ def live_jobs_by_order(running_job_ids: set[str]) -> dict[int, set[str]]:
     A job whose worker was SIGKILLed stays "started" in rq's registry until rq cleans it up (up to
     its timeout plus a minute later), long after the engine recovered its attempt from the lease; it
     will never do anything, so a started job counts as live only while its attempt is running."""
-    ids = scheduling.all_order_job_ids()
-    ids.update(StartedJobRegistry(queue=scheduling.queue()).get_job_ids())
+    ids = jobqueue.all_order_job_ids()
+    ids.update(StartedJobRegistry(queue=jobqueue.queue()).get_job_ids())
     grouped: dict[int, set[str]] = defaultdict(set)
-    live = scheduling.live_job_ids(ids)
-    pipe = scheduling.connection().pipeline(transaction=False)
+    live = jobqueue.live_job_ids(ids)
+    pipe = jobqueue.connection().pipeline(transaction=False)
     ordered = sorted(live)
     for job_id in ordered:
         pipe.hget(f"rq:job:{job_id}", "status")

@@ -22,7 +22,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 from rq.registry import StartedJobRegistry
 
-from orders import scheduling
+from orders import jobqueue
 from orders.models import Execution, ExecutionStatus
 from tests.conftest import make_user
 from tests.faults.harness import Api, record_measurement, wait_for, wait_until_up
@@ -47,7 +47,7 @@ def _at(seconds: float) -> str:
 
 
 def _drained() -> bool:
-    queue = scheduling.queue()
+    queue = jobqueue.queue()
     busy = Execution.objects.filter(status=ExecutionStatus.RUNNING).exists()
     return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0 and not busy
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import pytest
 from django.db import connection
 
-from orders import scheduling
+from orders import jobqueue
 from orders.models import Execution, ExecutionStatus, Order, OrderStatus
 from orders.services import idempotency_key_digest
 from tests import processes
@@ -203,7 +203,7 @@ def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_onc
         assert first == 503
         committed = Order.objects.get(user=owner)
         assert committed.idempotency_key == idempotency_key_digest(key), "the trap went off on another commit"
-        assert not scheduling.live_job_ids([committed.job_id]), "a failed commit placed its job"
+        assert not jobqueue.live_job_ids([committed.job_id]), "a failed commit placed its job"
 
         proxy.restore()
         again, answer, headers = api.exchange("POST", "/api/orders/", body, {"Idempotency-Key": key})
@@ -211,7 +211,7 @@ def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_onc
         assert answer["order_id"] == committed.pk
         assert Order.objects.filter(user=owner).count() == 1
         placed = Order.objects.get(pk=committed.pk).job_id
-        assert scheduling.live_job_ids([placed]) == {placed}, "the retry did not place the job"
+        assert jobqueue.live_job_ids([placed]) == {placed}, "the retry did not place the job"
 
         wait_for(
             lambda: Order.objects.filter(pk=committed.pk, status=OrderStatus.COMPLETED).exists(),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from orders import scheduling
+from orders import jobqueue
 from orders.models import Execution, ExecutionStatus, Order
 from orders.services import OrderDefinition, order_create
 from tests.faults.executors import effects_path
@@ -71,7 +71,7 @@ def test_each_planted_defect_is_reported(owner: Any, private_redis: RedisServer)
     _run(early, 1, grid_index=1, started_at=early.schedule_time - timedelta(seconds=1))
     Order.objects.filter(pk=early.pk).update(executions_count=1)
     lost_job = _recurring(owner, 5)
-    scheduling.cancel(lost_job.job_id)
+    jobqueue.cancel(lost_job.job_id)
     deleted_at = time.time() - 5
     with settings.ORDER_LOG_FILE.open("a") as log:
         line = {

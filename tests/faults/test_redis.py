@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from orders import scheduling, services
+from orders import jobqueue, services
 from orders.models import Execution, ExecutionStatus, Order, OrderStatus
 from tests.faults.conftest import api_for
 from tests.faults.harness import RedisServer, Supervisor, record_measurement, wait_for, wait_until_up
@@ -29,7 +29,7 @@ def _every_active_order_has_its_job() -> bool:
         ).values_list("job_id", flat=True)
     )
     try:
-        return set(wanted) <= scheduling.live_job_ids(wanted)
+        return set(wanted) <= jobqueue.live_job_ids(wanted)
     except redis.RedisError:
         return False
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orders import scheduling
+from orders import jobqueue
 from orders.models import Execution, ExecutionStatus, Order, OrderStatus
 from tests.faults.harness import record_measurement, wait_for, wait_until_up
 from tests.faults.invariants import LimitSampler, assert_invariants, effects, settle
@@ -104,10 +104,10 @@ def _bulk_one_time_orders(owner: Any, count: int, due: datetime) -> list[int]:
         batch_size=1000,
     )
     for order in rows:
-        order.job_id = scheduling.new_job_id(order.pk, "v1-k1")
+        order.job_id = jobqueue.new_job_id(order.pk, "v1-k1")
     Order.objects.bulk_update(rows, ["job_id"], batch_size=1000)
     for order in rows:
-        scheduling.schedule_occurrence(job_id=order.job_id, order_id=order.pk, version=1, grid_index=1, due=due)
+        jobqueue.schedule_occurrence(jobqueue.OccurrenceJob(order.job_id, order.pk, 1, 1, due))
     return [o.pk for o in rows]
 
 

@@ -104,7 +104,7 @@ def test_a_record_with_newlines_stays_on_one_log_line(settings: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_order_named_with_newlines_logs_one_line_per_event(settings: Any) -> None:
-    settings.ORDER_EXECUTOR = "orders.executors.fail_when_named_poison"
+    settings.ORDER_EXECUTOR = "tests.faults.executors.fail_when_named_poison"
     settings.ORDER_MAX_ATTEMPTS = 1
     user = make_user()
     client = api_client_for(user)

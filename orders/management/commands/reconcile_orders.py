@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orders import engine
+from orders import repair
 
 
 class Command(BaseCommand):
@@ -16,5 +16,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
-        report = engine.reconcile()
+        report = repair.reconcile()
         self.stdout.write(f"{report} in {time.monotonic() - started:.2f}s")

@@ -12,8 +12,10 @@ Several schedulers may run at once: rq-scheduler's lock lets one poll at a time;
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -25,7 +27,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
-from orders import engine, scheduling
+from orders import jobqueue, repair
 
 logger = logging.getLogger("orders.scheduler")
 
@@ -43,8 +45,8 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="Poll once and exit.")
         parser.add_argument("--no-reconcile", action="store_true", help="Do not run reconcile in this process.")
         # Accepted for compatibility with django-rq's command.
-        parser.add_argument("--queue", default=None, help=argparse_suppress())
-        parser.add_argument("--pid", default=None, help=argparse_suppress())
+        parser.add_argument("--queue", default=None, help=argparse.SUPPRESS)
+        parser.add_argument("--pid", default=None, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         interval = max(0.05, float(options["interval"]))
@@ -58,7 +60,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
-        sched = scheduling.scheduler(interval=max(1.0, interval))
+        # rq-scheduler's lock lives for its interval (whole seconds) plus 10 s.
+        sched = jobqueue.scheduler(interval=max(1, math.ceil(interval)))
         db_name = settings.DATABASES["default"]["NAME"]
         self.stdout.write(
             f"order scheduler: polling every {interval}s; database {settings.DATABASES['default']['ENGINE']} "
@@ -73,13 +76,13 @@ class Command(BaseCommand):
                 logger.warning("Redis is unreachable; the scheduler retries in 1 s")
                 time.sleep(1)
         repair_stop = threading.Event()
-        repair = RepairLoop(repair_stop)
+        repair_loop = RepairLoop(repair_stop)
         if reconcile_enabled and not options["burst"]:
-            repair.start()
+            repair_loop.start()
         try:
             while not stopping:
                 try:
-                    scheduling.write_heartbeat()
+                    jobqueue.write_heartbeat()
                     if sched.acquire_lock():
                         try:
                             sched.enqueue_jobs()
@@ -90,7 +93,7 @@ class Command(BaseCommand):
                     time.sleep(1)
                 if options["burst"]:
                     if reconcile_enabled:
-                        repair.repair_once(force=True)
+                        repair_loop.repair_once(force=True)
                     break
                 # Sleep to just after the next multiple of the interval on the wall clock.
                 now_wall = time.time()
@@ -116,18 +119,17 @@ class RepairLoop(threading.Thread):
         super().__init__(name="order-repair", daemon=True)
         self.stop_event = stop_event
 
-    def repair_once(self, *, force: bool = False) -> bool:
-        token = scheduling.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1), force=force)
+    def repair_once(self, *, force: bool = False) -> None:
+        token = jobqueue.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1), force=force)
         if token is None:
-            return True  # another scheduler reconciles this period
+            return  # another scheduler reconciles this period
         try:
             close_old_connections()
-            report = engine.reconcile()
+            report = repair.reconcile()
         except BaseException:
-            scheduling.release_reconcile_lease(token)
+            jobqueue.release_reconcile_lease(token)
             raise
         logger.info("reconcile: %s", report)
-        return True
 
     def run(self) -> None:
         next_reconcile = 0.0
@@ -142,7 +144,7 @@ class RepairLoop(threading.Thread):
                         next_abandoned_check = now + settings.ABANDONED_CHECK_EVERY_SECONDS
                     elif now >= next_abandoned_check:
                         close_old_connections()
-                        recovered = engine.recover_abandoned()
+                        recovered = repair.recover_abandoned()
                         if recovered:
                             logger.warning("recovered %s abandoned runs", recovered)
                         next_abandoned_check = now + settings.ABANDONED_CHECK_EVERY_SECONDS
@@ -155,9 +157,3 @@ class RepairLoop(threading.Thread):
                 self.stop_event.wait(0.5)
         finally:
             connection.close()
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS

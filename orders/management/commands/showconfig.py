@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from scheduler_site.startup import describe_services
+from common.config import describe_services
 
 
 class Command(BaseCommand):

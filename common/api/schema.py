@@ -71,6 +71,12 @@ def _error_codes(path: str, method: str, operation: dict[str, Any]) -> set[str]:
     return codes
 
 
+def one_path_per_route(endpoints: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Drop the endpoint of a path without its trailing slash when the path with it is served too."""
+    paths = {endpoint[0] for endpoint in endpoints}
+    return [e for e in endpoints if e[0].endswith("/") or f"{e[0]}/" not in paths]
+
+
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("Error", ERROR_SCHEMA)

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 PageFetcher = Callable[[int, int], tuple[list[Any], int | None]]
 
 
-class OrderPagination(PageNumberPagination):
+class PagePagination(PageNumberPagination):
     page_size_query_param = "page_size"
 
     def __init__(self) -> None:

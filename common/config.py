@@ -1,3 +1,5 @@
+"""Which database and Redis this configuration uses, in words (`manage.py showconfig`, the web server's start)."""
+
 from __future__ import annotations
 
 import re

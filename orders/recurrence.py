@@ -15,11 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600}
 CALENDAR_UNIT_DAYS = {"days": 1, "weeks": 7}
-UNITS = ("seconds", "minutes", "hours", "days", "weeks")
 # The largest instant we agree to compute; beyond it Python's datetime overflows in some zones.
 MAX_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -38,16 +37,6 @@ class Grid:
     @property
     def recurring(self) -> bool:
         return self.interval is not None and self.unit is not None
-
-
-_ZONES: set[str] | None = None
-
-
-def is_valid_time_zone(name: str) -> bool:
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = available_timezones()
-    return name in _ZONES or name == "UTC"
 
 
 def zone(name: str) -> ZoneInfo:

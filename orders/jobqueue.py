@@ -1,7 +1,9 @@
-"""The one module that talks to Redis scheduling (rq and rq-scheduler).
+"""The one module of the product that imports rq, rq-scheduler and django-rq: the job queue in Redis.
 
 The database is the source of truth; what lives here is a copy of the schedule that reconcile
-can rebuild at any time. Nothing in this module touches the database.
+can rebuild at any time. Nothing in this module touches the database. The connection, queue and
+scheduler come from django-rq, so settings.RQ_QUEUES is the one configuration (the workers and the
+admin's RQ pages read it too), and every job gets settings.ORDER_JOB_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import django_rq
 import redis
 from django.conf import settings
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import to_unix
 
-from orders.schedule import scheduler_time
+from orders.recurrence import scheduler_time
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +40,33 @@ _connection: redis.Redis | None = None
 
 
 def connection() -> redis.Redis:
+    """One client (and connection pool) per process: django-rq builds a new one on every call."""
     global _connection
     if _connection is None:
-        _connection = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-        )
+        _connection = django_rq.get_connection(settings.ORDER_QUEUE)
     return _connection
 
 
+def reset_connection(client: redis.Redis | None = None) -> None:
+    """Drop the process's client (the next call builds a new one), or use `client` instead."""
+    global _connection
+    _connection = client
+
+
 def queue() -> Queue:
-    return Queue(settings.ORDER_QUEUE, connection=connection(), default_timeout=job_timeout())
+    # commit_mode="auto": enqueue at once. Every caller already runs after the database commit
+    # (orders/dispatch.py); django-rq's default would defer again inside a test's transaction.
+    return django_rq.get_queue(settings.ORDER_QUEUE, connection=connection(), commit_mode="auto")
 
 
-def scheduler(interval: float = 1.0) -> Scheduler:
-    return Scheduler(queue_name=settings.ORDER_QUEUE, connection=connection(), interval=interval)
+def scheduler(interval: int = 1) -> Scheduler:
+    """rq-scheduler for the orders queue; `interval` (whole seconds) sets the life of its lock."""
+    return django_rq.get_scheduler(settings.ORDER_QUEUE, queue=queue(), interval=interval, connection=connection())
 
 
 def job_timeout() -> int:
-    # The executor's own limit plus room for the bookkeeping around it.
-    return int(settings.ORDER_EXECUTION_TIMEOUT_SECONDS) + int(settings.ORDER_JOB_TIMEOUT_MARGIN_SECONDS)
+    # The executor's own limit plus room for the bookkeeping around it (settings.py).
+    return int(settings.ORDER_JOB_TIMEOUT_SECONDS)
 
 
 def new_job_id(order_id: int, label: str) -> str:
@@ -87,12 +98,9 @@ def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | Non
         )
 
 
-def schedule_occurrence(*, job_id: str, order_id: int, version: int, grid_index: int, due: datetime) -> None:
-    # The pipelined writer: one round trip instead of rq-scheduler's three (every create pays it).
-    schedule_occurrences([Placement(job_id, order_id, version, grid_index, due)])
+class OccurrenceJob(NamedTuple):
+    """The job that runs grid occurrence `grid_index` of version `version` of an order at `due`."""
 
-
-class Placement(NamedTuple):
     job_id: str
     order_id: int
     version: int
@@ -100,7 +108,12 @@ class Placement(NamedTuple):
     due: datetime
 
 
-def schedule_occurrences(placements: list[Placement]) -> None:
+def schedule_occurrence(job: OccurrenceJob) -> None:
+    # The pipelined writer: one round trip instead of rq-scheduler's three (every create pays it).
+    schedule_occurrences([job])
+
+
+def schedule_occurrences(jobs: list[OccurrenceJob]) -> None:
     """Many schedule_occurrence calls in one round trip (reconcile rebuilding a lost schedule).
 
     Future jobs are written exactly as rq-scheduler's enqueue_at writes them (a job hash with status
@@ -108,7 +121,7 @@ def schedule_occurrences(placements: list[Placement]) -> None:
     """
     now = datetime.now(UTC)
     pipe = connection().pipeline(transaction=False)
-    for p in placements:
+    for p in jobs:
         if scheduler_time(p.due) <= now:
             _place(p.job_id, OCCURRENCE_FUNC, (p.order_id, p.version, p.grid_index), None)
             continue
@@ -240,11 +253,9 @@ def read_heartbeat() -> float | None:
     return float(raw) if raw is not None else None
 
 
-def redis_ok() -> bool:
-    try:
-        return bool(connection().ping())
-    except redis.RedisError:
-        return False
+def live_worker_count() -> int:
+    """Workers registered on this Redis that are not suspended (for /healthz)."""
+    return sum(1 for worker in Worker.all(connection=connection()) if worker.get_state() != "suspended")
 
 
 def scheduled_count() -> int:

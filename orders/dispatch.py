@@ -1,0 +1,104 @@
+"""Placing and cancelling an order's Redis jobs after the database commits.
+
+rq-scheduler writes to Redis at once, outside any database transaction, so every write here is
+registered with transaction.on_commit: a rolled-back change places no job. The caller holds the
+order's row lock and saves the fields set here (job_id, next_run_at, next_grid_index). Services,
+the engine and repair place jobs only through this module; only it (and repair's and health's
+reads) calls orders/jobqueue.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from orders import jobqueue
+from orders.models import Execution, Order
+from orders.recurrence import ScheduleOverflow, occurrence_due
+
+logger = logging.getLogger(__name__)
+
+# The job of one grid occurrence (see orders/jobqueue.py); a batch collects them in a list.
+OccurrenceJob = jobqueue.OccurrenceJob
+
+
+def redis_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Call a Redis write, logging instead of raising when Redis is down: the database still holds
+    the truth and reconcile (run by the scheduler every minute) places the job once Redis is back."""
+    try:
+        func(*args, **kwargs)
+    except Exception:
+        logger.warning("Redis write failed; reconcile will repair it", exc_info=True)
+
+
+def occurrence_job_for(order: Order, *, due: datetime) -> OccurrenceJob:
+    """A new job for the order's pending occurrence (next_grid_index); sets order.job_id."""
+    order.job_id = jobqueue.new_job_id(order.pk, f"v{order.schedule_version}-k{order.next_grid_index}")
+    return OccurrenceJob(order.job_id, order.pk, order.schedule_version, order.next_grid_index, due)
+
+
+def schedule_next_occurrence(order: Order, *, grid_index: int, jobs: list[OccurrenceJob] | None = None) -> None:
+    """Point the order at grid occurrence `grid_index` and place its job after commit.
+
+    A caller taking many orders at once passes `jobs` and hands them to place_occurrence_jobs
+    (one pipeline) instead. An occurrence past what can be represented leaves the order with none.
+    """
+    try:
+        due = occurrence_due(order.grid, grid_index)
+    except ScheduleOverflow:
+        order.next_run_at = None
+        order.job_id = ""
+        return
+    order.next_grid_index = grid_index
+    order.next_run_at = due
+    job = occurrence_job_for(order, due=due)
+    if jobs is not None:
+        jobs.append(job)
+        return
+    transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrence, job))
+
+
+def postpone_occurrence(order: Order, seconds: float) -> None:
+    """Move the order's pending occurrence job `seconds` later without changing its due time
+    (saves order.job_id)."""
+    job = occurrence_job_for(order, due=timezone.now() + timedelta(seconds=seconds))
+    order.save(update_fields=["job_id"])
+    transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrence, job))
+
+
+def place_occurrence_jobs(jobs: list[OccurrenceJob]) -> None:
+    """Write these occurrence jobs to Redis in one pipeline after commit."""
+    if jobs:
+        transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrences, jobs))
+
+
+def schedule_execution_job(execution: Execution, *, due: datetime | None) -> None:
+    """Place a job for the execution's next attempt after commit (at once when `due` is None);
+    sets execution.job_id, which the caller saves."""
+    attempt = execution.attempts + 1
+    job_id = jobqueue.new_job_id(execution.order_id, f"x{execution.occurrence}-a{attempt}")
+    execution.job_id = job_id
+    execution_id = execution.pk
+    transaction.on_commit(
+        lambda: redis_safely(
+            jobqueue.schedule_execution, job_id=job_id, execution_id=execution_id, attempt=attempt, due=due
+        )
+    )
+
+
+def cancel_job_after_commit(job_id: str) -> None:
+    """Remove a job from Redis once the change that made it stale has committed."""
+    if job_id:
+        transaction.on_commit(lambda: redis_safely(jobqueue.cancel, job_id))
+
+
+def discard_jobs_after_commit(job_ids: Iterable[str]) -> None:
+    """Drop jobs not yet handed to a worker (their orders were taken by a batch), after commit."""
+    ids = list(job_ids)
+    if ids:
+        transaction.on_commit(lambda: redis_safely(jobqueue.discard, ids))

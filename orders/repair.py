@@ -1,0 +1,166 @@
+"""Repair: make Redis match the database, the source of truth.
+
+reconcile (run by the scheduler at start and every RECONCILE_EVERY_SECONDS, and by `manage.py
+reconcile_orders`) places a job for every active order and waiting execution that has none, drops
+jobs whose order is gone, and records runs abandoned by a worker that died. The replayed requests of
+orders/services/idempotency.py run the same repairs for one order at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from orders import jobqueue, sql
+from orders.dispatch import (
+    OccurrenceJob,
+    occurrence_job_for,
+    place_occurrence_jobs,
+    redis_safely,
+    schedule_execution_job,
+)
+from orders.engine import execution_finish
+from orders.models import (
+    ACTIVE_ORDER_STATUSES,
+    WAITING_EXECUTION_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Order,
+    OrderStatus,
+)
+from orders.recurrence import ScheduleOverflow, occurrence_due
+
+
+def recover_abandoned(now: datetime | None = None) -> int:
+    """Attempts whose worker died (lease passed) count as failed attempts and are retried."""
+    now = now or timezone.now()
+    recovered = 0
+    stale = Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
+    for execution_id, attempts in stale.values_list("id", "attempts")[:1000]:
+        execution_finish(
+            execution_id=execution_id,
+            attempt=attempts,
+            error="WorkerLost: the worker running this attempt stopped before finishing",
+        )
+        recovered += 1
+    return recovered
+
+
+@dataclass
+class ReconcileReport:
+    scheduled: int = 0
+    requeued_executions: int = 0
+    removed_orphans: int = 0
+    recovered_abandoned: int = 0
+    checked: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"checked {self.checked} active orders: scheduled {self.scheduled} missing jobs, "
+            f"re-queued {self.requeued_executions} pending executions, removed {self.removed_orphans} orphan jobs, "
+            f"recovered {self.recovered_abandoned} abandoned runs"
+        )
+
+
+def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
+    """Make Redis match the database (the source of truth)."""
+    report = ReconcileReport()
+    redis_safely(jobqueue.clean_started_registry)
+    report.recovered_abandoned = recover_abandoned()
+    wanted: set[str] = set()
+
+    active = Order.objects.filter(status__in=ACTIVE_ORDER_STATUSES).order_by("pk")
+    last_pk = 0
+    while True:
+        batch = list(active.filter(pk__gt=last_pk).values_list("pk", "job_id", "next_run_at")[:batch_size])
+        if not batch:
+            break
+        last_pk = batch[-1][0]
+        report.checked += len(batch)
+        job_ids = [job_id for _, job_id, _ in batch if job_id]
+        wanted.update(job_ids)
+        live = jobqueue.live_job_ids(job_ids)
+        missing = [pk for pk, job_id, next_run_at in batch if next_run_at is not None and job_id not in live]
+        if missing:
+            placed = reschedule_orders(missing)
+            report.scheduled += len(placed)
+            wanted.update(placed)
+    pending = Execution.objects.filter(
+        status__in=WAITING_EXECUTION_STATUSES,
+        order__status__in=ACTIVE_ORDER_STATUSES,
+    ).values_list("pk", "job_id")
+    pending_list = list(pending)
+    wanted.update(job_id for _, job_id in pending_list if job_id)
+    live_exec = jobqueue.live_job_ids([job_id for _, job_id in pending_list])
+    for pk, job_id in pending_list:
+        if job_id not in live_exec:
+            report.requeued_executions += requeue_execution(pk)
+    candidates = sorted(jobqueue.all_order_job_ids() - wanted)
+    for i in range(0, len(candidates), batch_size):
+        # One lookup per chunk, not per job: after a rebuild every job placed above is a candidate
+        # (job_id has no index, so a per-job query scanned the whole table each time).
+        chunk = candidates[i : i + batch_size]
+        known = set(Order.objects.filter(job_id__in=chunk).values_list("job_id", flat=True))
+        known.update(Execution.objects.filter(job_id__in=chunk).values_list("job_id", flat=True))
+        for job_id in chunk:
+            if job_id not in known:
+                # A job whose order is gone or inactive (it would do nothing anyway): drop it.
+                jobqueue.cancel(job_id)
+                report.removed_orphans += 1
+    return report
+
+
+@transaction.atomic
+def reschedule_orders(order_ids: list[int]) -> list[str]:
+    """Give each of these active orders that has no live job a new one for its pending occurrence,
+    in one transaction and one Redis pipeline (after commit). Returns the new job ids. The repair of
+    reconcile, also run at once for an order whose create is replayed (services.idempotency.order_create_once).
+
+    The rows are locked in primary-key order, like everywhere else, and re-checked under the lock: an
+    order that was changed or got a live job meanwhile is left alone.
+    """
+    orders = list(
+        Order.objects.select_for_update()
+        .filter(pk__in=order_ids, status__in=ACTIVE_ORDER_STATUSES)
+        .exclude(next_run_at=None)
+        .order_by("pk")
+    )
+    live = jobqueue.live_job_ids([o.job_id for o in orders])
+    changed: list[Order] = []
+    jobs: list[OccurrenceJob] = []
+    for order in orders:
+        if order.job_id in live:
+            continue
+        try:
+            due = occurrence_due(order.grid, order.next_grid_index)
+        except ScheduleOverflow:
+            continue
+        order.next_run_at = due
+        jobs.append(occurrence_job_for(order, due=due))
+        changed.append(order)
+    sql.bulk_update(changed, ["job_id", "next_run_at"])
+    place_occurrence_jobs(jobs)
+    return [job.job_id for job in jobs]
+
+
+@transaction.atomic
+def requeue_execution(execution_id: int) -> int:
+    """Give a waiting run (pending, or retrying) of an unpaused order a job if it has no live one;
+    returns 1 if it did. The repair of reconcile, also run at once for a replayed run-now or retry."""
+    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
+    if order_id is None:
+        return 0
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    if order is None or execution is None or order.status == OrderStatus.PAUSED:
+        return 0
+    if execution.status not in WAITING_EXECUTION_STATUSES:
+        return 0
+    if execution.job_id and jobqueue.live_job_ids([execution.job_id]):
+        return 0
+    schedule_execution_job(execution, due=None)
+    execution.save(update_fields=["job_id"])
+    return 1

@@ -1,0 +1,343 @@
+"""What a user does to an order's definition: create, update, pause, resume and delete.
+
+Services take keyword arguments, validate, write the database in one transaction, and touch Redis
+only after that transaction commits (orders/dispatch.py). They raise
+django.core.exceptions.ValidationError with field errors for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from accounts.models import User
+from common.timezones import is_valid_time_zone
+from orders import sql
+from orders.dispatch import cancel_job_after_commit, schedule_execution_job, schedule_next_occurrence
+from orders.events import log_event
+from orders.models import (
+    ACTIVE_ORDER_STATUSES,
+    FINISHED_ORDER_STATUSES,
+    INFLIGHT_EXECUTION_STATUSES,
+    WAITING_EXECUTION_STATUSES,
+    MisfirePolicy,
+    Order,
+    OrderStatus,
+    RepeatUnit,
+)
+from orders.recurrence import Grid, ScheduleOverflow, first_index_due_after, interval_seconds, occurrence_due
+from orders.status import settle_status_and_notify
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class OrderDefinition:
+    """What a user can set on an order. schedule_time is aware (naive input is resolved by the caller)."""
+
+    order_name: str
+    schedule_time: datetime | None
+    is_recurring: bool = False
+    repeat_interval: int | None = None
+    repeat_unit: str | None = None
+    max_executions: int | None = None
+    time_zone: str = "UTC"
+    misfire_policy: str = MisfirePolicy.RUN_ONCE
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+def validate_definition(
+    definition: OrderDefinition, *, now: datetime, schedule_time_changed: bool, executions_count: int = 0
+) -> None:
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    name = definition.order_name
+    if not name or not name.strip():
+        add("order_name", "Enter a name.")
+    elif len(name) > 255:
+        add("order_name", "At most 255 characters.")
+    elif "\x00" in name:
+        add("order_name", "The name cannot contain NUL characters.")
+
+    if not is_valid_time_zone(definition.time_zone):
+        add("time_zone", f"Unknown time zone {definition.time_zone!r}: use an IANA name such as Europe/Berlin.")
+
+    if definition.misfire_policy not in MisfirePolicy.values:
+        add("misfire_policy", f"Choose one of: {', '.join(MisfirePolicy.values)}.")
+
+    st = definition.schedule_time
+    if st is None:
+        add("schedule_time", "This field is required.")
+    elif schedule_time_changed:
+        if st < now - timedelta(seconds=settings.ORDER_PAST_GRACE_SECONDS):
+            add("schedule_time", "The time must be in the future.")
+        elif st > now + timedelta(days=settings.ORDER_SCHEDULE_HORIZON_DAYS):
+            add("schedule_time", f"The time must be within {settings.ORDER_SCHEDULE_HORIZON_DAYS} days.")
+
+    if definition.is_recurring:
+        if definition.repeat_interval is None:
+            add("repeat_interval", "A recurring order needs an interval.")
+        elif definition.repeat_interval < 1:
+            add("repeat_interval", "The interval must be at least 1.")
+        if definition.repeat_unit is None:
+            add("repeat_unit", "A recurring order needs a unit.")
+        elif definition.repeat_unit not in RepeatUnit.values:
+            add("repeat_unit", f"Choose one of: {', '.join(RepeatUnit.values)}.")
+        if definition.max_executions is not None:
+            if definition.max_executions < 1:
+                add("max_executions", "Must be at least 1, or empty for unlimited.")
+            elif definition.max_executions < executions_count:
+                add(
+                    "max_executions",
+                    f"This order has already run {executions_count} times; the maximum cannot be lower.",
+                )
+        if not errors and definition.repeat_interval and definition.repeat_unit and st is not None:
+            if (
+                interval_seconds(definition.repeat_interval, definition.repeat_unit)
+                < settings.ORDER_MIN_INTERVAL_SECONDS
+            ):
+                add(
+                    "repeat_interval",
+                    f"The interval must be at least {settings.ORDER_MIN_INTERVAL_SECONDS} seconds.",
+                )
+            else:
+                grid = Grid(st, definition.time_zone, definition.repeat_interval, definition.repeat_unit)
+                try:
+                    # Refuse definitions whose second run cannot even be represented.
+                    occurrence_due(grid, 2)
+                except ScheduleOverflow:
+                    add("repeat_interval", "The interval is so large that the next run would never come.")
+    if errors:
+        raise ValidationError(errors)
+
+
+def check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None:
+    """Refuse one more active order past ORDER_MAX_ACTIVE_PER_USER. Called inside the caller's
+    transaction; it locks the user's row, so one user's creates and resumes take turns."""
+    active = sql.count_active_orders_locking_user(user, exclude_order_id=exclude_order_id)
+    if active >= settings.ORDER_MAX_ACTIVE_PER_USER:
+        raise ValidationError(
+            {"non_field_errors": [f"You can have at most {settings.ORDER_MAX_ACTIVE_PER_USER} active orders."]}
+        )
+
+
+def _apply_limit(order: Order) -> None:
+    """A new max_executions on an unchanged grid: the pending occurrence keeps its slot and its job."""
+    order.execution_limit = order.max_executions
+    if not order.has_runs_left:
+        order.schedule_version += 1
+        cancel_job_after_commit(order.job_id)
+        order.job_id = ""
+        order.next_run_at = None
+        settle_status_and_notify(order)
+    elif order.status in FINISHED_ORDER_STATUSES:
+        # Raised above what it already ran: carry on from the slot where it stopped.
+        order.schedule_version += 1
+        order.status = OrderStatus.SCHEDULED
+        schedule_next_occurrence(order, grid_index=order.next_grid_index)
+
+
+def _apply_schedule(order: Order, *, now: datetime, restart_grid: bool) -> None:
+    """(Re)compute the engine state after a definition change and schedule the next occurrence."""
+    order.schedule_version += 1
+    cancel_job_after_commit(order.job_id)
+    order.job_id = ""
+    order.next_run_at = None
+    if order.is_recurring:
+        order.execution_limit = order.max_executions
+    # A new anchor starts the grid again; the same anchor with a new interval or unit continues
+    # from the first slot still ahead.
+    restart = restart_grid or not order.is_recurring
+    grid_index = 1 if restart else first_index_due_after(order.grid, now)
+    if order.status == OrderStatus.PAUSED:
+        order.next_grid_index = grid_index
+        return
+    if order.has_runs_left:
+        schedule_next_occurrence(order, grid_index=grid_index)
+        if order.status in FINISHED_ORDER_STATUSES:
+            order.status = OrderStatus.SCHEDULED
+    else:
+        order.next_grid_index = grid_index
+        settle_status_and_notify(order)
+
+
+# --- user-facing operations -----------------------------------------------------------------------
+
+
+def lock_order(order: Order) -> Order:
+    """Re-read the order under a row lock. It may have been deleted since the caller read it: that is
+    a plain not-found for the caller, never a crash."""
+    locked = Order.objects.select_for_update().filter(pk=order.pk).first()
+    if locked is None:
+        raise Http404("Not found.")
+    return locked
+
+
+@transaction.atomic
+def order_create(
+    *,
+    user: User,
+    definition: OrderDefinition,
+    idempotency_key: str | None = None,
+    idempotency_fingerprint: str = "",
+) -> Order:
+    now = timezone.now()
+    if definition.schedule_time is None and definition.is_recurring:
+        definition.schedule_time = now
+    validate_definition(definition, now=now, schedule_time_changed=True)
+    assert definition.schedule_time is not None  # validated above
+    check_active_cap(user)
+    order = Order(
+        user=user,
+        order_name=definition.order_name,
+        schedule_time=definition.schedule_time,
+        time_zone=definition.time_zone,
+        is_recurring=definition.is_recurring,
+        repeat_interval=definition.repeat_interval if definition.is_recurring else None,
+        repeat_unit=definition.repeat_unit if definition.is_recurring else None,
+        max_executions=definition.max_executions if definition.is_recurring else None,
+        misfire_policy=definition.misfire_policy,
+        execution_limit=definition.max_executions if definition.is_recurring else 1,
+        status=OrderStatus.SCHEDULED,
+        schedule_version=1,
+        idempotency_key=idempotency_key,
+        idempotency_fingerprint=idempotency_fingerprint,
+    )
+    order.save()
+    schedule_next_occurrence(order, grid_index=1)
+    order.save(update_fields=["next_grid_index", "next_run_at", "job_id"])
+    log_event("created", order_id=order.pk, user_id=user.pk, job_id=order.job_id, status=order.status)
+    return order
+
+
+def order_definition(order: Order) -> OrderDefinition:
+    return OrderDefinition(
+        order_name=order.order_name,
+        schedule_time=order.schedule_time,
+        is_recurring=order.is_recurring,
+        repeat_interval=order.repeat_interval,
+        repeat_unit=order.repeat_unit,
+        max_executions=order.max_executions,
+        time_zone=order.time_zone,
+        misfire_policy=order.misfire_policy,
+    )
+
+
+@transaction.atomic
+def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
+    """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
+    order = lock_order(order)
+    now = timezone.now()
+    current = order_definition(order)
+    allowed = set(OrderDefinition.__dataclass_fields__)
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in sorted(unknown)})
+    new = OrderDefinition(**{**current.__dict__, **changes})
+    converting = new.is_recurring != current.is_recurring
+    if not new.is_recurring:
+        new.repeat_interval = new.repeat_unit = new.max_executions = None
+    schedule_time_changed = new.schedule_time != current.schedule_time
+    # What moves the grid: for a one-time order only its time (its zone just labels that instant);
+    # for a recurring order also its zone (calendar units keep wall time there), interval and unit.
+    grid_fields = (
+        ("schedule_time", "time_zone", "repeat_interval", "repeat_unit") if new.is_recurring else ("schedule_time",)
+    )
+    grid_changed = converting or any(getattr(new, f) != getattr(current, f) for f in grid_fields)
+    limit_changed = new.is_recurring and new.max_executions != current.max_executions
+    schedule_changed = grid_changed or limit_changed
+    # A one-time order needs a time still ahead; a recurring order's anchor is usually past.
+    needs_new_time = new.schedule_time is None or new.schedule_time <= now
+    if converting and not new.is_recurring and not schedule_time_changed and needs_new_time:
+        raise ValidationError({"schedule_time": ["Give the time at which the one-time order should run."]})
+    validate_definition(
+        new, now=now, schedule_time_changed=schedule_time_changed, executions_count=order.executions_count
+    )
+    if schedule_changed and order.status in FINISHED_ORDER_STATUSES:
+        check_active_cap(order.user, exclude_order_id=order.pk)
+
+    for field_name, value in new.__dict__.items():
+        setattr(order, field_name, value)
+    if grid_changed:
+        if not order.is_recurring:
+            # A one-time order runs exactly once more under its new definition.
+            order.execution_limit = order.executions_count + 1
+        _apply_schedule(order, now=now, restart_grid=schedule_time_changed or converting)
+    elif limit_changed:
+        _apply_limit(order)
+    order.save()
+    event = "converted" if converting else "updated"
+    log_event(
+        event,
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=order.job_id,
+        status=order.status,
+        is_recurring=order.is_recurring,
+    )
+    return order
+
+
+@transaction.atomic
+def order_pause(*, order: Order) -> Order:
+    order = lock_order(order)
+    if order.status == OrderStatus.PAUSED:
+        return order
+    if order.status not in ACTIVE_ORDER_STATUSES:
+        raise ValidationError({"status": [f"A {order.status} order cannot be paused."]})
+    order.schedule_version += 1
+    cancel_job_after_commit(order.job_id)
+    order.job_id = ""
+    order.status = OrderStatus.PAUSED
+    order.save(update_fields=["schedule_version", "job_id", "status", "updated_at"])
+    log_event("paused", order_id=order.pk, user_id=order.user_id, status=order.status)
+    return order
+
+
+@transaction.atomic
+def order_resume(*, order: Order) -> Order:
+    order = lock_order(order)
+    if order.status != OrderStatus.PAUSED:
+        raise ValidationError({"status": ["Only a paused order can be resumed."]})
+    check_active_cap(order.user, exclude_order_id=order.pk)
+    order.status = OrderStatus.SCHEDULED
+    order.schedule_version += 1
+    if order.has_runs_left:
+        # The grid is unchanged: a slot that fell due while paused is handled by the misfire policy.
+        schedule_next_occurrence(order, grid_index=order.next_grid_index)
+    else:
+        order.next_run_at = None
+    for execution in order.executions.filter(status__in=WAITING_EXECUTION_STATUSES):
+        schedule_execution_job(execution, due=None)
+        execution.save(update_fields=["job_id"])
+    settle_status_and_notify(order)
+    order.save()
+    log_event("resumed", order_id=order.pk, user_id=order.user_id, job_id=order.job_id, status=order.status)
+    return order
+
+
+@transaction.atomic
+def order_delete(*, order: Order) -> None:
+    order = lock_order(order)
+    cancel_job_after_commit(order.job_id)
+    for job_id in (
+        order.executions.filter(status__in=INFLIGHT_EXECUTION_STATUSES)
+        .exclude(job_id="")
+        .values_list("job_id", flat=True)
+    ):
+        cancel_job_after_commit(job_id)
+    log_event("deleted", order_id=order.pk, user_id=order.user_id, job_id=order.job_id, status="deleted")
+    order.delete()

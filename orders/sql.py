@@ -1,0 +1,195 @@
+"""Every hand-written SQL statement of orders, each where the ORM's spelling of it cost measurably more.
+
+Each statement is built from the model's own metadata (table and column names quoted by the
+backend) and takes every value as a parameter. tests/test_sql.py compares each one's answer with
+the ORM's. The measurements (bench/ANALYSIS.md, docs/BENCHMARKS.md):
+- count_active_orders_locking_user: a create's active-order cap. Compiling the ORM's two queries
+  cost more CPU than the database spends running them, on every create ("the active-order cap in
+  two plain statements", part of create's web CPU going from 12.4 to 5.8-7.5 ms).
+- order_page_rows: the API's order list, page and total in one statement, times read as text
+  (MySQLdb's DATETIME conversion cost as much as the query); part of the list's web CPU going
+  from 19.5 to 5.3-6.1 ms.
+- bulk_update: Django's bulk_update builds a CASE expression through the ORM at about 3 ms of CPU
+  per row (0.41 s for three updates of 50 rows, more than the rest of a batch); with this, 100,000
+  orders are rescheduled in 27.3 s instead of 73.1 s.
+(accounts/selectors.py keeps the user-by-id statement of accounts: accounts sits below orders.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connection, connections, models, transaction
+from django.db.transaction import TransactionManagementError
+
+from accounts.models import User
+from orders.models import ACTIVE_ORDER_STATUSES, Order
+
+# The orderings the order list accepts (besides the model's default).
+ORDERINGS = frozenset(
+    {
+        "schedule_time",
+        "-schedule_time",
+        "next_run_at",
+        "-next_run_at",
+        "created_at",
+        "-created_at",
+        "order_name",
+        "-order_name",
+    }
+)
+
+
+def count_active_orders_locking_user(user: User, *, exclude_order_id: int | None = None) -> int:
+    """Lock the user's row, then count their active orders (all but `exclude_order_id`).
+
+    Called inside the caller's transaction. The lock makes one user's creates and resumes take turns,
+    so parallel requests cannot each see room for one more and all add it. The two statements stay
+    two: under READ COMMITTED the count must be a new statement that starts after the lock is
+    granted, so that it sees what the previous holder committed.
+    """
+    db = transaction.get_connection()
+    if not db.in_atomic_block:
+        raise TransactionManagementError("count_active_orders_locking_user must run inside a transaction.")
+    quote = db.ops.quote_name
+    lock = " FOR UPDATE" if db.features.has_select_for_update else ""
+    placeholders = ", ".join(["%s"] * len(ACTIVE_ORDER_STATUSES))
+    count_sql = (
+        f"SELECT COUNT(*) FROM {quote(Order._meta.db_table)} "  # noqa: S608 - identifiers only; values are parameters
+        f"WHERE {quote('user_id')} = %s AND {quote('status')} IN ({placeholders})"
+    )
+    params: list[Any] = [user.pk, *(status.value for status in ACTIVE_ORDER_STATUSES)]
+    if exclude_order_id is not None:
+        count_sql += f" AND {quote('id')} <> %s"
+        params.append(exclude_order_id)
+    lock_sql = f"SELECT {quote('id')} FROM {quote(User._meta.db_table)} WHERE {quote('id')} = %s{lock}"  # noqa: S608
+    with db.cursor() as cursor:
+        cursor.execute(lock_sql, [user.pk])
+        cursor.execute(count_sql, params)
+        row = cursor.fetchone()
+    return int(row[0])
+
+
+@cache
+def _positions(columns: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Which of these Order columns are date-times and which booleans, read off the model."""
+    kinds = [type(Order._meta.get_field(name)) for name in columns]
+    datetimes = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, models.DateTimeField))
+    booleans = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, models.BooleanField))
+    return datetimes, booleans
+
+
+def order_page_rows(
+    *,
+    columns: Sequence[str],
+    user_id: int,
+    offset: int,
+    limit: int,
+    status: str | None = None,
+    is_recurring: bool | None = None,
+    search: str | None = None,
+    ordering: str | None = None,
+    using: str = "default",
+) -> tuple[list[tuple[Any, ...]], int | None]:
+    """One page of the user's orders as tuples of `columns`, and the number of matching orders (None
+    when the page is empty: the total rides along with the rows). The same rows, order and total as
+    orders.selectors.order_list_for_user's queryset; times are read as text and parsed by
+    datetime.fromisoformat."""
+    if search and "\x00" in search:
+        return [], None
+    columns = tuple(columns)
+    datetime_positions, boolean_positions = _positions(columns)
+    db = connections[using]
+    ops = db.ops
+    meta = Order._meta
+
+    names = {key: str(field.column) for field in meta.concrete_fields for key in (field.name, field.attname)}
+
+    def column(name: str) -> str:
+        return ops.quote_name(names[name])
+
+    where: list[str] = [f"{column('user')} = %s"]
+    params: list[Any] = [user_id]
+    if status:
+        where.append(f"{column('status')} = %s")
+        params.append(status)
+    if is_recurring is not None:
+        where.append(f"{column('is_recurring')} = %s")
+        params.append(is_recurring)
+    if search:
+        # The SQL and pattern of Django's icontains lookup on this backend.
+        lhs = ops.lookup_cast("icontains", "CharField") % column("order_name")
+        operators: dict[str, str] = db.operators  # type: ignore[attr-defined]  # every backend has it
+        where.append(f"{lhs} {operators['icontains']}")
+        params.append(f"%{ops.prep_for_like_query(search)}%")
+    order_by = [ordering, "-id"] if ordering in ORDERINGS else [str(name) for name in meta.ordering or ()]
+    order_sql = ", ".join(f"{column(f.lstrip('-'))} {'DESC' if f.startswith('-') else 'ASC'}" for f in order_by)
+    selected = ", ".join(
+        f"CAST({column(name)} AS CHAR)" if i in datetime_positions else column(name) for i, name in enumerate(columns)
+    )
+    table = ops.quote_name(meta.db_table)
+    condition = " AND ".join(where)
+    # Identifiers are the model's, quoted by the backend; ordering is one of ORDERINGS; every value
+    # is a query parameter.
+    sql = (
+        f"SELECT {selected}, (SELECT COUNT(*) FROM {table} WHERE {condition}) "  # noqa: S608
+        f"FROM {table} WHERE {condition} ORDER BY {order_sql} LIMIT {int(limit)} OFFSET {int(offset)}"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, params + params)
+        raw_rows = cursor.fetchall()
+    if not raw_rows:
+        return [], None
+    db_tz = db.timezone
+    rows = []
+    for raw in raw_rows:
+        row = list(raw[:-1])
+        for i in datetime_positions:
+            if row[i] is not None:
+                row[i] = datetime.fromisoformat(row[i]).replace(tzinfo=db_tz)
+        for i in boolean_positions:
+            row[i] = bool(row[i])
+        rows.append(tuple(row))
+    return rows, int(raw_rows[0][-1])
+
+
+def bulk_update(rows: Sequence[models.Model], fields: list[str], *, chunk: int = 500) -> None:
+    """Model.objects.bulk_update(rows, fields): one UPDATE per `chunk` rows of one model, each row to
+    its own values (the caller holds their locks). A field with the same value in every row is set
+    once. Chunks keep each CASE short: the database evaluates it row by row."""
+    for start in range(0, len(rows), chunk):
+        _bulk_update_chunk(rows[start : start + chunk], fields)
+
+
+def _bulk_update_chunk(rows: Sequence[models.Model], fields: list[str]) -> None:
+    if not rows:
+        return
+    meta = type(rows[0])._meta
+    pk_column = str(meta.pk.column) if meta.pk is not None else "id"
+    quote = connection.ops.quote_name
+    pks = [row.pk for row in rows]
+    assignments: list[str] = []
+    params: list[Any] = []
+    for name in fields:
+        field = meta.get_field(name)
+        assert isinstance(field, models.Field)
+        values = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows]
+        column = quote(str(field.column))
+        if all(value == values[0] for value in values):
+            assignments.append(f"{column} = %s")
+            params.append(values[0])
+            continue
+        assignments.append(f"{column} = CASE {quote(pk_column)} " + "WHEN %s THEN %s " * len(rows) + "END")
+        for pk, value in zip(pks, values, strict=True):
+            params += [pk, value]
+    placeholders = ", ".join(["%s"] * len(pks))
+    # Only quoted model metadata and placeholders go into the text; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {quote(pk_column)} IN ({placeholders})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *pks])
