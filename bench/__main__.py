@@ -40,6 +40,8 @@ def bench_env() -> dict[str, str]:
             "SECURE_SSL_REDIRECT": "false",
             "LOG_DIR": str(WORK_DIR / "logs"),
             "VAR_DIR": str(WORK_DIR / "var"),
+            # The webhook scenario's receiver listens on the loopback (bench/webhooks.py).
+            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             # Tokens are minted once and must outlive a full run.
             "ACCESS_TOKEN_LIFETIME_SECONDS": "86400",
         }
@@ -85,7 +87,7 @@ def setup(env: dict[str, str]) -> None:
 
 
 def _scenarios(results: dict[str, Any]) -> list[str]:
-    return [k for k in ("api", "batch", "precision", "drift", "scale") if k in results]
+    return [k for k in ("api", "batch", "webhooks", "precision", "drift", "scale") if k in results]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         help="report: the results file (default: the newest); merge: OUT IN... (later files win per scenario)",
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"])
-    parser.add_argument("--only", default="", help="comma-separated scenarios: api,batch,precision,drift,scale")
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenarios: api,batch,webhooks,precision,drift,scale"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "report":

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from bench.stack import ROOT, BenchStack, process_tree_cpu_seconds
 from bench.stats import percentile, slope
+from bench.webhooks import scenario_webhooks
 
 SIMPLE = "rq.worker.SimpleWorker"
 FORK = "rq.worker.Worker"
@@ -51,6 +52,8 @@ class Profile:
     list_seed_orders: int = 200
     api_users: int = 200
     poll_samples: int = 200
+    # Webhook orders due in the same second (bench/webhooks.py).
+    webhook_orders: int = 2000
 
 
 FULL = Profile(
@@ -81,6 +84,7 @@ QUICK = Profile(
     scale_heavy_user_orders=300,
     api_users=40,
     poll_samples=50,
+    webhook_orders=200,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -97,6 +101,7 @@ SMOKE = Profile(
     list_seed_orders=10,
     api_users=3,
     poll_samples=5,
+    webhook_orders=6,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -702,6 +707,7 @@ def scenario_scale(ctx: Context) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "api": scenario_api,
     "batch": scenario_batch,
+    "webhooks": scenario_webhooks,
     "precision": scenario_precision,
     "drift": scenario_drift,
     "scale": scenario_scale,

@@ -226,7 +226,8 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
 # --- Orders -------------------------------------------------------------------------------------
-ORDER_EXECUTOR = env.str("ORDER_EXECUTOR", default="orders.executors.simulate_placement")
+# The default sends an order's webhook when it has a target_url and simulates the placement otherwise.
+ORDER_EXECUTOR = env.str("ORDER_EXECUTOR", default="orders.executors.place_order")
 ORDER_MAX_ATTEMPTS = env.int("ORDER_MAX_ATTEMPTS", default=3)
 ORDER_RETRY_BASE_DELAY_SECONDS = env.float("ORDER_RETRY_BASE_DELAY_SECONDS", default=2.0)
 ORDER_RETRY_MAX_DELAY_SECONDS = env.float("ORDER_RETRY_MAX_DELAY_SECONDS", default=300.0)

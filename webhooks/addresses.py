@@ -24,6 +24,8 @@ _CANONICAL_IPV4 = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
 class AmbiguousIPLiteral(ValueError):
     """A host written as a number in a form other than four dotted decimals."""
 
+    DOTTED_DECIMAL = "write an IPv4 address as four decimal numbers, e.g. 192.0.2.1"
+
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address reaches, if it is one of the forms that carry one."""
@@ -86,5 +88,5 @@ def parse_host_literal(host: str) -> IPAddress | None:
         # The WHATWG parser treats a host whose last label is numeric as IPv4 too ("1.2.3.0x4").
         if _CANONICAL_IPV4.match(host):
             return ipaddress.IPv4Address(host)
-        raise AmbiguousIPLiteral("write an IPv4 address as four decimal numbers, e.g. 192.0.2.1")
+        raise AmbiguousIPLiteral(AmbiguousIPLiteral.DOTTED_DECIMAL)
     return None

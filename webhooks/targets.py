@@ -99,7 +99,11 @@ def parse_target_url(url: str, *, allowlist: Iterable[str] | None = None) -> Par
     try:
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii").lower()
-    except (httpx.InvalidURL, UnicodeError, TypeError) as exc:
+    except httpx.InvalidURL as exc:
+        if "IPv4" in str(exc):  # httpx's own refusal of, e.g., 0177.0.0.1
+            raise TargetRefused(f"The host is not allowed: {AmbiguousIPLiteral.DOTTED_DECIMAL}.") from exc
+        raise TargetRefused("Enter a valid URL.") from exc
+    except (UnicodeError, TypeError) as exc:
         raise TargetRefused("Enter a valid URL.") from exc
     scheme = parsed.scheme
     if scheme not in DEFAULT_PORTS:

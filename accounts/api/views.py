@@ -176,6 +176,6 @@ class WebhookSecretView(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        secret = signing_secret_rotate(user_id=_user(request).pk)
+        secret = signing_secret_rotate(user_id=request_user(request).pk)
         # A secret shown once must not be kept by any cache on the way.
         return Response({"secret": secret}, headers={"Cache-Control": "no-store"})

@@ -8,6 +8,7 @@ django.core.exceptions.ValidationError with field errors for bad input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from orders.models import (
 )
 from orders.recurrence import Grid, ScheduleOverflow, first_index_due_after, interval_seconds, occurrence_due
 from orders.status import settle_status_and_notify
+from orders.webhooks import webhook_field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class OrderDefinition:
     max_executions: int | None = None
     time_zone: str = "UTC"
     misfire_policy: str = MisfirePolicy.RUN_ONCE
+    # The webhook (docs/WEBHOOKS.md): "" = none; a JSON object of at most 16 kB or None.
+    target_url: str = ""
+    payload: dict[str, Any] | None = None
 
 
 # --- validation -------------------------------------------------------------------------------------
@@ -120,6 +125,16 @@ def validate_definition(
                     occurrence_due(grid, 2)
                 except ScheduleOverflow:
                     add("repeat_interval", "The interval is so large that the next run would never come.")
+    if errors:
+        raise ValidationError(errors)
+
+
+def with_field_errors(errors: dict[str, list[str]], validate: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Run a validation with field errors found before it, raising them all together."""
+    try:
+        validate(*args, **kwargs)
+    except ValidationError as exc:
+        raise ValidationError({**errors, **exc.message_dict}) from exc
     if errors:
         raise ValidationError(errors)
 
@@ -194,10 +209,12 @@ def order_create(
     idempotency_key: str | None = None,
     idempotency_fingerprint: str = "",
 ) -> Order:
+    # Before any lock: checking the target resolves its host name.
+    webhook_errors = webhook_field_errors({"target_url": definition.target_url, "payload": definition.payload})
     now = timezone.now()
     if definition.schedule_time is None and definition.is_recurring:
         definition.schedule_time = now
-    validate_definition(definition, now=now, schedule_time_changed=True)
+    with_field_errors(webhook_errors, validate_definition, definition, now=now, schedule_time_changed=True)
     assert definition.schedule_time is not None  # validated above
     check_active_cap(user)
     order = Order(
@@ -210,6 +227,8 @@ def order_create(
         repeat_unit=definition.repeat_unit if definition.is_recurring else None,
         max_executions=definition.max_executions if definition.is_recurring else None,
         misfire_policy=definition.misfire_policy,
+        target_url=definition.target_url,
+        payload=definition.payload,
         execution_limit=definition.max_executions if definition.is_recurring else 1,
         status=OrderStatus.SCHEDULED,
         schedule_version=1,
@@ -233,12 +252,16 @@ def order_definition(order: Order) -> OrderDefinition:
         max_executions=order.max_executions,
         time_zone=order.time_zone,
         misfire_policy=order.misfire_policy,
+        target_url=order.target_url,
+        payload=order.payload,
     )
 
 
 @transaction.atomic
 def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
+    # Before the lock: checking a new target resolves its host name.
+    webhook_errors = webhook_field_errors(changes)
     order = lock_order(order)
     now = timezone.now()
     current = order_definition(order)
@@ -263,8 +286,13 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     needs_new_time = new.schedule_time is None or new.schedule_time <= now
     if converting and not new.is_recurring and not schedule_time_changed and needs_new_time:
         raise ValidationError({"schedule_time": ["Give the time at which the one-time order should run."]})
-    validate_definition(
-        new, now=now, schedule_time_changed=schedule_time_changed, executions_count=order.executions_count
+    with_field_errors(
+        webhook_errors,
+        validate_definition,
+        new,
+        now=now,
+        schedule_time_changed=schedule_time_changed,
+        executions_count=order.executions_count,
     )
     if schedule_changed and order.status in FINISHED_ORDER_STATUSES:
         check_active_cap(order.user, exclude_order_id=order.pk)

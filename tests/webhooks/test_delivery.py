@@ -230,8 +230,10 @@ def test_2000_deliveries_to_a_100_ms_receiver_run_concurrently(tmp_path: Path) -
     assert sorted(stats["succeeded"]) == sorted(d.msg_id for d in batch)
     assert set(stats["succeeded"].values()) == {1}
     print(f"\n2000 deliveries, 100 ms receiver, concurrency 100: {elapsed:.2f} s")
-    # 2,000 x 100 ms at 100 in flight is 2 s of waiting; the rest is this process's CPU.
-    assert elapsed < 8, elapsed
+    # One after the other they would take 200 s; 100 in flight wait 2 s in all, and the rest is CPU
+    # (about 1.6 ms per delivery here, measured 4-9 s in all on the shared 2-core machine). The bound
+    # leaves room for a busy machine; the 2-worker end-to-end figure is in docs/BENCHMARKS.md.
+    assert elapsed < 15, elapsed
 
 
 def test_the_body_is_the_signed_execution_message(receiver: Receiver) -> None:
