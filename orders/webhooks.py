@@ -21,6 +21,9 @@ from webhooks.services import signing_secrets_for_users
 from webhooks.targets import TargetRefused, check_target_url
 
 PAYLOAD_MAX_BYTES = 16 * 1024
+UNREADABLE_SECRET = (
+    "the signing secret cannot be read (the server's WEBHOOK_SECRETS_KEYS changed); make a new one on the account page"
+)
 TARGET_URL_MAX_LENGTH = 2000
 
 
@@ -94,7 +97,7 @@ def deliver_executions(contexts: Sequence[WebhookContext]) -> list[DeliveryResul
     deliveries: list[Delivery] = []
     positions: list[int] = []
     for i, context in enumerate(contexts):
-        problem = payload_problem(context.payload)
+        problem = payload_problem(context.payload) or (None if keys.get(context.user_id) else UNREADABLE_SECRET)
         if problem is not None:
             results[i] = DeliveryResult(Outcome.FAILED, error=f"Refused: {problem}")
             continue
@@ -141,5 +144,7 @@ def send_test_delivery(
         payload=payload,
     )
     keys = signing_secrets_for_users([user_id])[user_id]
+    if not keys:
+        return msg_id, DeliveryResult(Outcome.FAILED, error=f"Refused: {UNREADABLE_SECRET}")
     delivery = Delivery(url=target_url, msg_id=msg_id, event_type=TEST_EVENT, data=data, secrets=keys)
     return msg_id, send_webhook(delivery)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -9,7 +10,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from webhooks.models import SigningSecret
-from webhooks.secrets import decrypt_secret, encrypt_secret, new_signing_secret
+from webhooks.secrets import SecretUnreadable, decrypt_secret, encrypt_secret, new_signing_secret
+
+logger = logging.getLogger(__name__)
 
 # How long the secret before a rotation keeps signing next to the new one.
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -50,7 +53,8 @@ def _ensure_secrets(user_ids: set[int], now: datetime) -> None:
 
 def signing_secrets_for_users(user_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, tuple[str, ...]]:
     """The secrets that sign each user's deliveries now: the current one, then the previous one while
-    its overlap lasts. One query for many users (a batch of deliveries); makes missing secrets."""
+    its overlap lasts; those that cannot be decrypted are left out (an empty tuple when none can).
+    One query for many users (a batch of deliveries); makes missing secrets."""
     now = now or timezone.now()
     wanted = set(user_ids)
     if not wanted:
@@ -58,8 +62,15 @@ def signing_secrets_for_users(user_ids: Iterable[int], *, now: datetime | None =
     _ensure_secrets(wanted, now)
     found: dict[int, tuple[str, ...]] = {}
     for row in SigningSecret.objects.filter(user_id__in=wanted):
-        keys = [decrypt_secret(row.current_encrypted)]
-        if row.previous_is_valid(now):
-            keys.append(decrypt_secret(row.previous_encrypted))
+        keys: list[str] = []
+        encrypted = [row.current_encrypted] + ([row.previous_encrypted] if row.previous_is_valid(now) else [])
+        for token in encrypted:
+            try:
+                keys.append(decrypt_secret(token))
+            except SecretUnreadable:
+                # Written under a key no longer in WEBHOOK_SECRETS_KEYS. Only this user is affected: the
+                # others still sign; with no readable secret left, the user's deliveries fail (see
+                # orders.webhooks) until a new secret is made.
+                logger.error("a webhook signing secret of user %s cannot be decrypted", row.user_id)
         found[row.user_id] = tuple(keys)
     return found

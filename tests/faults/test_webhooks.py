@@ -27,8 +27,9 @@ ORDERS = 12
 
 
 def test_worker_killed_mid_delivery_each_webhook_id_succeeds_once(
-    owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler, tmp_path: Path
+    owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler, tmp_path: Path, settings: Any
 ) -> None:
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # the receiver, here and in the stack's processes
     secret = signing_secret_rotate(user_id=owner.pk)
     # The receiver takes 2 s to answer, so the kill lands while every delivery of the batch is in flight.
     with ReceiverProcess(tmp_path, delay=2.0, secret=secret, effects_file=effects_path()) as receiver:

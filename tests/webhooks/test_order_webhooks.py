@@ -262,6 +262,30 @@ def test_a_target_refused_at_delivery_time_fails_without_a_connection(
     assert ("127.0.0.1", 9999) not in connections.attempts
 
 
+def test_an_unreadable_secret_fails_only_its_owners_deliveries_in_a_batch(
+    alice: Any, bob: Any, receiver: Receiver, settings: Any
+) -> None:
+    from webhooks.services import signing_secret_rotate
+
+    settings.WEBHOOK_SECRETS_KEYS = ["a key since replaced"]
+    signing_secret_rotate(user_id=alice.pk)
+    settings.WEBHOOK_SECRETS_KEYS = ["the key now"]
+    at = due_in(1)
+    for owner in (alice, bob):
+        services.order_create(
+            user=owner,
+            definition=services.OrderDefinition(order_name="batch", schedule_time=at, target_url=receiver.url("/ok")),
+        )
+    wait_past(at)
+    enqueue_due()
+    work()
+    by_owner = {e.order.user_id: e for e in Execution.objects.select_related("order")}
+    assert by_owner[bob.pk].status == ExecutionStatus.SUCCEEDED
+    assert by_owner[alice.pk].status == ExecutionStatus.FAILED and by_owner[alice.pk].attempts == 1
+    assert "signing secret cannot be read" in by_owner[alice.pk].error
+    assert len(receiver.requests) == 1
+
+
 def test_a_batch_sends_its_deliveries_concurrently(alice_api: APIClient, receiver: Receiver, settings: Any) -> None:
     settings.ORDER_BATCH_SIZE = 50
     at = due_in(1)

@@ -97,7 +97,20 @@ def test_a_changed_encryption_key_is_an_error_not_a_wrong_signature(alice: Any, 
     signing_secret_rotate(user_id=alice.pk)
     settings.WEBHOOK_SECRETS_KEYS = ["another key"]
     with pytest.raises(SecretUnreadable):
-        signing_secrets_for_users([alice.pk])
+        decrypt_secret(SigningSecret.objects.get(user=alice).current_encrypted)
+
+
+def test_an_unreadable_secret_leaves_that_user_without_keys_and_the_others_signing(
+    alice: Any, bob: Any, settings: Any
+) -> None:
+    settings.WEBHOOK_SECRETS_KEYS = ["old key"]
+    signing_secret_rotate(user_id=alice.pk)
+    settings.WEBHOOK_SECRETS_KEYS = ["new key"]
+    bob_secret = signing_secret_rotate(user_id=bob.pk)
+    assert signing_secrets_for_users([alice.pk, bob.pk]) == {alice.pk: (), bob.pk: (bob_secret,)}
+    # A rotation gives alice a readable secret again; the unreadable one, now previous, is left out.
+    alice_secret = signing_secret_rotate(user_id=alice.pk)
+    assert signing_secrets_for_users([alice.pk])[alice.pk] == (alice_secret,)
 
 
 def test_the_encryption_key_can_be_rotated_by_listing_the_new_key_first(alice: Any, settings: Any) -> None:
