@@ -174,6 +174,12 @@ class TestDeliverySerializer(DeliverySerializer):
     webhook_id = serializers.CharField()
 
 
+class ThrottledSerializer(serializers.Serializer[Any]):
+    """Shape of a 429 answer (documentation only)."""
+
+    detail = serializers.CharField()
+
+
 class ExecutionSerializer(serializers.ModelSerializer[Execution]):
     delivery = serializers.SerializerMethodField(
         help_text="The latest attempt's webhook delivery (each attempt_history entry has its own)."

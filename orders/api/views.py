@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from orders.api.serializers import (
     OrderSerializer,
     OrderWriteSerializer,
     TestDeliverySerializer,
+    ThrottledSerializer,
     UpcomingSerializer,
 )
 from orders.models import Order, OrderStatus
@@ -292,7 +293,20 @@ class OrderTestDeliveryView(APIView):
 
     throttle_classes = [TestDeliveryThrottle]
 
-    @extend_schema(request=None, responses={200: TestDeliverySerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: TestDeliverySerializer,
+            429: OpenApiResponse(
+                ThrottledSerializer, description="More than 20 test deliveries a minute; retry after Retry-After."
+            ),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Retry-After", int, OpenApiParameter.HEADER, response=[429], description="Seconds until allowed."
+            )
+        ],
+    )
     def post(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get_for_user(user=request.user, order_id=order_id)
         sent = services.order_send_test_delivery(order=order)

@@ -431,3 +431,13 @@ def test_a_response_body_is_never_rendered_as_html(alice: Any, client: Client) -
     page = client.get(f"/orders/{order.pk}").content.decode()
     assert hostile not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_test_deliveries_are_rate_limited_per_user(alice_api: APIClient, bob_api: APIClient) -> None:
+    order = create(alice_api, schedule_time=due_in(3600).isoformat()).json()
+    url = f"/api/orders/{order['order_id']}/test-delivery"
+    assert {alice_api.post(url).status_code for _ in range(20)} == {400}
+    limited = alice_api.post(url)
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    # Another user's budget is their own.
+    assert bob_api.post(url).status_code == 404
