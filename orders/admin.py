@@ -121,6 +121,8 @@ class OrderAdmin(OrderAdminBase):
         "max_executions",
         "executions_count",
         "misfire_policy",
+        "target_url",
+        "payload",
         "job_id",
         "schedule_version",
         "next_grid_index",
@@ -149,6 +151,7 @@ class OrderAdmin(OrderAdminBase):
                 )
             },
         ),
+        ("Webhook", {"fields": ("target_url", "payload")}),
         (
             "Engine state",
             {
