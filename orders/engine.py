@@ -453,7 +453,13 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
         room = int(settings.ORDER_BATCH_SIZE) - 1
         if room > 0:
             companions = companions_take(exclude_order_id=first.context.order_id, limit=room)
-        current = _still_current_companions(companions) if companions else set()
+        current: set[int] = set()
+        if companions:
+            try:
+                current = _still_current_companions(companions)
+            except DatabaseError:
+                # The first run goes ahead alone; the companions go back as pending runs below.
+                logger.warning("could not re-read the companions' orders; handing them back", exc_info=True)
         runnable = [t for t in companions if t.execution_id in current]
         started_at = timezone.now()
         for taken in runnable:

@@ -12,8 +12,9 @@ What it answers is chosen by the path, so one receiver serves every case:
   /flaky/<n>               503 for the first n requests of each webhook-id, then 200
 Any path waits --delay seconds first. Each request is recorded (method, path, headers, body, SNI);
 GET /_stats answers {"requests": N, "succeeded": {webhook-id: count of 2xx answers}, "verified": N,
-"attempts": {webhook-id: [data.attempt of each request]}} where "verified" counts requests whose
-signature checked out with --secret.
+"attempts": {webhook-id: [data.attempt of each request]}, "max_in_flight": N} where "verified" counts
+requests whose signature checked out with --secret and "max_in_flight" is the most requests that were
+being answered at once.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class State:
     # tests/faults/executors.py, so that the fault suite's invariants see the receiver's effects.
     effects_file: Path | None = None
     processed: set[str] = field(default_factory=set)
+    # Requests being answered right now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
     # Server names clients sent in TLS handshakes (SNI), in order.
     sni: list[str | None] = field(default_factory=list)
 
@@ -104,6 +108,7 @@ async def _handle(state: State, reader: asyncio.StreamReader, writer: asyncio.St
     url = urlsplit(target)
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     parts = [p for p in url.path.split("/") if p]
+    counted = False
     try:
         if url.path == "/_stats":
             stats = {
@@ -111,10 +116,14 @@ async def _handle(state: State, reader: asyncio.StreamReader, writer: asyncio.St
                 "succeeded": dict(state.succeeded),
                 "verified": state.verified,
                 "attempts": state.attempts,
+                "max_in_flight": state.max_in_flight,
             }
             writer.write(_response(200, json.dumps(stats).encode(), {"Content-Type": "application/json"}))
             return
         state.requests.append(Received(method, url.path, headers, body, sni, time.time()))
+        counted = True
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
         webhook_id = headers.get("webhook-id", "")
         state.seen[webhook_id] += 1
         effect: dict[str, Any] = {}
@@ -171,6 +180,8 @@ async def _handle(state: State, reader: asyncio.StreamReader, writer: asyncio.St
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
+        if counted:
+            state.in_flight -= 1
         with contextlib.suppress(Exception):
             writer.close()
 

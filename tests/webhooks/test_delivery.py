@@ -221,19 +221,25 @@ def test_one_slow_endpoint_does_not_delay_the_others_of_a_batch(receiver: Receiv
 def test_2000_deliveries_to_a_100_ms_receiver_run_concurrently(tmp_path: Path) -> None:
     with ReceiverProcess(tmp_path, delay=0.1, secret=SECRET) as slow_receiver:
         batch = [delivery(slow_receiver.url("/ok"), msg_id=f"order-{i}-occurrence-1") for i in range(2000)]
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         results = send_webhooks(batch)
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         stats = slow_receiver.stats()
     assert all(r.outcome == Outcome.SUCCEEDED for r in results), {r.error for r in results if not r.succeeded}
     assert stats["requests"] == 2000 and stats["verified"] == 2000
     assert sorted(stats["succeeded"]) == sorted(d.msg_id for d in batch)
     assert set(stats["succeeded"].values()) == {1}
-    print(f"\n2000 deliveries, 100 ms receiver, concurrency 100: {elapsed:.2f} s")
-    # One after the other they would take 200 s; 100 in flight wait 2 s in all, and the rest is CPU
-    # (about 1.6 ms per delivery here, measured 4-9 s in all on the shared 2-core machine). The bound
-    # leaves room for a busy machine; the 2-worker end-to-end figure is in docs/BENCHMARKS.md.
-    assert elapsed < 15, elapsed
+    print(
+        f"\n2000 deliveries, 100 ms receiver: {elapsed:.2f} s, {cpu * 1000 / 2000:.2f} ms CPU each, "
+        f"{stats['max_in_flight']} at once at the receiver"
+    )
+    # The overlap, seen by the receiver: up to WEBHOOK_CONCURRENCY (100) requests waited at once.
+    # (Wall time is no proof on the shared 2-core machine: 4-9 s measured when it was calm, 24 s at a
+    # load average of 12; one after the other it would be 200 s.)
+    assert stats["max_in_flight"] >= 50
+    assert elapsed < 100
+    # What bounds throughput instead is the sender's CPU per delivery (1.5-2 ms measured).
+    assert cpu / 2000 < 0.005
 
 
 def test_the_body_is_the_signed_execution_message(receiver: Receiver) -> None:
