@@ -276,6 +276,9 @@ WEBHOOK_RETRY_AFTER_MAX_SECONDS = env.float("WEBHOOK_RETRY_AFTER_MAX_SECONDS", d
 WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=100)
 # Key material for the signing secrets' encryption at rest (first encrypts, all decrypt); default SECRET_KEY.
 WEBHOOK_SECRETS_KEYS = env.list("WEBHOOK_SECRETS_KEYS", default=[]) or [SECRET_KEY]
+# When set (comma-separated networks, e.g. 203.0.113.0/24), the only networks webhooks may reach at
+# all, allowlisted hosts included; the test suite sets 127.0.0.0/8. Empty: any address the policy allows.
+WEBHOOK_EGRESS_NETWORKS = env.list("WEBHOOK_EGRESS_NETWORKS", default=[])
 # Dotted path of the resolver the URL policy uses (host, port) -> addresses; tests use a stub.
 WEBHOOK_RESOLVER = env.str("WEBHOOK_RESOLVER", default="webhooks.targets.system_resolver")
 

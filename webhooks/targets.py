@@ -75,6 +75,16 @@ def allowed_hosts() -> list[str]:
     return [str(h).strip().lower().rstrip(".") for h in entries if str(h).strip()]
 
 
+def egress_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """WEBHOOK_EGRESS_NETWORKS: when set, the only networks a webhook may reach at all (allowlisted
+    hosts included); empty, any address the policy allows."""
+    return [
+        ipaddress.ip_network(str(n).strip(), strict=False)
+        for n in getattr(settings, "WEBHOOK_EGRESS_NETWORKS", [])
+        if str(n).strip()
+    ]
+
+
 def _is_allowlisted(host: str, literal: IPAddress | None, allowlist: Iterable[str]) -> bool:
     bare = host.rstrip(".")
     for entry in allowlist:
@@ -160,12 +170,15 @@ def resolve_target(parsed: ParsedTarget, *, resolver: Resolver | None = None) ->
         if not addresses:
             raise TargetUnresolvable("The host name does not resolve.")
     addresses = list(dict.fromkeys(canonical(a) for a in addresses))
+    what = "is" if parsed.literal is not None else "resolves to"
     if not parsed.allowlisted:
         for address in addresses:
             reason = refusal_reason(address)
             if reason is not None:
-                what = "is" if parsed.literal is not None else "resolves to"
                 raise TargetRefused(f"The host {what} an address webhooks may not call ({reason}).")
+    networks = egress_networks()
+    if networks and not all(any(address in network for network in networks) for address in addresses):
+        raise TargetRefused(f"The host {what} an address outside the networks this server may reach.")
     return CheckedTarget(parsed=parsed, addresses=tuple(addresses))
 
 

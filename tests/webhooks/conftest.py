@@ -94,3 +94,6 @@ def stub_resolver() -> Callable[..., StubResolver]:
 def _webhook_settings(settings: Any) -> None:
     settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     settings.WEBHOOK_RESOLVER = "tests.webhooks.resolvers.no_dns_resolver"
+    # The policy's own tables include public addresses (never connected to: `connections` would
+    # refuse it); the session-wide loopback-only egress (tests/conftest.py) is tested on its own.
+    settings.WEBHOOK_EGRESS_NETWORKS = []

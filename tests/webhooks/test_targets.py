@@ -208,3 +208,17 @@ def test_the_policy_resolves_once() -> None:
     resolver = StubResolver({"hooks.example.com": [PUBLIC_V4]})
     check_target_url("https://hooks.example.com/", resolver=resolver)
     assert resolver.lookups == ["hooks.example.com"]
+
+
+def test_egress_networks_bound_every_target_even_an_allowlisted_one(settings: Any) -> None:
+    settings.WEBHOOK_EGRESS_NETWORKS = ["127.0.0.0/8"]
+    public = StubResolver({"hooks.example.com": [PUBLIC_V4]})
+    with pytest.raises(TargetRefused, match="outside the networks"):
+        check_target_url("https://hooks.example.com/", resolver=public)
+    with pytest.raises(TargetRefused, match="outside the networks"):
+        check_target_url(f"https://{PUBLIC_V4}/", resolver=public)
+    settings.WEBHOOK_ALLOWED_HOSTS = ["intranet.corp"]
+    with pytest.raises(TargetRefused, match="outside the networks"):
+        check_target_url("http://intranet.corp/", resolver=StubResolver({"intranet.corp": ["10.0.0.5"]}))
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    assert check_target_url("http://127.0.0.1:8080/", resolver=public).addresses
