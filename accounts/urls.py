@@ -17,4 +17,5 @@ urlpatterns = [
     path("password-reset/sent", views.PasswordResetSentView.as_view(), name="password-reset-sent"),
     path("password-reset/<uidb64>/<token>", views.PasswordResetSetView.as_view(), name="password-reset-confirm"),
     path("password-reset/done", views.PasswordResetCompleteView.as_view(), name="password-reset-complete"),
+    re_path(r"^account/webhook-secret/?$", views.webhook_secret_view, name="account-webhook-secret"),
 ]

@@ -29,6 +29,8 @@ from accounts.forms import (
 from accounts.requests import request_user
 from accounts.throttling import Throttled, client_ip, password_reset_attempt
 from common.forms import add_service_errors
+from webhooks.selectors import signing_secret_get_for_user
+from webhooks.services import signing_secret_rotate
 
 BACKEND = "accounts.backends.EmailBackend"
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -113,12 +115,15 @@ def _account_page(
     *,
     profile_form: ProfileForm | None = None,
     password_form: PasswordChangeForm | None = None,
+    new_webhook_secret: str | None = None,
     status: int = 200,
 ) -> HttpResponse:
     user = request_user(request)
     context = {
         "profile_form": profile_form or ProfileForm(initial={"time_zone": user.time_zone}),
         "password_form": password_form or PasswordChangeForm(),
+        "webhook_secret": signing_secret_get_for_user(user_id=user.pk),
+        "new_webhook_secret": new_webhook_secret,
     }
     return render(request, "accounts/account.html", context, status=status)
 
@@ -217,3 +222,13 @@ class PasswordResetSetView(auth_views.PasswordResetConfirmView):
 
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "accounts/password_reset_complete.html"
+
+
+@never_cache
+@login_required
+@require_POST
+def webhook_secret_view(request: HttpRequest) -> HttpResponse:
+    """Rotate the signing secret and show the new one on this page, once: not redirected, so the secret
+    is never kept in a session or message cookie."""
+    secret = signing_secret_rotate(user_id=request_user(request).pk)
+    return _account_page(request, new_webhook_secret=secret)  # never_cache: no-store

@@ -40,6 +40,8 @@ def bench_env() -> dict[str, str]:
             "SECURE_SSL_REDIRECT": "false",
             "LOG_DIR": str(WORK_DIR / "logs"),
             "VAR_DIR": str(WORK_DIR / "var"),
+            # The webhook scenario's receiver listens on the loopback (bench/webhooks.py).
+            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             # Tokens are minted once and must outlive a full run.
             "ACCESS_TOKEN_LIFETIME_SECONDS": "86400",
         }
@@ -85,7 +87,7 @@ def setup(env: dict[str, str]) -> None:
 
 
 def _scenarios(results: dict[str, Any]) -> list[str]:
-    scenarios = ("api", "batch", "precision", "precision_load", "drift", "scale", "metrics", "calendar")
+    scenarios = ("api", "batch", "webhooks", "precision", "precision_load", "drift", "scale", "metrics", "calendar")
     return [k for k in scenarios if k in results]
 
 
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated scenarios: api,batch,precision,precision_load,drift,scale,metrics,calendar",
+        help="comma-separated scenarios: api,batch,webhooks,precision,precision_load,drift,scale,metrics,calendar",
     )
     args = parser.parse_args(argv)
 

@@ -39,8 +39,8 @@ def _list_query() -> tuple[tuple[str, ...], str]:
 INSERT_SQL = (
     "INSERT INTO orders_order (user_id, order_name, schedule_time, time_zone, status, job_id, is_recurring,"
     " executions_count, misfire_policy, schedule_version, next_grid_index, next_run_at, execution_limit,"
-    " occurrence_seq, last_result, idempotency_fingerprint, created_at, updated_at)"
-    " VALUES (%s, 'floor', %s, 'UTC', 'scheduled', '', 0, 0, 'run_once', 1, 1, %s, 1, 0, '', '', %s, %s)"
+    " occurrence_seq, last_result, idempotency_fingerprint, target_url, created_at, updated_at)"
+    " VALUES (%s, 'floor', %s, 'UTC', 'scheduled', '', 0, 0, 'run_once', 1, 1, %s, 1, 0, '', '', '', %s, %s)"
 )
 FAR_FUTURE = "2031-01-01 00:00:00"
 

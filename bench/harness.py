@@ -31,6 +31,7 @@ from django.utils import timezone
 from bench.calendar import scenario_calendar
 from bench.stack import ROOT, BenchStack, process_tree_cpu_seconds
 from bench.stats import percentile, slope
+from bench.webhooks import scenario_webhooks
 
 SIMPLE = "rq.worker.SimpleWorker"
 FORK = "rq.worker.Worker"
@@ -64,6 +65,8 @@ class Profile:
     # cost of their next occurrence.
     calendar_orders: int = 100_000
     calendar_cost_samples: int = 5000
+    # Webhook orders due in the same second (bench/webhooks.py).
+    webhook_orders: int = 2000
 
 
 FULL = Profile(
@@ -99,6 +102,7 @@ QUICK = Profile(
     metrics_batch_orders=200,
     calendar_orders=2000,
     calendar_cost_samples=500,
+    webhook_orders=200,
 )
 # The smoke test: the same code paths with the smallest counts that still mean something.
 SMOKE = Profile(
@@ -121,6 +125,7 @@ SMOKE = Profile(
     metrics_batch_orders=6,
     calendar_orders=40,
     calendar_cost_samples=20,
+    webhook_orders=6,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
@@ -961,6 +966,7 @@ def scenario_metrics(ctx: Context) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "api": scenario_api,
     "batch": scenario_batch,
+    "webhooks": scenario_webhooks,
     "precision": scenario_precision,
     "precision_load": scenario_precision_load,
     "drift": scenario_drift,

@@ -342,6 +342,33 @@ def _batch_section(batch: dict[str, Any]) -> str:
     )
 
 
+def _webhooks_section(webhooks: dict[str, Any]) -> str:
+    runs = webhooks["runs"]
+    rows = [
+        [
+            str(r["rep"]),
+            _num(r.get("first_done_s", math.nan), 2),
+            _num(r.get("half_done_s", math.nan), 2),
+            _num(r.get("all_done_s", math.nan), 2),
+            _num(r.get("throughput_per_s", math.nan)),
+            f"{r['ids_succeeded']:,} / {r['n']:,}",
+            str(r["ids_succeeded_more_than_once"]),
+            str(r["failed"]),
+            _num(r.get("worker_cpu_ms_per_delivery", math.nan), 1),
+        ]
+        for r in runs
+    ]
+    header = ["rep", "first done s", "half done s", "all done s", "deliveries/s", "ids succeeded", "twice", "failed"]
+    header.append("worker CPU ms/delivery")
+    intro = (
+        f"{webhooks['orders']:,} orders with a target URL, due in the same second, {webhooks['workers']} "
+        f"SimpleWorkers, a receiver on the loopback that answers each request after "
+        f"{webhooks['receiver_delay_s'] * 1000:.0f} ms; times after the due time. The receiver counts 2xx answers "
+        "per webhook-id.\n\n"
+    )
+    return intro + _table(header, rows) + "\n"
+
+
 def _precision_section(precision: dict[str, Any]) -> str:
     runs = precision["runs"]
     rows = [
@@ -613,6 +640,16 @@ def _targets(results: dict[str, Any]) -> str:
             )
             add("… at least 500 executions/s", f"{_num(rate)}/s", rate >= 500)
             add("… at least 0.8 of the no-op ceiling", _num(ratio, 2), ratio >= 0.8)
+    webhooks = results.get("webhooks")
+    if webhooks and webhooks["runs"]:
+        all_done = median([r.get("all_done_s", math.nan) for r in webhooks["runs"]])
+        once = all(r["ids_succeeded"] == r["n"] and r["ids_succeeded_more_than_once"] == 0 for r in webhooks["runs"])
+        add(
+            f"{webhooks['orders']:,} webhook orders, 100 ms receiver, {webhooks['workers']} workers: all within 10 s",
+            f"{_num(all_done, 2)} s",
+            all_done <= 10,
+        )
+        add("… each webhook-id succeeded exactly once", "yes" if once else "no", once)
     precision = results.get("precision")
     if precision and precision["runs"]:
         runs = precision["runs"]
@@ -724,6 +761,9 @@ def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, sou
         parts += [_batch_section(results["batch"])]
         if "throughput" in plots:
             parts += [f"![throughput vs workers]({plot_prefix}{plots['throughput']})", ""]
+    if "webhooks" in results:
+        parts += [f"## 2b. Webhooks: {results['webhooks']['orders']:,} webhook orders due in the same second", ""]
+        parts += [_webhooks_section(results["webhooks"])]
     if "precision" in results:
         parts += ["## 3. Precision", "", _precision_section(results["precision"])]
     if "precision_load" in results:

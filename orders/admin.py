@@ -124,6 +124,8 @@ class OrderAdmin(OrderAdminBase):
         "max_executions",
         "executions_count",
         "misfire_policy",
+        "target_url",
+        "payload",
         "job_id",
         "schedule_version",
         "next_grid_index",
@@ -155,6 +157,7 @@ class OrderAdmin(OrderAdminBase):
                 )
             },
         ),
+        ("Webhook", {"fields": ("target_url", "payload")}),
         (
             "Engine state",
             {

@@ -22,6 +22,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -40,7 +41,7 @@ from orders.dispatch import (
     schedule_next_occurrence,
 )
 from orders.events import log_event
-from orders.executors import ExecutionContext
+from orders.executors import ExecutionContext, ExecutionFailed, ExecutionResult
 from orders.models import (
     ACTIVE_ORDER_STATUSES,
     FINISHED_ORDER_STATUSES,
@@ -95,6 +96,8 @@ def _context(order: Order, execution: Execution) -> ExecutionContext:
         attempt=execution.attempts,
         scheduled_for=execution.scheduled_for,
         idempotency_key=f"order-{order.pk}-occurrence-{execution.occurrence}",
+        target_url=order.target_url,
+        payload=order.payload,
     )
 
 
@@ -273,8 +276,13 @@ def execution_finish(
     error: str = "",
     order_id: int | None = None,
     started_at: datetime | None = None,
+    retryable: bool = True,
+    retry_after: float | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
-    """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts.
+    """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts,
+    unless it is not `retryable` (it fails for good at once); `retry_after` seconds, when given,
+    replace the backoff delay; `details` (a webhook's status, latency, response) go into the history.
 
     `order_id` is the execution's order when the caller knows it (it saves a query per execution);
     `started_at` is when the executor of a first attempt really began, if later than the take."""
@@ -290,7 +298,16 @@ def execution_finish(
         logger.warning("discarding a late outcome for execution %s attempt %s", execution_id, attempt)
         return
     _record_attempt(
-        order, execution, attempt=attempt, now=timezone.now(), result_ref=result_ref, error=error, started_at=started_at
+        order,
+        execution,
+        attempt=attempt,
+        now=timezone.now(),
+        result_ref=result_ref,
+        error=error,
+        started_at=started_at,
+        retryable=retryable,
+        retry_after=retry_after,
+        details=details,
     )
     execution.save()
     settle_status_and_notify(order)
@@ -306,17 +323,46 @@ class Outcome:
     started_at: datetime
     result_ref: str = ""
     error: str = ""
+    retryable: bool = True
+    retry_after: float | None = None
+    details: dict[str, Any] | None = None
+
+
+def _outcome(taken: Taken, started_at: datetime, value: object) -> Outcome:
+    """An executor's return value or exception as the outcome of the attempt."""
+    outcome = Outcome(taken, started_at)
+    if isinstance(value, ExecutionFailed):
+        outcome.error = str(value) or type(value).__name__
+        outcome.retryable, outcome.retry_after, outcome.details = value.retryable, value.retry_after, value.details
+    elif isinstance(value, BaseException):
+        outcome.error = f"{type(value).__name__}: {value}"
+    elif isinstance(value, ExecutionResult):
+        outcome.result_ref, outcome.details = value.ref, value.details
+    else:
+        outcome.result_ref = str(value or "")
+    return outcome
 
 
 def _run_executor(taken: Taken, *, started_at: datetime | None = None) -> Outcome:
     executor = import_string(settings.ORDER_EXECUTOR)
-    outcome = Outcome(taken, started_at or timezone.now())
+    started_at = started_at or timezone.now()
     try:
         with _execution_span(taken):
-            outcome.result_ref = str(executor(taken.context) or "")
+            value: object = executor(taken.context)
     except Exception as exc:  # noqa: BLE001 - any executor failure is an attempt that failed
-        outcome.error = f"{type(exc).__name__}: {exc}"
-    return outcome
+        value = exc
+    return _outcome(taken, started_at, value)
+
+
+def _run_executors_together(executor: Any, takens: list[Taken], *, started_at: datetime) -> list[Outcome]:
+    """A batch-capable executor's run_many over these attempts: one outcome each, in order."""
+    try:
+        values: list[object] = list(executor.run_many([t.context for t in takens]))
+        if len(values) != len(takens):
+            raise RuntimeError(f"run_many returned {len(values)} values for {len(takens)} executions")
+    except Exception as exc:  # noqa: BLE001 - the whole batch's attempts failed
+        values = [exc] * len(takens)
+    return [_outcome(t, started_at, v) for t, v in zip(takens, values, strict=True)]
 
 
 def _execution_span(taken: Taken) -> AbstractContextManager[None]:
@@ -342,6 +388,9 @@ def _finish(outcome: Outcome) -> None:
         error=outcome.error,
         order_id=taken.context.order_id,
         started_at=outcome.started_at,
+        retryable=outcome.retryable,
+        retry_after=outcome.retry_after,
+        details=outcome.details,
     )
 
 
@@ -363,6 +412,9 @@ def execute(taken: Taken) -> None:
 def run_occurrence_batch(first: Taken) -> int:
     """Run `first` (already taken), then due companions while the time budget lasts. Returns how many
     executors ran."""
+    executor = import_string(settings.ORDER_EXECUTOR)
+    if callable(getattr(executor, "run_many", None)):
+        return _run_batch_together(first, executor)
     budget = float(settings.ORDER_BATCH_SECONDS)
     clock = time.monotonic()
     outcomes = [_run_executor(first)]
@@ -399,6 +451,42 @@ def run_occurrence_batch(first: Taken) -> int:
         # gone, so leaving them "running" would hold them until their lease runs out.
         try:
             leftover = changed + companions[dealt_with:]
+            if leftover:
+                _hand_back(leftover)
+        finally:
+            executions_finish(outcomes)
+    return len(outcomes)
+
+
+def _run_batch_together(first: Taken, executor: Any) -> int:
+    """The batch of an executor that runs many executions at once (run_many: the webhooks, sent
+    concurrently). Its companions are taken at once, up to ORDER_BATCH_SIZE - 1, with no time budget:
+    the executions overlap, each within its own timeout, so the batch takes about as long as its
+    slowest execution, not the sum. Otherwise as run_occurrence_batch: the same takes and checks, and
+    what is not run goes back as pending runs."""
+    companions: list[Taken] = []
+    runnable: list[Taken] = []
+    outcomes: list[Outcome] = []
+    try:
+        room = int(settings.ORDER_BATCH_SIZE) - 1
+        if room > 0:
+            companions = companions_take(exclude_order_id=first.context.order_id, limit=room)
+        current: set[int] = set()
+        if companions:
+            try:
+                current = _still_current_companions(companions)
+            except DatabaseError:
+                # The first run goes ahead alone; the companions go back as pending runs below.
+                logger.warning("could not re-read the companions' orders; handing them back", exc_info=True)
+        runnable = [t for t in companions if t.execution_id in current]
+        started_at = timezone.now()
+        for taken in runnable:
+            _log_started(taken, job_id=taken.job_id, started_at=started_at)
+        outcomes = _run_executors_together(executor, [first, *runnable], started_at=started_at)
+    finally:
+        try:
+            ran = {o.taken.execution_id for o in outcomes}
+            leftover = [t for t in companions if t.execution_id not in ran]
             if leftover:
                 _hand_back(leftover)
         finally:
@@ -556,6 +644,7 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
             result_ref=outcome.result_ref,
             error="",
             started_at=outcome.started_at,
+            details=outcome.details,
         )
         done_executions.append(execution)
         touched[order.pk] = order
@@ -591,21 +680,28 @@ def _record_attempt(
     result_ref: str,
     error: str,
     started_at: datetime | None,
+    retryable: bool = True,
+    retry_after: float | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """The outcome of one attempt on the locked rows (the caller saves them): its history entry,
-    the execution's status, the order's last result, the log lines, and a retry job for a failure
-    with attempts left. `started_at` is when the executor of a first attempt really began (a batch
-    companion's row was written when it was taken)."""
+    the execution's status, the order's last result, the log lines, and a retry job for a retryable
+    failure with attempts left (after `retry_after` seconds when given, else the backoff).
+    `started_at` is when the executor of a first attempt really began (a batch companion's row was
+    written when it was taken). `details` (a webhook delivery's record) are kept in the history
+    entry as "delivery" and their status code and latency logged."""
     succeeded = not error
-    execution.attempt_history = [
-        *execution.attempt_history,
-        {
-            "attempt": attempt,
-            "finished_at": now.isoformat(),
-            "status": "succeeded" if succeeded else "failed",
-            "error": error[:2000],
-        },
-    ]
+    entry: dict[str, Any] = {
+        "attempt": attempt,
+        "finished_at": now.isoformat(),
+        "status": "succeeded" if succeeded else "failed",
+        "error": error[:2000],
+    }
+    logged: dict[str, Any] = {}
+    if details is not None:
+        entry["delivery"] = details
+        logged = {"status_code": details.get("status_code"), "latency_ms": details.get("latency_ms")}
+    execution.attempt_history = [*execution.attempt_history, entry]
     execution.lease_expires_at = None
     if started_at is not None and attempt == 1:
         execution.started_at = started_at
@@ -616,13 +712,33 @@ def _record_attempt(
         execution.result_ref = result_ref[:128]
         execution.error = ""
         order.last_result = ExecutionStatus.SUCCEEDED
-        log_event("succeeded", job_id=execution.job_id, status=ExecutionStatus.SUCCEEDED, result_ref=result_ref, **base)
+        log_event(
+            "succeeded",
+            job_id=execution.job_id,
+            status=ExecutionStatus.SUCCEEDED,
+            result_ref=result_ref,
+            **logged,
+            **base,
+        )
     else:
         execution.error = error[:5000]
-        log_event("failed", job_id=execution.job_id, status=ExecutionStatus.FAILED, error=error[:500], **base)
-        if attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
+        log_event(
+            "failed",
+            job_id=execution.job_id,
+            status=ExecutionStatus.FAILED,
+            error=error[:500],
+            **logged,
+            **({} if retryable else {"retryable": False}),
+            **base,
+        )
+        if not retryable:
+            # The receiver said no (or the target is refused): another attempt would say the same.
+            execution.status = ExecutionStatus.FAILED
+            execution.finished_at = now
+            order.last_result = ExecutionStatus.FAILED
+        elif attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
             execution.status = ExecutionStatus.RETRYING
-            delay = retry_delay_seconds(attempt)
+            delay = retry_delay_seconds(attempt) if retry_after is None else max(0.0, retry_after)
             schedule_execution_job(execution, due=now + timedelta(seconds=delay))
             log_event(
                 "retried",

@@ -37,6 +37,7 @@ EVENTS = frozenset(
         "completed",
         "run_now",
         "run_now_replayed",
+        "test_delivery",
     }
 )
 

@@ -3,6 +3,7 @@ an order may be (future time, caps, minimum interval) stays in orders.services."
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from common.forms import add_service_errors, time_zone_field
 from common.timezones import grouped_choices, is_selectable, unknown_zone_message
 from orders.models import MisfirePolicy, Order, OrderStatus, RepeatUnit
 from orders.recurrence import ScheduleOverflow, resolve_wall_time, zone
+from orders.webhooks import TARGET_URL_MAX_LENGTH, payload_problem
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
@@ -33,6 +35,11 @@ CRON_PRESETS = (
 def wall_time_text(value: datetime, time_zone: str) -> str:
     """An aware instant as the value of a datetime-local input, on the wall clock of `time_zone`."""
     return value.astimezone(zone(time_zone)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (json.loads accepts them), and the database refuses them.
+    raise ValueError(f"{name} is not JSON")
 
 
 class WallTimeField(forms.Field):
@@ -100,6 +107,21 @@ class OrderForm(forms.Form):
         initial=MisfirePolicy.RUN_ONCE,
         help_text="What happens to runs that fell due while the service was down or the order paused.",
     )
+    target_url = forms.CharField(
+        label="Webhook URL",
+        max_length=TARGET_URL_MAX_LENGTH,
+        required=False,
+        strip=True,
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/orders", "inputmode": "url"}),
+        help_text="Optional. Each run POSTs a signed JSON message here (https; see the account page for the secret).",
+    )
+    payload = forms.CharField(
+        label="Payload (JSON)",
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "code"}),
+        help_text='Optional. A JSON object of at most 16 kB, sent with every run, e.g. {"sku": "A-100"}.',
+    )
 
     def __init__(self, *args: Any, order: Order | None = None, **kwargs: Any) -> None:
         self.order = order
@@ -136,6 +158,8 @@ class OrderForm(forms.Form):
             "unlimited": order.is_recurring and order.max_executions is None,
             "max_executions": order.max_executions,
             "misfire_policy": order.misfire_policy,
+            "target_url": order.target_url,
+            "payload": json.dumps(order.payload, indent=2, ensure_ascii=False) if order.payload is not None else "",
         }
 
     def clean_order_name(self) -> str:
@@ -150,6 +174,19 @@ class OrderForm(forms.Form):
         if not is_selectable(name) and (self.order is None or name != self.order.time_zone):
             raise ValidationError(unknown_zone_message(name))
         return name
+
+    def clean_payload(self) -> dict[str, Any] | None:
+        text: str = self.cleaned_data["payload"]
+        if not text:
+            return None
+        try:
+            value = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ValidationError('Enter valid JSON, e.g. {"sku": "A-100", "quantity": 3}.') from exc
+        problem = payload_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        return dict(value)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -201,6 +238,11 @@ class OrderForm(forms.Form):
             "max_executions": None if not recurring or data.get("unlimited") else data.get("max_executions"),
             "misfire_policy": data["misfire_policy"],
         }
+        # Sent only when changed, so that saving an unrelated edit does not re-check the target's DNS.
+        for name in ("target_url", "payload"):
+            current = getattr(self.order, name) if self.order is not None else None
+            if self.order is None or data.get(name) != current:
+                changes[name] = data.get(name) if name == "payload" else (data.get(name) or "")
         if not self._schedule_time_unchanged():
             changes["schedule_time"] = data.get("schedule_at")
         return changes

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -56,6 +58,11 @@ class Order(models.Model):
     max_executions = models.PositiveIntegerField(null=True, blank=True)
     executions_count = models.PositiveIntegerField(default=0)
     misfire_policy = models.CharField(max_length=8, choices=MisfirePolicy.choices, default=MisfirePolicy.RUN_ONCE)
+    # The owner's endpoint (docs/WEBHOOKS.md): each execution POSTs a signed message there; "" = none,
+    # the execution is simulated as before. Checked by the URL policy at create/update and delivery.
+    target_url = models.CharField(max_length=2000, blank=True, default="")
+    # A JSON object of at most 16 kB sent as the message's data.payload (orders.webhooks.payload_problem).
+    payload = models.JSONField(null=True, blank=True)
 
     # Engine state (read-only through the API).
     # Bumped by every change of definition or state; a job carrying an older version does nothing.
@@ -201,6 +208,15 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id} occurrence {self.occurrence} ({self.status})"
+
+    @property
+    def latest_delivery(self) -> dict[str, Any] | None:
+        """The record of this execution's most recent webhook delivery (webhooks.delivery's
+        DeliveryResult.as_record, kept in its attempt's history entry); None for a simulated run."""
+        for entry in reversed(self.attempt_history or []):
+            if isinstance(entry, dict) and isinstance(entry.get("delivery"), dict):
+                return dict(entry["delivery"])
+        return None
 
 
 class Notification(models.Model):

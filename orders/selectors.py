@@ -33,6 +33,8 @@ ORDER_ROW_COLUMNS = (
     "execution_limit",
     "time_zone",
     "misfire_policy",
+    "target_url",
+    "payload",
     "next_run_at",
     "last_run_at",
     "last_result",

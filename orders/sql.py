@@ -17,6 +17,7 @@ the ORM's. The measurements (bench/ANALYSIS.md, docs/BENCHMARKS.md):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -74,12 +75,13 @@ def count_active_orders_locking_user(user: User, *, exclude_order_id: int | None
 
 
 @cache
-def _positions(columns: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Which of these Order columns are date-times and which booleans, read off the model."""
+def _positions(columns: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Which of these Order columns are date-times, which booleans and which JSON, read off the model."""
     kinds = [type(Order._meta.get_field(name)) for name in columns]
     datetimes = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, models.DateTimeField))
     booleans = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, models.BooleanField))
-    return datetimes, booleans
+    jsons = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, models.JSONField))
+    return datetimes, booleans, jsons
 
 
 def order_page_rows(
@@ -97,11 +99,11 @@ def order_page_rows(
     """One page of the user's orders as tuples of `columns`, and the number of matching orders (None
     when the page is empty: the total rides along with the rows). The same rows, order and total as
     orders.selectors.order_list_for_user's queryset; times are read as text and parsed by
-    datetime.fromisoformat."""
+    datetime.fromisoformat, JSON by json.loads."""
     if search and "\x00" in search:
         return [], None
     columns = tuple(columns)
-    datetime_positions, boolean_positions = _positions(columns)
+    datetime_positions, boolean_positions, json_positions = _positions(columns)
     db = connections[using]
     ops = db.ops
     meta = Order._meta
@@ -152,6 +154,10 @@ def order_page_rows(
                 row[i] = datetime.fromisoformat(row[i]).replace(tzinfo=db_tz)
         for i in boolean_positions:
             row[i] = bool(row[i])
+        for i in json_positions:
+            # A JSON column comes back as its text (what JSONField.from_db_value would decode).
+            if isinstance(row[i], str | bytes):
+                row[i] = json.loads(row[i])
         rows.append(tuple(row))
     return rows, int(raw_rows[0][-1])
 

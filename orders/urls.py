@@ -23,6 +23,7 @@ urlpatterns = [
     path("orders/<id:order_id>/resume", views.order_action, {"action": "resume"}, name="order-resume"),
     path("orders/<id:order_id>/run-now", views.order_action, {"action": "run-now"}, name="order-run-now"),
     path("orders/<id:order_id>/retry", views.order_action, {"action": "retry"}, name="order-retry"),
+    path("orders/<id:order_id>/test-delivery", views.order_test_delivery, name="order-test-delivery"),
     path("notifications/", views.notification_list, name="notification-list"),
     path("notifications/read-all", views.notification_read_all, name="notification-read-all"),
     path("notifications/<id:notification_id>/read", views.notification_read, name="notification-read"),

@@ -342,6 +342,22 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def order_test_delivery(request: HttpRequest, order_id: int) -> HttpResponse:
+    """Send one signed test request to the order's target and show its result on the order page
+    (rendered, not redirected: the result is shown once and kept nowhere)."""
+    order = selectors.order_get_for_user(user=request.user, order_id=order_id)
+    try:
+        sent = services.order_send_test_delivery(order=order)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+        return redirect("order-detail", order_id=order.pk)
+    context = {**_detail_context(request, order), "test_delivery": sent}
+    return render(request, "orders/order_detail.html", context)
+
+
+@login_required
 @require_GET
 def order_detail_live(request: HttpRequest, order_id: int) -> HttpResponse:
     """The changing part of the detail page alone, for the page's refresh script."""

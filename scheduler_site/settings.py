@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     # orders first: its `rqscheduler` command overrides django-rq's (fractional interval, reconcile loop).
     "orders",
     "accounts",
+    "webhooks",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -234,7 +235,8 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
 # --- Orders -------------------------------------------------------------------------------------
-ORDER_EXECUTOR = env.str("ORDER_EXECUTOR", default="orders.executors.simulate_placement")
+# The default sends an order's webhook when it has a target_url and simulates the placement otherwise.
+ORDER_EXECUTOR = env.str("ORDER_EXECUTOR", default="orders.executors.place_order")
 ORDER_MAX_ATTEMPTS = env.int("ORDER_MAX_ATTEMPTS", default=3)
 ORDER_RETRY_BASE_DELAY_SECONDS = env.float("ORDER_RETRY_BASE_DELAY_SECONDS", default=2.0)
 ORDER_RETRY_MAX_DELAY_SECONDS = env.float("ORDER_RETRY_MAX_DELAY_SECONDS", default=300.0)
@@ -275,6 +277,25 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Every process counts executions, repairs and HTTP requests into Redis (orders/metrics.py); false
 # records nothing (the gauges read at scrape time still work).
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# --- Webhooks -----------------------------------------------------------------------------------
+# Orders with a target URL POST a signed JSON message there (docs/WEBHOOKS.md).
+# Total time for one delivery (resolution, connection, request, answer), and for the connection alone.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=WEBHOOK_TIMEOUT_SECONDS)
+# Hosts (as written in target URLs, or IP literals) that may use http:// and may resolve to loopback or
+# private addresses. Empty by default: only https:// to public addresses.
+WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env.list("WEBHOOK_ALLOWED_HOSTS", default=[])]
+# The longest Retry-After a receiver can ask for; a longer one is cut to this.
+WEBHOOK_RETRY_AFTER_MAX_SECONDS = env.float("WEBHOOK_RETRY_AFTER_MAX_SECONDS", default=300.0)
+# Deliveries in flight at once per worker (one batch of orders is sent concurrently).
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=100)
+# Key material for the signing secrets' encryption at rest (first encrypts, all decrypt); default SECRET_KEY.
+WEBHOOK_SECRETS_KEYS = env.list("WEBHOOK_SECRETS_KEYS", default=[]) or [SECRET_KEY]
+# When set (comma-separated networks, e.g. 203.0.113.0/24), the only networks webhooks may reach at
+# all, allowlisted hosts included; the test suite sets 127.0.0.0/8. Empty: any address the policy allows.
+WEBHOOK_EGRESS_NETWORKS = env.list("WEBHOOK_EGRESS_NETWORKS", default=[])
+# Dotted path of the resolver the URL policy uses (host, port) -> addresses; tests use a stub.
+WEBHOOK_RESOLVER = env.str("WEBHOOK_RESOLVER", default="webhooks.targets.system_resolver")
 
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
@@ -353,5 +374,8 @@ LOGGING = {
     "loggers": {
         "rq.worker": {"level": env.str("RQ_LOG_LEVEL", default="WARNING")},
         "rq_scheduler": {"level": "WARNING"},
+        # httpx logs every webhook request at INFO; the order log records each delivery instead.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

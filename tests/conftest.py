@@ -41,6 +41,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_dns_for_webhooks() -> None:
+    """Test traffic goes only to 127.0.0.0/8, and this machine's DNS server is elsewhere: in the test
+    process and every process it starts (tests/processes.py passes the environment on), a webhook
+    target's host is never looked up over DNS (tests/webhooks/resolvers.py: IP literals only) and
+    never reached outside the loopback (WEBHOOK_EGRESS_NETWORKS)."""
+    resolver = "tests.webhooks.resolvers.no_dns_resolver"
+    os.environ["WEBHOOK_RESOLVER"] = resolver
+    settings.WEBHOOK_RESOLVER = resolver
+    # And no target outside the loopback is ever called, even one written as a public IP address
+    # (a fuzzer's PATCH followed by a test delivery, say).
+    os.environ["WEBHOOK_EGRESS_NETWORKS"] = "127.0.0.0/8"
+    settings.WEBHOOK_EGRESS_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _private_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Unless LOG_DIR is given explicitly, each test session writes its own order log, so two runs on
     one machine never clear each other's; child processes (tests/processes.py) inherit it."""

@@ -36,7 +36,7 @@ def _context(tmp_path: Path) -> harness.Context:
     )
 
 
-def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None:
+def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path, settings: Any) -> None:
     ctx = _context(tmp_path)
     results: dict[str, Any] = {
         "date": "2000-01-01",
@@ -56,6 +56,10 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None
     results["batch"] = harness.scenario_batch(ctx)
     results["precision"] = harness.scenario_precision(ctx, workers=1)
     results["precision_load"] = harness.scenario_precision_load(ctx, workers=1)
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    results["webhooks"] = harness.scenario_webhooks(
+        harness.Context(**{**ctx.__dict__, "env": {**ctx.env, "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}})
+    )
 
     by_kind = {run["kind"]: run for run in results["batch"]["runs"]}
     assert set(by_kind) == {"ceiling", "ceiling_scheduled", "product"}
@@ -87,8 +91,15 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path) -> None
     plots = report._plots(results, tmp_path / "plots")
     assert (tmp_path / "plots" / plots["throughput"]).stat().st_size > 1000
     assert (tmp_path / "plots" / plots["lateness"]).stat().st_size > 1000
+    # The webhook orders: each delivered to the receiver once, none failed.
+    [webhooks] = results["webhooks"]["runs"]
+    assert webhooks["ids_succeeded"] == webhooks["n"] == 6
+    assert webhooks["ids_succeeded_more_than_once"] == 0 and webhooks["failed"] == 0
+    assert webhooks["requests"] == 6
     text = report.render(results, plots, "")
     assert "## 2. Batch" in text and "## 3. Precision" in text and "### Precision under API load" in text
+    assert "## 2. Batch" in text and "## 3. Precision" in text
+    assert "## 2b. Webhooks" in text and "each webhook-id succeeded exactly once" in text
     assert "| SimpleWorker | 1 |" in text
     assert "![throughput vs workers](throughput-vs-workers.png)" in text
 

@@ -66,3 +66,9 @@ class ErrorDetailSerializer(serializers.Serializer[Any]):
 
     detail = serializers.CharField()
     code = serializers.CharField(required=False)
+
+
+class WebhookSecretSerializer(serializers.Serializer[Any]):
+    secret = serializers.CharField(
+        read_only=True, help_text="The new signing secret (whsec_...). Shown only in this answer; store it now."
+    )

@@ -1,4 +1,4 @@
-"""Auth API routes under /api/auth/; each accepts the path with or without a trailing slash."""
+"""Auth and account API routes (/api/auth/, /api/account/); each accepts the path with or without a trailing slash."""
 
 from __future__ import annotations
 
@@ -13,4 +13,5 @@ urlpatterns = [
     re_path(r"^auth/me/?$", views.MeView.as_view(), name="api-auth-me"),
     re_path(r"^auth/logout/?$", views.LogoutView.as_view(), name="api-auth-logout"),
     re_path(r"^auth/logout-all/?$", views.LogoutAllView.as_view(), name="api-auth-logout-all"),
+    re_path(r"^account/webhook-secret/?$", views.WebhookSecretView.as_view(), name="api-account-webhook-secret"),
 ]

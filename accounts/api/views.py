@@ -23,12 +23,14 @@ from accounts.api.serializers import (
     SessionSerializer,
     TokenPairSerializer,
     UserSerializer,
+    WebhookSecretSerializer,
 )
 from accounts.authentication import BEARER_CHALLENGE
 from accounts.models import User
 from accounts.requests import request_user
 from accounts.throttling import Throttled, client_ip
 from accounts.tokens import TokenPair
+from webhooks.services import signing_secret_rotate
 
 INVALID_CREDENTIALS = "Invalid email or password."
 TOO_MANY_ATTEMPTS = "Too many attempts."
@@ -162,3 +164,18 @@ class LogoutAllView(APIView):
     def post(self, request: Request) -> Response:
         services.user_logout_all(user=request_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookSecretView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: WebhookSecretSerializer},
+        description=(
+            "Make a new webhook signing secret (the first, or a rotation) and return it: the only time it is "
+            "shown. After a rotation the previous secret also signs deliveries for 24 hours."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        secret = signing_secret_rotate(user_id=request_user(request).pk)
+        # A secret shown once must not be kept by any cache on the way.
+        return Response({"secret": secret}, headers={"Cache-Control": "no-store"})

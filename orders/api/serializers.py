@@ -17,6 +17,7 @@ from orders.calendar_rules import CronError, parse_cron
 from orders.models import Execution, MisfirePolicy, Notification, Order, OrderStatus, RepeatUnit
 from orders.recurrence import zone
 from orders.selectors import ORDERINGS
+from orders.webhooks import TARGET_URL_MAX_LENGTH, payload_problem
 
 MAX_INTERVAL = 2_147_483_647
 MAX_EXECUTIONS = 1_000_000
@@ -184,6 +185,28 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
             attrs["is_recurring"] = True
         return attrs
 
+    target_url = StrictCharField(
+        max_length=TARGET_URL_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=(
+            "Webhook target (docs/WEBHOOKS.md): each execution POSTs a signed JSON message here. https only "
+            '(http for allowed hosts); no private or loopback addresses. "" for none.'
+        ),
+    )
+    payload = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="A JSON object of at most 16 kB, sent as the webhook's data.payload.",
+    )
+
+    def validate_payload(self, value: Any) -> Any:
+        problem = payload_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return value
+
     def validate_time_zone(self, value: str) -> str:
         if not is_selectable(value):
             raise serializers.ValidationError(unknown_zone_message(value))
@@ -195,6 +218,30 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
         return value
 
 
+class DeliverySerializer(serializers.Serializer[Any]):
+    """One webhook delivery's record (webhooks.delivery.DeliveryResult.as_record)."""
+
+    outcome = serializers.ChoiceField(choices=["succeeded", "retryable", "failed"])
+    status_code = serializers.IntegerField(allow_null=True, help_text="The receiver's HTTP status; null if none.")
+    latency_ms = serializers.IntegerField(allow_null=True)
+    response_excerpt = serializers.CharField(
+        allow_blank=True, help_text="The first 1 kB of the response body, as text (never HTML)."
+    )
+    error = serializers.CharField(allow_blank=True)
+    retry_after_seconds = serializers.FloatField(allow_null=True)
+    address = serializers.CharField(allow_blank=True, help_text="The IP address the request went to.")
+
+
+class TestDeliverySerializer(DeliverySerializer):
+    webhook_id = serializers.CharField()
+
+
+class ThrottledSerializer(serializers.Serializer[Any]):
+    """Shape of a 429 answer (documentation only)."""
+
+    detail = serializers.CharField()
+
+
 class ExecutionSerializer(serializers.ModelSerializer[Execution]):
     """An execution of `context["order"]`, its times in that order's offset."""
 
@@ -202,6 +249,13 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
     started_at = serializers.SerializerMethodField()
     finished_at = serializers.SerializerMethodField()
     attempt_history = serializers.SerializerMethodField()
+    delivery = serializers.SerializerMethodField(
+        help_text="The latest attempt's webhook delivery (each attempt_history entry has its own)."
+    )
+
+    @extend_schema_field(DeliverySerializer(allow_null=True))
+    def get_delivery(self, execution: Execution) -> dict[str, Any] | None:
+        return execution.latest_delivery
 
     class Meta:
         model = Execution
@@ -217,6 +271,7 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
             "error",
             "attempt_history",
             "result_ref",
+            "delivery",
         ]
         read_only_fields = fields
 

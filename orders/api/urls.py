@@ -28,6 +28,7 @@ urlpatterns = [
     *both("orders/<id:order_id>/resume", views.OrderActionView.as_view(action="resume"), "api-order-resume"),
     *both("orders/<id:order_id>/run-now", views.OrderRunView.as_view(action="run-now"), "api-order-run-now"),
     *both("orders/<id:order_id>/retry", views.OrderRunView.as_view(action="retry"), "api-order-retry"),
+    *both("orders/<id:order_id>/test-delivery", views.OrderTestDeliveryView.as_view(), "api-order-test-delivery"),
     *both("notifications", views.NotificationListView.as_view(), "api-notifications"),
     *both("notifications/<id:notification_id>/read", views.NotificationReadView.as_view(), "api-notification-read"),
 ]

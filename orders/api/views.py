@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from accounts.requests import request_user
@@ -23,6 +24,8 @@ from orders.api.serializers import (
     OrderListFilterSerializer,
     OrderSerializer,
     OrderWriteSerializer,
+    TestDeliverySerializer,
+    ThrottledSerializer,
     UpcomingSerializer,
 )
 from orders.models import Order, OrderStatus
@@ -361,6 +364,39 @@ class OrderRunView(APIView):
         order.refresh_from_db()
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response(order_as_json(order), status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class TestDeliveryThrottle(UserRateThrottle):
+    """Each test delivery is an outgoing request on the user's say-so: a few a minute are plenty."""
+
+    scope = "test_delivery"
+    rate = "20/min"
+
+
+class OrderTestDeliveryView(APIView):
+    """POST /test-delivery: one signed request to the order's target now, its result in the answer.
+    Not an execution (nothing is counted or retried)."""
+
+    throttle_classes = [TestDeliveryThrottle]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: TestDeliverySerializer,
+            429: OpenApiResponse(
+                ThrottledSerializer, description="More than 20 test deliveries a minute; retry after Retry-After."
+            ),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Retry-After", int, OpenApiParameter.HEADER, response=[429], description="Seconds until allowed."
+            )
+        ],
+    )
+    def post(self, request: Request, order_id: int) -> Response:
+        order = selectors.order_get_for_user(user=request.user, order_id=order_id)
+        sent = services.order_send_test_delivery(order=order)
+        return Response({"webhook_id": sent.webhook_id, **sent.result.as_record()})
 
 
 class NotificationListView(APIView):

@@ -8,6 +8,7 @@ django.core.exceptions.ValidationError with field errors for bad input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from orders.models import (
 )
 from orders.recurrence import Grid, ScheduleOverflow, first_index_due_at_or_after, interval_seconds, occurrence_due
 from orders.status import settle_status_and_notify
+from orders.webhooks import webhook_field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class OrderDefinition:
     # A recurring order has either repeat_interval and repeat_unit or a cron expression.
     cron: str | None = None
     end_at: datetime | None = None  # aware
+
+    # The webhook (docs/WEBHOOKS.md): "" = none; a JSON object of at most 16 kB or None.
+    target_url: str = ""
+    payload: dict[str, Any] | None = None
 
     def grid(self) -> Grid:
         """The grid this definition describes (what validation checks)."""
@@ -168,6 +174,16 @@ def validate_definition(
         raise ValidationError(errors)
 
 
+def with_field_errors(errors: dict[str, list[str]], validate: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Run a validation with field errors found before it, raising them all together."""
+    try:
+        validate(*args, **kwargs)
+    except ValidationError as exc:
+        raise ValidationError({**errors, **exc.message_dict}) from exc
+    if errors:
+        raise ValidationError(errors)
+
+
 def check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None:
     """Refuse one more active order past ORDER_MAX_ACTIVE_PER_USER. Called inside the caller's
     transaction; it locks the user's row, so one user's creates and resumes take turns."""
@@ -251,12 +267,14 @@ def order_create(
     idempotency_key: str | None = None,
     idempotency_fingerprint: str = "",
 ) -> Order:
+    # Before any lock: checking the target resolves its host name.
+    webhook_errors = webhook_field_errors({"target_url": definition.target_url, "payload": definition.payload})
     now = timezone.now()
     if definition.schedule_time is None and definition.is_recurring:
         definition.schedule_time = now
     if isinstance(definition.cron, str):
         definition.cron = normalize_cron(definition.cron)
-    validate_definition(definition, now=now, schedule_time_changed=True)
+    with_field_errors(webhook_errors, validate_definition, definition, now=now, schedule_time_changed=True)
     assert definition.schedule_time is not None  # validated above
     check_active_cap(user)
     order = Order(
@@ -271,6 +289,8 @@ def order_create(
         cron=definition.cron if definition.is_recurring else None,
         end_at=definition.end_at if definition.is_recurring else None,
         misfire_policy=definition.misfire_policy,
+        target_url=definition.target_url,
+        payload=definition.payload,
         execution_limit=definition.max_executions if definition.is_recurring else 1,
         status=OrderStatus.SCHEDULED,
         schedule_version=1,
@@ -351,12 +371,16 @@ def order_definition(order: Order) -> OrderDefinition:
         misfire_policy=order.misfire_policy,
         cron=order.cron,
         end_at=order.end_at,
+        target_url=order.target_url,
+        payload=order.payload,
     )
 
 
 @transaction.atomic
 def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
+    # Before the lock: checking a new target resolves its host name.
+    webhook_errors = webhook_field_errors(changes)
     order = lock_order(order)
     now = timezone.now()
     current = order_definition(order)
@@ -382,8 +406,13 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     needs_new_time = new.schedule_time is None or new.schedule_time <= now
     if converting and not new.is_recurring and not schedule_time_changed and needs_new_time:
         raise ValidationError({"schedule_time": ["Give the time at which the one-time order should run."]})
-    validate_definition(
-        new, now=now, schedule_time_changed=schedule_time_changed, executions_count=order.executions_count
+    with_field_errors(
+        webhook_errors,
+        validate_definition,
+        new,
+        now=now,
+        schedule_time_changed=schedule_time_changed,
+        executions_count=order.executions_count,
     )
     if schedule_changed and order.status in FINISHED_ORDER_STATUSES:
         check_active_cap(order.user, exclude_order_id=order.pk)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from django import template
 
@@ -34,3 +36,9 @@ def schedule_words(order: Order) -> str:
     if order.repeat_interval == 1:
         return f"Every {unit.removesuffix('s')}"
     return f"Every {order.repeat_interval} {unit}"
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """A payload as indented JSON text (the template escapes it like any other text)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
