@@ -90,8 +90,18 @@ class NoStoreMiddleware:
         # Read before the view: a logout turns request.user anonymous, and its answer is still a
         # signed-in page's (messages, a redirect the browser must not remember).
         api = request.path.startswith("/api/")
-        signed_in = not api and request.user.is_authenticated
+        signed_in = False if api else _is_authenticated(request)
         response = self.get_response(request)
-        if api or signed_in or request.user.is_authenticated:
+        if api or signed_in is not False or _is_authenticated(request) is not False:
             add_never_cache_headers(response)
         return response
+
+
+def _is_authenticated(request: HttpRequest) -> bool | None:
+    """request.user.is_authenticated, or None when finding out needs a database or Redis that is
+    down. The view's own read then fails the same way, inside ServiceUnavailableMiddleware, and the
+    answer is its 503 (no-store, since who is asking is unknown), never a 500 from here."""
+    try:
+        return bool(request.user.is_authenticated)
+    except (OperationalError, InterfaceError, RedisError):
+        return None
