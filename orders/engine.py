@@ -357,7 +357,10 @@ def _run_executor(taken: Taken, *, started_at: datetime | None = None) -> Outcom
 def _run_executors_together(executor: Any, takens: list[Taken], *, started_at: datetime) -> list[Outcome]:
     """A batch-capable executor's run_many over these attempts: one outcome each, in order."""
     try:
-        values: list[object] = list(executor.run_many([t.context for t in takens]))
+        # The batch's span is the first run's (under its job's span); the companions' deliveries
+        # overlap inside it and get no span of their own.
+        with _execution_span(takens[0]):
+            values: list[object] = list(executor.run_many([t.context for t in takens]))
         if len(values) != len(takens):
             raise RuntimeError(f"run_many returned {len(values)} values for {len(takens)} executions")
     except Exception as exc:  # noqa: BLE001 - the whole batch's attempts failed
