@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 
 def clear_queue_state() -> None:
@@ -108,3 +109,27 @@ def summary(due: float | None, starts: list[float], ends: list[float], n: int) -
             result["all_done_s"] = ends_sorted[-1] - due if done == n else math.nan
             result["early_starts"] = sum(1 for s in starts if s < due)
     return result
+
+
+def seed_orders(user: Any, count: int, *, status: str = "scheduled", start: datetime | None = None) -> None:
+    """Bulk rows (no jobs): what reconcile or a list page reads."""
+    from orders.models import Order
+
+    start = start or timezone.now() + timedelta(days=2)
+    rows = []
+    for i in range(count):
+        due = start + timedelta(seconds=i)
+        active = status == "scheduled"
+        rows.append(
+            Order(
+                user=user,
+                order_name=f"seeded {i}",
+                schedule_time=due,
+                status=status,
+                execution_limit=1,
+                executions_count=0 if active else 1,
+                next_run_at=due if active else None,
+                last_result="" if active else "succeeded",
+            )
+        )
+    Order.objects.bulk_create(rows, batch_size=2000)

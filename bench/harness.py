@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from bench import instructions
 from bench.calendar import scenario_calendar
 from bench.data import (
     bench_users,
@@ -35,6 +36,7 @@ from bench.data import (
     execution_rows,
     next_whole_second,
     reset_orders,
+    seed_orders,
     settled_count,
     summary,
     token_for,
@@ -73,6 +75,8 @@ class Profile:
     # The metrics scenario: on/off pairs, and the batch it runs in each.
     metrics_repeats: int = 3
     metrics_batch_orders: int = 2000
+    # Operations counted under callgrind (bench/instructions.py): the small and the large run; None: skipped.
+    metrics_instructions: tuple[int, int] | None = (10, 40)
     # Cron orders reconciled by the calendar scenario (bench/calendar.py), and orders timed for the
     # cost of their next occurrence.
     calendar_orders: int = 100_000
@@ -112,6 +116,7 @@ QUICK = Profile(
     load_seconds=15,
     metrics_repeats=1,
     metrics_batch_orders=200,
+    metrics_instructions=(3, 9),
     calendar_orders=2000,
     calendar_cost_samples=500,
     webhook_orders=200,
@@ -135,6 +140,8 @@ SMOKE = Profile(
     load_seconds=3,
     metrics_repeats=1,
     metrics_batch_orders=6,
+    # Counting instructions takes minutes under valgrind; the report's handling of it is tested apart.
+    metrics_instructions=None,
     calendar_orders=40,
     calendar_cost_samples=20,
     webhook_orders=6,
@@ -216,30 +223,6 @@ def _lua(ctx: Context, name: str, replacements: dict[str, str], out_name: str | 
 
 def _token_script(ctx: Context, name: str, tokens: list[str], path: str = "/api/orders") -> Path:
     return _lua(ctx, name, {"TOKENS": ",\n".join(f'  "{t}"' for t in tokens), "PATH": path})
-
-
-def seed_orders(user: Any, count: int, *, status: str = "scheduled", start: datetime | None = None) -> None:
-    """Bulk rows (no jobs): what reconcile or a list page reads."""
-    from orders.models import Order
-
-    start = start or timezone.now() + timedelta(days=2)
-    rows = []
-    for i in range(count):
-        due = start + timedelta(seconds=i)
-        active = status == "scheduled"
-        rows.append(
-            Order(
-                user=user,
-                order_name=f"seeded {i}",
-                schedule_time=due,
-                status=status,
-                execution_limit=1,
-                executions_count=0 if active else 1,
-                next_run_at=due if active else None,
-                last_result="" if active else "succeeded",
-            )
-        )
-    Order.objects.bulk_create(rows, batch_size=2000)
 
 
 def scenario_api(ctx: Context) -> dict[str, Any]:
@@ -867,8 +850,16 @@ def scenario_metrics(ctx: Context) -> dict[str, Any]:
                 )
             finally:
                 stack.stop_all()
+    counted: dict[str, Any] | None = None
+    if ctx.profile.metrics_instructions and instructions.available():
+        small, large = ctx.profile.metrics_instructions
+        ctx.log(f"metrics: instructions per operation under callgrind ({small} and {large} operations)")
+        counted = instructions.measure(ctx.env, ctx.work_dir, small=small, large=large)
+        for kind, sides in counted["per_operation"].items():
+            ctx.log(f"metrics instructions {kind:6}: {sides['cost_percent']:+.2f} %")
     return {
         "runs": runs,
+        "instructions": counted,
         "connections": METRICS_CONNECTIONS,
         "batch_orders": n,
         "batch_workers": 2,
