@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import UTC
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from accounts.models import User
 from common.errors import IdempotencyConflict
+from common.transactions import atomic_with_retry
 from orders.events import log_event
 from orders.models import Execution, Order
 from orders.repair import requeue_execution, reschedule_orders
@@ -153,13 +154,18 @@ def _execution_once(
     """Attempts with one key take turns on the order's row lock, and each looks for the key only
     once it holds the lock, so a repeat finds what the first attempt committed (READ COMMITTED: a
     new statement sees it)."""
-    digest = idempotency_key_digest(idempotency_key)
-    with transaction.atomic():
-        order = lock_order(order)
-        existing = order.executions.filter(**{field: digest}).first()
-        if existing is None:
-            return act(order, digest), False
-        _replay_execution(order, existing, event)
+    return _locked_execution_once(order, idempotency_key_digest(idempotency_key), field=field, act=act, event=event)
+
+
+@atomic_with_retry
+def _locked_execution_once(
+    order: Order, digest: str, *, field: str, act: Callable[[Order, str], Execution], event: str
+) -> tuple[Execution, bool]:
+    order = lock_order(order)
+    existing = order.executions.filter(**{field: digest}).first()
+    if existing is None:
+        return act(order, digest), False
+    _replay_execution(order, existing, event)
     return existing, True
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
 from common import tracing
 from common.timezones import is_valid_time_zone
+from common.transactions import atomic_with_retry
 from orders import sql
 from orders.calendar_rules import cron_problems, normalize_cron
 from orders.dispatch import cancel_job_after_commit, schedule_execution_job, schedule_next_occurrence
@@ -259,7 +259,7 @@ def lock_order(order: Order) -> Order:
     return locked
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_create(
     *,
     user: User,
@@ -376,7 +376,7 @@ def order_definition(order: Order) -> OrderDefinition:
     )
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
     # Before the lock: checking a new target resolves its host name.
@@ -441,7 +441,7 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     return order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_pause(*, order: Order) -> Order:
     order = lock_order(order)
     if order.status == OrderStatus.PAUSED:
@@ -457,7 +457,7 @@ def order_pause(*, order: Order) -> Order:
     return order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_resume(*, order: Order) -> Order:
     order = lock_order(order)
     if order.status != OrderStatus.PAUSED:
@@ -480,7 +480,7 @@ def order_resume(*, order: Order) -> Order:
     return order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_delete(*, order: Order) -> None:
     order = lock_order(order)
     cancel_job_after_commit(order.job_id)
