@@ -237,7 +237,7 @@ def test_overlap_policy_with_two_real_workers(tmp_path: Path, policy: str) -> No
 # --- the service, through the API -----------------------------------------------------------------------
 
 
-def _create(client: APIClient, **fields: Any) -> Any:
+def _create(client: APIClient, headers: dict[str, str] | None = None, **fields: Any) -> Any:
     body = {
         "order_name": "policies",
         "schedule_time": (timezone.now() + timedelta(hours=1)).isoformat(),
@@ -246,7 +246,7 @@ def _create(client: APIClient, **fields: Any) -> Any:
         "repeat_unit": "hours",
         **fields,
     }
-    return client.post("/api/orders/", body, format="json")
+    return client.post("/api/orders/", body, format="json", headers=headers)
 
 
 @pytest.mark.django_db
@@ -269,6 +269,16 @@ def test_api_round_trip_of_both_policies(alice_api: APIClient) -> None:
     assert (order.overlap_policy, order.pause_after_failures) == ("allow", None)
     # Not a schedule change: the pending job stays.
     assert changed.json()["job_id"] == body["job_id"]
+
+
+@pytest.mark.django_db
+def test_a_create_key_reused_with_other_policies_is_refused(alice_api: APIClient) -> None:
+    when = (timezone.now() + timedelta(hours=1)).isoformat()
+    first = _create(alice_api, schedule_time=when, pause_after_failures=3, headers={"Idempotency-Key": "k-1"})
+    again = _create(alice_api, schedule_time=when, pause_after_failures=3, headers={"Idempotency-Key": "k-1"})
+    other = _create(alice_api, schedule_time=when, overlap_policy="allow", headers={"Idempotency-Key": "k-1"})
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 422)
+    assert again.json()["order_id"] == first.json()["order_id"]
 
 
 @pytest.mark.django_db
