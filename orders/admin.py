@@ -119,6 +119,7 @@ class OrderAdmin(OrderAdminBase):
         "status",
         "is_recurring",
         "misfire_policy",
+        "overlap_policy",
         "last_result",
         ("user", admin.RelatedOnlyFieldListFilter),
     )

@@ -75,8 +75,9 @@ def fail_odd_runs(context: ExecutionContext) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("resume_from", ["api", "page"])
 def test_order_pauses_itself_after_n_failed_occurrences_in_a_row_and_resumes_as_usual(
-    settings: Any, mailoutbox: list[Any]
+    settings: Any, mailoutbox: list[Any], resume_from: str
 ) -> None:
     settings.ORDER_EXECUTOR = "tests.faults.executors.always_fail"
     settings.ORDER_MAX_ATTEMPTS = 2
@@ -101,10 +102,19 @@ def test_order_pauses_itself_after_n_failed_occurrences_in_a_row_and_resumes_as_
     (event,) = [e for e in log_lines() if e["event"] == "paused" and e["order_id"] == order.pk]
     assert event["reason"] == "failures" and event["consecutive_failures"] == 2
 
-    # Fixed: resuming through the API is the ordinary resume, and the next success ends the streak.
+    # Fixed: resuming from the API or the page is the ordinary resume, and the next success ends the streak.
     settings.ORDER_EXECUTOR = "orders.executors.simulate_placement"
     client = api_client_for(owner)
-    assert client.post(f"/api/orders/{order.pk}/resume").json()["status"] in ("scheduled", "running")
+    assert client.get(f"/api/orders/{order.pk}").json()["consecutive_failures"] == 2
+    if resume_from == "api":
+        assert client.post(f"/api/orders/{order.pk}/resume").json()["status"] in ("scheduled", "running")
+    else:
+        web = Client()
+        web.force_login(owner)
+        page = web.get(f"/orders/{order.pk}").content.decode()
+        assert 'data-testid="order-consecutive-failures">2' in page and f"/orders/{order.pk}/resume" in page
+        assert web.post(f"/orders/{order.pk}/resume").status_code == 302
+        assert reload(order).status in ("scheduled", "running")
     run_until(lambda: any(e.status == "succeeded" for e in executions(order)), timeout=15)
     run_until(lambda: reload(order).consecutive_failures == 0, timeout=5)
     assert reload(order).status in ("scheduled", "running")
