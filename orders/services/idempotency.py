@@ -18,7 +18,7 @@ from accounts.models import User
 from common.errors import IdempotencyConflict
 from common.transactions import atomic_with_retry
 from orders.events import log_event
-from orders.models import Execution, Order
+from orders.models import Execution, Order, OverlapPolicy
 from orders.repair import requeue_execution, reschedule_orders
 from orders.services.orders import OrderDefinition, lock_order, order_create
 from orders.services.runs import order_retry, order_run_now
@@ -64,6 +64,10 @@ def _fingerprint(definition: OrderDefinition) -> str:
         data["cron"] = definition.cron
     if definition.end_at is not None:
         data["end_at"] = definition.end_at.astimezone(UTC).isoformat()
+    if definition.overlap_policy != OverlapPolicy.WAIT:
+        data["overlap_policy"] = definition.overlap_policy
+    if definition.pause_after_failures is not None:
+        data["pause_after_failures"] = definition.pause_after_failures
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
