@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -16,10 +18,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.auth_state import user_state_key
+from accounts.models import User
 from accounts.selectors import user_get_by_id
 from accounts.services import user_logout_all
+from orders import jobqueue
+from orders.models import Order, OrderStatus
 from tests.accounts.helpers import bearer, login
 from tests.conftest import api_client_for, make_user
 
@@ -30,8 +36,10 @@ _START, _END = "query-count-start", "query-count-end"
 
 @contextmanager
 def redis_commands() -> Iterator[list[str]]:
-    """The Redis commands (names, upper case) sent by anyone while the block runs, read from MONITOR."""
+    """The Redis commands (names, upper case) sent to the test's Redis database by anyone while the
+    block runs, read from MONITOR (which sees every database of the server: others are left out)."""
     monitor_client = redis.Redis.from_url(settings.REDIS_URL)
+    database = int(monitor_client.connection_pool.connection_kwargs.get("db", 0))
     seen: list[str] = []
     ready = threading.Event()
 
@@ -40,6 +48,8 @@ def redis_commands() -> Iterator[list[str]]:
             ready.set()
             recording = False
             for event in monitor.listen():
+                if int(event["db"]) != database:
+                    continue
                 command = str(event["command"])
                 if _START in command:
                     recording = True
@@ -59,6 +69,23 @@ def redis_commands() -> Iterator[list[str]]:
         marker.echo(_END)
         watcher.join(5)
         assert not watcher.is_alive(), "MONITOR never saw the end marker"
+
+
+@contextmanager
+def redis_round_trips() -> Iterator[list[int]]:
+    """How many times any Redis connection of this process sent something (a pipeline sends once)."""
+    sent: list[int] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(1)
+        original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
 def _sql(queries: CaptureQueriesContext) -> list[str]:
@@ -111,3 +138,137 @@ def test_a_missing_copy_is_read_from_the_database_not_trusted() -> None:
 
     response = client.get("/api/auth/me")
     assert response.status_code == 401
+
+
+# --- create -------------------------------------------------------------------------------------
+
+
+def _payload(**overrides: Any) -> dict[str, Any]:
+    return {"order_name": "restock", "schedule_time": (timezone.now() + timedelta(hours=1)).isoformat(), **overrides}
+
+
+def _signed_in_client(user: Any) -> Any:
+    client = api_client_for(user)
+    assert client.get("/api/auth/me").status_code == 200  # the user's copy is in Redis from here on
+    return client
+
+
+def _statements(sql: list[str]) -> list[str]:
+    """The statements that are work, not transaction control (SQLite's BEGIN, savepoints)."""
+    return [q for q in sql if not q.upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+def test_a_create_is_a_locked_counter_read_and_one_insert_carrying_its_job_id() -> None:
+    client = _signed_in_client(make_user())
+
+    with redis_commands() as commands, redis_round_trips() as trips, CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/orders/", _payload(), format="json")
+
+    assert response.status_code == 201, response.content
+    order = Order.objects.get(pk=response.json()["order_id"])
+    statements = _statements(_sql(queries))
+    assert len(statements) <= 3, statements
+    inserts = [q for q in statements if q.upper().startswith("INSERT")]
+    assert len(inserts) == 1 and order.job_id in inserts[0]
+    assert not [q for q in statements if q.upper().startswith("UPDATE")]
+    # The request's Redis: authentication's MGET, then the job written in one pipeline after commit.
+    assert len(trips) == 2, commands
+    assert commands[0] == "MGET" and "ZADD" in commands
+    assert jobqueue.order_id_of_job(order.job_id) == order.pk
+    assert order.job_id in jobqueue.all_order_job_ids()
+
+
+def test_the_counter_follows_every_way_an_order_becomes_active(settings: Any) -> None:
+    user = make_user()
+    client = _signed_in_client(user)
+    first = client.post("/api/orders/", _payload(), format="json").json()["order_id"]
+    Order.objects.create(user=user, order_name="made by hand", schedule_time=timezone.now(), status="scheduled")
+    Order.objects.create(user=user, order_name="done", schedule_time=timezone.now(), status="completed")
+    assert User.objects.get(pk=user.pk).active_orders == 2
+    Order.objects.filter(order_name="done").update(status=OrderStatus.SCHEDULED)  # behind every service's back
+    assert User.objects.get(pk=user.pk).active_orders == 3
+    # Finishing subtracts nothing (a worker takes no user locks); the count stays an upper bound.
+    Order.objects.filter(pk=first).update(status=OrderStatus.COMPLETED)
+    assert User.objects.get(pk=user.pk).active_orders == 3
+    # Deleting an active order gives its place back; deleting a finished one changes nothing.
+    Order.objects.filter(order_name="made by hand").delete()
+    Order.objects.filter(pk=first).delete()
+    assert User.objects.get(pk=user.pk).active_orders == 2
+
+
+def test_a_full_counter_is_recounted_before_a_create_is_refused(settings: Any) -> None:
+    settings.ORDER_MAX_ACTIVE_PER_USER = 2
+    user = make_user()
+    client = _signed_in_client(user)
+    ids = [client.post("/api/orders/", _payload(), format="json").json()["order_id"] for _ in range(2)]
+    assert client.post("/api/orders/", _payload(), format="json").status_code == 400  # exactly full
+
+    Order.objects.filter(pk=ids[0]).update(status=OrderStatus.COMPLETED)  # one place free again
+    assert User.objects.get(pk=user.pk).active_orders == 2
+    assert client.post("/api/orders/", _payload(), format="json").status_code == 201
+    assert User.objects.get(pk=user.pk).active_orders == 2  # recounted to 1, then this create's one
+    assert client.post("/api/orders/", _payload(), format="json").status_code == 400
+
+
+def test_a_full_save_of_an_older_user_instance_keeps_the_counter() -> None:
+    user = make_user()
+    stale = User.objects.get(pk=user.pk)
+    Order.objects.create(user=user, order_name="a", schedule_time=timezone.now(), status="scheduled")
+    stale.time_zone = "Europe/Berlin"
+    stale.save()
+    fresh = User.objects.get(pk=user.pk)
+    assert fresh.active_orders == 1 and fresh.time_zone == "Europe/Berlin"
+
+
+def test_the_repair_command_sets_every_counter_exactly() -> None:
+    from django.core.management import call_command
+
+    alice, bob = make_user(), make_user()
+    for user, status in ((alice, "scheduled"), (alice, "running"), (alice, "paused"), (bob, "scheduled")):
+        Order.objects.create(user=user, order_name="o", schedule_time=timezone.now(), status=status)
+    Order.objects.filter(user=bob).update(status=OrderStatus.FAILED)
+    User.objects.filter(pk=alice.pk).update(active_orders=7)
+
+    call_command("repair_active_order_counts")
+
+    assert User.objects.get(pk=alice.pk).active_orders == 2
+    assert User.objects.get(pk=bob.pk).active_orders == 0
+
+
+def test_orders_total_follows_inserts_and_deletes_and_the_repair_sets_it() -> None:
+    from django.core.management import call_command
+
+    user = make_user()
+    orders = [
+        Order.objects.create(user=user, order_name=f"o{i}", schedule_time=timezone.now(), status="completed")
+        for i in range(3)
+    ]
+    assert User.objects.get(pk=user.pk).orders_total == 3
+    orders[0].delete()
+    Order.objects.filter(pk=orders[1].pk).delete()
+    assert User.objects.get(pk=user.pk).orders_total == 1
+    User.objects.filter(pk=user.pk).update(orders_total=40)
+    call_command("repair_active_order_counts")
+    assert User.objects.get(pk=user.pk).orders_total == 1
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [{}, {"status": "scheduled"}, {"page": 3}, {"search": "nothing-like-it"}])
+def test_a_list_is_one_statement_and_one_redis_round_trip(query: dict[str, Any]) -> None:
+    user = make_user()
+    for i in range(60):
+        Order.objects.create(user=user, order_name=f"o{i}", schedule_time=timezone.now(), status="scheduled")
+    client = _signed_in_client(user)
+
+    with redis_round_trips() as trips, CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/orders/", query)
+
+    assert response.status_code in (200, 404), response.content
+    statements = _statements(_sql(queries))
+    assert len(statements) <= 2, statements
+    assert len(trips) == 1
+    if not query:
+        assert response.json()["count"] == 60 and len(response.json()["results"]) == 50
+        assert "COUNT(" not in statements[0].upper()  # the total is the user's counter

@@ -1,0 +1,36 @@
+"""Triggers that keep accounts_user.active_orders at least the user's number of active orders
+(orders/active_counts.py says how and why), and every counter set exactly once."""
+
+from typing import Any
+
+from django.db import migrations
+
+
+def create_triggers(apps: Any, schema_editor: Any) -> None:
+    from orders import active_counts
+
+    active_counts.install(schema_editor.connection.alias)
+    statuses = ", ".join(f"'{s}'" for s in ("scheduled", "running"))  # ACTIVE_ORDER_STATUSES at this migration
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_user SET active_orders = (SELECT COUNT(*) FROM orders_order WHERE "
+            f"orders_order.user_id = accounts_user.id AND orders_order.status IN ({statuses})), "
+            "orders_total = (SELECT COUNT(*) FROM orders_order WHERE orders_order.user_id = accounts_user.id)"
+        )
+
+
+def drop_triggers(apps: Any, schema_editor: Any) -> None:
+    with schema_editor.connection.cursor() as cursor:
+        for name in ("orders_order_active_insert", "orders_order_active_update", "orders_order_total_delete"):
+            cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+class Migration(migrations.Migration):
+    # MariaDB commits around CREATE TRIGGER: no transaction to pretend to.
+    atomic = False
+    dependencies = [
+        ("accounts", "0004_user_active_orders"),
+        ("orders", "0005_order_webhook_target"),
+    ]
+
+    operations = [migrations.RunPython(create_triggers, drop_triggers)]
