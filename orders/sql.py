@@ -133,6 +133,32 @@ def recount_active_orders_locked(user_id: int, *, using: str | None = None) -> t
 
 
 @cache
+def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
+    """The INSERT of a new Order row (every concrete field but the id) and those fields, built once."""
+    db = connections["default"] if connections["default"].vendor == vendor else connection
+    quote = db.ops.quote_name
+    fields = tuple(f for f in Order._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {quote(Order._meta.db_table)} ({columns}) VALUES ({placeholders})", fields  # noqa: S608
+
+
+def insert_order(order: Order) -> None:
+    """order.save(force_insert=True) for a new order, in one precompiled statement: the values are
+    prepared by each field exactly as save() prepares them (pre_save: auto_now times, then
+    get_db_prep_save), but the INSERT is not compiled through the ORM on every create (about as
+    much CPU as the rest of the service). No signals are sent: nothing listens to Order's."""
+    db = transaction.get_connection()
+    sql, fields = _insert_statement(db.vendor)
+    values = [f.get_db_prep_save(f.pre_save(order, True), db) for f in fields]
+    with db.cursor() as cursor:
+        cursor.execute(sql, values)
+        order.pk = db.ops.last_insert_id(cursor, Order._meta.db_table, Order._meta.pk.column)
+    order._state.adding = False
+    order._state.db = db.alias
+
+
+@cache
 def _positions(columns: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Which of these Order columns are date-times, which booleans and which JSON, read off the model."""
     kinds = [type(Order._meta.get_field(name)) for name in columns]

@@ -1,9 +1,10 @@
-"""Triggers that keep accounts_user.active_orders at least the user's number of active orders
-(orders/active_counts.py says how and why), and every counter set exactly once."""
+"""Triggers that keep accounts_user.active_orders at least the user's number of active orders and
+orders_total exact (orders/active_counts.py says how and why), every counter set once; and the
+order list's index with the id in it."""
 
 from typing import Any
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 def create_triggers(apps: Any, schema_editor: Any) -> None:
@@ -21,7 +22,7 @@ def create_triggers(apps: Any, schema_editor: Any) -> None:
 
 def drop_triggers(apps: Any, schema_editor: Any) -> None:
     with schema_editor.connection.cursor() as cursor:
-        for name in ("orders_order_active_insert", "orders_order_active_update", "orders_order_total_delete"):
+        for name in ("orders_order_counters_insert", "orders_order_active_update", "orders_order_total_delete"):
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
@@ -33,4 +34,12 @@ class Migration(migrations.Migration):
         ("orders", "0005_order_webhook_target"),
     ]
 
-    operations = [migrations.RunPython(create_triggers, drop_triggers)]
+    operations = [
+        migrations.RunPython(create_triggers, drop_triggers),
+        # The list's ORDER BY created_at DESC, id DESC in full (a 10,000-order user's page was a filesort).
+        migrations.AddIndex(
+            model_name="order",
+            index=models.Index(fields=["user", "-created_at", "-id"], name="order_user_newest_idx"),
+        ),
+        migrations.RemoveIndex(model_name="order", name="orders_orde_user_id_0ae59f_idx"),
+    ]

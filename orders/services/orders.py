@@ -305,7 +305,7 @@ def order_create(
     )
     # Before the INSERT, so that the one INSERT already carries the job id and next run.
     schedule_next_occurrence(order, grid_index=1)
-    order.save(force_insert=True)
+    sql.insert_order(order)
     log_event(
         "created",
         order_id=order.pk,
