@@ -32,7 +32,7 @@ def _active_list() -> str:
     return "(" + ", ".join(f"'{status.value}'" for status in ACTIVE_ORDER_STATUSES) + ")"
 
 
-TRIGGER_NAMES = ("orders_order_active_insert", "orders_order_active_update", "orders_order_total_delete")
+TRIGGER_NAMES = ("orders_order_counters_insert", "orders_order_active_update", "orders_order_total_delete")
 
 
 def trigger_statements(vendor: str) -> list[str]:
@@ -40,7 +40,10 @@ def trigger_statements(vendor: str) -> list[str]:
     user = "UPDATE accounts_user SET"
     if vendor == "mysql":
         return [
-            "CREATE TRIGGER IF NOT EXISTS orders_order_active_insert AFTER INSERT ON orders_order FOR EACH ROW "
+            # BEFORE, not AFTER: the user's row is locked for the update before the INSERT's foreign-key
+            # check takes its shared lock, so two INSERTs for one user queue instead of deadlocking on
+            # the upgrade from shared to exclusive.
+            "CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert BEFORE INSERT ON orders_order FOR EACH ROW "
             f"{user} orders_total = orders_total + 1, "
             f"active_orders = active_orders + IF(NEW.status IN {active}, 1, 0) WHERE id = NEW.user_id",
             "CREATE TRIGGER IF NOT EXISTS orders_order_active_update AFTER UPDATE ON orders_order FOR EACH ROW "
@@ -52,7 +55,7 @@ def trigger_statements(vendor: str) -> list[str]:
         ]
     if vendor == "sqlite":
         return [
-            "CREATE TRIGGER IF NOT EXISTS orders_order_active_insert AFTER INSERT ON orders_order BEGIN "
+            "CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert AFTER INSERT ON orders_order BEGIN "
             f"{user} orders_total = orders_total + 1, "
             f"active_orders = active_orders + (NEW.status IN {active}) WHERE id = NEW.user_id; END",
             "CREATE TRIGGER IF NOT EXISTS orders_order_active_update AFTER UPDATE OF status ON orders_order "

@@ -272,3 +272,30 @@ def test_a_list_is_one_statement_and_one_redis_round_trip(query: dict[str, Any])
     if not query:
         assert response.json()["count"] == 60 and len(response.json()["results"]) == 50
         assert "COUNT(" not in statements[0].upper()  # the total is the user's counter
+
+
+def test_concurrent_inserts_for_one_user_queue_on_the_counter_instead_of_deadlocking() -> None:
+    """Inserts that did not lock the user first (the admin, a script): the trigger locks the user's
+    row before the foreign-key check, so they take turns."""
+    user = make_user()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def insert() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                Order.objects.create(user=user, order_name="o", schedule_time=timezone.now(), status="scheduled")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=insert) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    counted = User.objects.get(pk=user.pk)
+    assert counted.orders_total == 40 and counted.active_orders == 40
