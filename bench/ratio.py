@@ -186,7 +186,7 @@ def _short(frame: str) -> str:
     return f"{name} ({path})"
 
 
-def summarize(stacks: Counter[str], top: int = 30) -> dict[str, Any]:
+def summarize(stacks: Counter[str], top: int = 400) -> dict[str, Any]:
     """Inclusive and self shares of the samples, per function (idle waits for a request left out)."""
     idle = ("accept", "select", "poll", "epoll", "_worker_loop", "wait (threading")
     total = 0
@@ -309,6 +309,85 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "product_non_2xx": sum(r["non_2xx"] for r in runs if r["side"] == "product" and r["endpoint"] == endpoint),
         }
     return summary
+
+
+def markdown(results: dict[str, Any], source: str = "") -> str:
+    """The run as docs/BENCHMARKS.md shows it (bench/report.py includes the newest ratio results)."""
+    load = ", ".join(f"{x:.1f}" for x in results["load_average_at_start"])
+    lines = [
+        f"Run of {results['started_at']}{f' ({source})' if source else ''}: each server command served the "
+        f"product and then bench/floor.py, {len(next(iter(results['servers'].values()))['runs']) // 4} times "
+        f"each, wrk -t2 -c{results['connections']} for {results['seconds']:.0f} s per endpoint; create spread over "
+        f"{results['create_users']} users, list = page 1 of a user with {results['list_user_orders']:,} orders. "
+        f"Medians; ratio = product / floor. Load average at start {load}: the 2 cores were shared with other "
+        "test suites (and callgrind runs) the whole time, so the absolute rates are a fraction of a quiet "
+        "machine's and only the ratios within a row are comparable.",
+        "",
+        "| server | endpoint | product req/s | p99 ms | web CPU ms/req | floor req/s | p99 ms | web CPU ms/req "
+        "| ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, server in results["servers"].items():
+        for endpoint, row in server["summary"].items():
+            lines.append(
+                f"| {name} | {endpoint} | {row['product_rps']:,.0f} | {row['product_p99_ms']:.0f} | "
+                f"{row['product_cpu_ms']:.2f} | {row['floor_rps']:,.0f} | {row['floor_p99_ms']:.0f} | "
+                f"{row['floor_cpu_ms']:.2f} | **{row['ratio']:.2f}** |"
+            )
+    if "profile" in results:
+        lines += [
+            "",
+            f"Where a product request's time goes (py-spy on every web worker of {results['profile_server']} "
+            "under the same load, share of the samples in which the worker was serving a request; inclusive, "
+            "so waits on MariaDB and Redis count: they hold the worker):",
+            "",
+            "| part of the request | " + " | ".join(results["profile"]) + " |",
+            "|---|" + "---|" * len(results["profile"]),
+        ]
+        shares = {endpoint: dict(prof["inclusive"]) for endpoint, prof in results["profile"].items()}
+        for label, frame in PROFILE_AREAS:
+            cells = []
+            for endpoint in results["profile"]:
+                share = next((pct for f, pct in shares[endpoint].items() if f.startswith(frame)), None)
+                cells.append("" if share is None else f"{share:.0f} %")
+            if any(cells):
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# (what it is, the frame whose inclusive share measures it), for the profile table.
+PROFILE_AREAS = [
+    ("the WSGI server and Django's handler, all of it", "WSGIHandler.__call__"),
+    ("DRF's dispatch (everything below is inside it)", "APIView.dispatch"),
+    ("authentication: JWT and the one MGET", "JWTAuthentication.authenticate"),
+    ("... the JWT's signature and claims", "JWTAuthentication.get_validated_token"),
+    ("... the MGET (deny-list and user), its wait included", "BasicKeyCommands.mget"),
+    ("content negotiation", "APIView.perform_content_negotiation"),
+    ("the body's validation (OrderWriteSerializer)", "_valid_or_every_error"),
+    ("the create service, commit included", "order_create_once"),
+    ("... the counter under the user's lock", "active_order_room_locking_user"),
+    ("... the INSERT", "insert_order"),
+    ("... commit (MariaDB round trips)", "BaseDatabaseWrapper.set_autocommit"),
+    ("... the job written to Redis after commit", "schedule_occurrences"),
+    ("... the order log line after commit", "write_event"),
+    ("the page: statement and rows", "order_page_rows"),
+    ("the orders' JSON shape", "orders_as_json"),
+    ("pagination links", "PagePagination.get_paginated_response"),
+    ("rendering (orjson)", "ORJSONRenderer.render"),
+    ("CSP header", "CSPMiddleware.process_response"),
+]
+
+
+def resummarize(results: dict[str, Any], work_dir: Path = WORK_DIR) -> None:
+    """Recompute results["profile"] from the raw py-spy files left in work_dir (all frames kept)."""
+    for endpoint, prof in results.get("profile", {}).items():
+        stacks: Counter[str] = Counter()
+        for raw in work_dir.glob(f"pyspy-{endpoint}-*.txt"):
+            for line in raw.read_text().splitlines():
+                frames, _, count = line.rpartition(" ")
+                if frames and count.isdigit():
+                    stacks[frames] += int(count)
+        prof.update(summarize(stacks))
 
 
 def main(argv: list[str] | None = None) -> int:
