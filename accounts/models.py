@@ -91,8 +91,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = normalize_email_address(self.email)
         if not self._state.adding and kwargs.get("update_fields") is None and not args:
-            # A full save of an instance read earlier must not write back an older counter.
+            # A full save of an instance read earlier must not write back an older counter (nor, as
+            # Django's own save() would not, a field that was never loaded).
+            skipped = COUNTER_FIELDS | self.get_deferred_fields()
             kwargs["update_fields"] = [
-                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in COUNTER_FIELDS
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.attname not in skipped
             ]
         super().save(*args, **kwargs)
