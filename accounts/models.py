@@ -17,6 +17,10 @@ def normalize_email_address(email: str) -> str:
 PASSWORD_MAX_LENGTH = 1024
 
 
+# Kept by database triggers (orders/active_counts.py), never by save().
+COUNTER_FIELDS = frozenset({"active_orders", "orders_total"})
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
@@ -55,6 +59,14 @@ class User(AbstractBaseUser, PermissionsMixin):
     # version from kept_session_version up stay valid. "Every other token is revoked", this device stays in.
     kept_session_id = models.CharField(max_length=64, blank=True, default="")
     kept_session_version = models.PositiveIntegerField(default=0)
+    # At least the number of the user's active orders (never fewer): what the active-order cap reads
+    # instead of a COUNT. Database triggers add one whenever an order becomes active (orders/migrations/
+    # 0009_speed_active_order_triggers.py); nothing subtracts on the worker's path, so a full counter is
+    # recounted exactly before a create is refused (orders/sql.py). Written only by SQL: save() leaves it out.
+    active_orders = models.PositiveIntegerField(default=0, editable=False)
+    # Exactly the number of the user's orders, kept by the same triggers (an INSERT adds one, a DELETE
+    # takes one away): the total of an unfiltered order list without a COUNT over all of them.
+    orders_total = models.PositiveIntegerField(default=0, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -78,4 +90,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = normalize_email_address(self.email)
+        if not self._state.adding and kwargs.get("update_fields") is None and not args:
+            # A full save of an instance read earlier must not write back an older counter (nor, as
+            # Django's own save() would not, a field that was never loaded).
+            skipped = COUNTER_FIELDS | self.get_deferred_fields()
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.attname not in skipped
+            ]
         super().save(*args, **kwargs)

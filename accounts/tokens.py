@@ -27,6 +27,8 @@ VERSION_CLAIM = "ver"
 SESSION_CLAIM = "sid"
 JTI_DENY_PREFIX = "jwt-deny:"
 SESSION_DENY_PREFIX = "jwt-sid-deny:"
+# The user's row as of its last save (see accounts/auth_state.py), read in the same MGET as the deny-list.
+USER_STATE_PREFIX = "jwt-user:"
 
 
 def user_can_authenticate(user: Any) -> bool:
@@ -73,15 +75,23 @@ def deny_session(session_id: str) -> None:
     cache.set(f"{SESSION_DENY_PREFIX}{session_id}", 1, timeout=timeout)
 
 
-def is_denied(token: Token | dict[str, Any]) -> bool:
-    """True when the token itself or its session was logged out (one Redis round trip)."""
+def deny_keys(token: Token | dict[str, Any]) -> list[str] | None:
+    """The deny-list keys that revoke this token (its jti, its session); None for a token without a jti."""
     jti = token.get("jti")
     if jti is None:
-        return True
+        return None
     keys = [f"{JTI_DENY_PREFIX}{jti}"]
     session_id = token.get(SESSION_CLAIM)
     if session_id:
         keys.append(f"{SESSION_DENY_PREFIX}{session_id}")
+    return keys
+
+
+def is_denied(token: Token | dict[str, Any]) -> bool:
+    """True when the token itself or its session was logged out (one Redis round trip)."""
+    keys = deny_keys(token)
+    if keys is None:
+        return True
     return bool(cache.get_many(keys))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from datetime import UTC, datetime
 
 from django.core.wsgi import get_wsgi_application
@@ -77,4 +78,6 @@ urlpatterns = [
     path("healthz", hello),
 ]
 
+# The product's web process skips the per-request connection ping (scheduler_site/wsgi.py): so does its floor.
+os.environ.setdefault("CONN_HEALTH_CHECKS", "false")
 application = get_wsgi_application()

@@ -789,6 +789,17 @@ def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, sou
         _targets(results),
         "",
     ]
+    ratio_files = sorted((ROOT / "bench" / "results").glob("ratio-*.json"))
+    if ratio_files:
+        from bench import ratio
+
+        newest = ratio_files[-1]
+        parts += [
+            "## 1a. API against its floor, in one run (`python -m bench.ratio`)",
+            "",
+            ratio.markdown(json.loads(newest.read_text()), source=f"bench/results/{newest.name}"),
+            "",
+        ]
     if "api" in results:
         parts += ["## 1. API", "", _api_section(results["api"])]
         if "api" in plots:

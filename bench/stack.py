@@ -50,8 +50,8 @@ def procfile_commands(env: dict[str, str], path: Path = PROCFILE) -> dict[str, l
         # The venv's interpreter, whatever is first on PATH.
         if argv[0] in ("python", "python3"):
             argv[0] = PYTHON
-        elif argv[0] == "gunicorn":
-            argv[:1] = [PYTHON, "-m", "gunicorn"]
+        elif argv[0] in ("gunicorn", "granian"):
+            argv[:1] = [PYTHON, "-m", argv[0]]
         commands[name.strip()] = argv
     return commands
 
@@ -146,13 +146,33 @@ class BenchStack:
     ) -> None:
         """The Procfile's web command; `app` and `settings_module` swap in another WSGI application
         (the API floor, bench/floor.py) under the very same server settings."""
-        argv = self.commands()["web"]
+        self.start_web_command(
+            self.commands()["web"],
+            workers=workers,
+            threads=threads,
+            access_log=access_log,
+            app=app,
+            settings_module=settings_module,
+        )
+
+    def start_web_command(
+        self,
+        argv: list[str],
+        *,
+        workers: int | None = None,
+        threads: int | None = None,
+        access_log: bool = True,
+        app: str | None = None,
+        settings_module: str | None = None,
+    ) -> None:
+        """start_web with another web command line (gunicorn's or granian's options)."""
+        granian = "granian" in argv[:3]
         if app is not None:
-            argv = [app if arg == "scheduler_site.wsgi" else arg for arg in argv]
+            argv = [app if arg in ("scheduler_site.wsgi", "scheduler_site.wsgi:application") else arg for arg in argv]
         if workers is not None:
             argv = set_option(argv, "--workers", str(workers))
         if threads is not None:
-            argv = set_option(argv, "--threads", str(threads))
+            argv = set_option(argv, "--blocking-threads" if granian else "--threads", str(threads))
         if not access_log and "--access-logfile" in argv:
             i = argv.index("--access-logfile")
             del argv[i : i + 2]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class OrdersConfig(AppConfig):
@@ -13,3 +14,7 @@ class OrdersConfig(AppConfig):
         tracing.configure()
         # Imported before any fork (an RQ work horse), so that a forked child knows it is one.
         import orders.metrics  # noqa: F401
+        from orders.active_counts import install_after_migrate
+
+        # The active-order counter's triggers, again after every migrate (orders/active_counts.py).
+        post_migrate.connect(install_after_migrate, sender=self, dispatch_uid="orders.active_counts.install")

@@ -37,7 +37,10 @@ def redis_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 def occurrence_job_for(order: Order, *, due: datetime) -> OccurrenceJob:
-    """A new job for the order's pending occurrence (next_grid_index); sets order.job_id."""
+    """A new job for the order's pending occurrence (next_grid_index); sets order.job_id.
+
+    An order not saved yet gets a job id without its primary key (jobqueue.new_job_id), and the job
+    its id once the INSERT has run: see schedule_next_occurrence."""
     order.job_id = jobqueue.new_job_id(order.pk, f"v{order.schedule_version}-k{order.next_grid_index}")
     return OccurrenceJob(order.job_id, order.pk, order.schedule_version, order.next_grid_index, due)
 
@@ -59,6 +62,11 @@ def schedule_next_occurrence(order: Order, *, grid_index: int, jobs: list[Occurr
     job = occurrence_job_for(order, due=due)
     if jobs is not None:
         jobs.append(job)
+        return
+    if order.pk is None:
+        # A create schedules before its INSERT (one statement carrying the job id); by the commit
+        # the row has its primary key.
+        transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrence, job._replace(order_id=order.pk)))
         return
     transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrence, job))
 

@@ -76,9 +76,13 @@ def job_timeout() -> int:
     return int(settings.ORDER_JOB_TIMEOUT_SECONDS)
 
 
-def new_job_id(order_id: int, label: str) -> str:
-    """Job ids are unique per scheduling act, so a re-delivered or replaced job never shares a hash."""
-    return f"order-{order_id}-{label}-{uuid.uuid4().hex[:12]}"
+def new_job_id(order_id: int | None, label: str) -> str:
+    """Job ids are unique per scheduling act, so a re-delivered or replaced job never shares a hash.
+
+    An order's first job is named before its row exists (the create's one INSERT carries it), so
+    it has no order id: "order-new-<label>-<random>" (order_id_of_job reads the id from the job)."""
+    owner = "new" if order_id is None else str(order_id)
+    return f"order-{owner}-{label}-{uuid.uuid4().hex[:12]}"
 
 
 def _due_score(due: datetime) -> float:
@@ -322,3 +326,18 @@ def scheduled_count() -> int:
 def queued_count() -> int:
     """Jobs in the orders queue waiting for a worker (for the metrics)."""
     return int(queue().count)
+
+
+def order_id_of_job(job_id: str) -> int | None:
+    """The order a job belongs to: from its id, or for an order's first job (named before the row
+    existed, see new_job_id) from the job's own arguments. None for a job that is not an order's."""
+    if not job_id.startswith("order-"):
+        return None
+    owner = job_id.split("-")[1]
+    if owner.isdigit():
+        return int(owner)
+    try:
+        job = Job.fetch(job_id, connection=connection())
+    except Exception:  # noqa: BLE001 - a job gone meanwhile belongs to no one
+        return None
+    return int(job.args[0]) if job.func_name == OCCURRENCE_FUNC and job.args else None

@@ -6,7 +6,8 @@ the ORM's. The measurements (bench/ANALYSIS.md, docs/BENCHMARKS.md):
 - count_active_orders_locking_user: a create's active-order cap. Compiling the ORM's two queries
   cost more CPU than the database spends running them, on every create ("the active-order cap in
   two plain statements", part of create's web CPU going from 12.4 to 5.8-7.5 ms).
-- order_page_rows: the API's order list, page and total in one statement, times read as text
+- order_page_rows: the API's order list, page and total in one statement (an unfiltered list's
+  total is the user's orders_total, not a COUNT), times read as text
   (MySQLdb's DATETIME conversion cost as much as the query); part of the list's web CPU going
   from 19.5 to 5.3-6.1 ms.
 - bulk_update: Django's bulk_update builds a CASE expression through the ORM at about 3 ms of CPU
@@ -74,6 +75,89 @@ def count_active_orders_locking_user(user: User, *, exclude_order_id: int | None
     return int(row[0])
 
 
+def active_order_room_locking_user(user_id: int, *, cap: int) -> bool:
+    """Lock the user's row and say whether one more active order fits under `cap` (exact).
+
+    One statement on the normal path: the lock and the counter kept by triggers (orders/active_counts.py),
+    which is never below the true number. Only a counter at the cap is recounted (and corrected), so
+    a refusal is always decided on the exact number. Called inside the caller's transaction; one
+    user's creates take turns on the lock.
+    """
+    db = transaction.get_connection()
+    if not db.in_atomic_block:
+        raise TransactionManagementError("active_order_room_locking_user must run inside a transaction.")
+    quote = db.ops.quote_name
+    lock = " FOR UPDATE" if db.features.has_select_for_update else ""
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {quote('active_orders')} FROM {quote(User._meta.db_table)} WHERE {quote('id')} = %s{lock}",  # noqa: S608
+            [user_id],
+        )
+        row = cursor.fetchone()
+    if row is not None and int(row[0]) < cap:
+        return True
+    return recount_active_orders_locked(user_id)[0] < cap
+
+
+def recount_active_orders_locked(user_id: int, *, using: str | None = None) -> tuple[int, bool]:
+    """Count the user's active orders and store the count as their counter: (count, whether it changed).
+
+    The caller holds the user's row lock (or takes it here, in its transaction): a concurrent change
+    that makes an order active waits for it in its trigger, and adds its one after this count.
+    """
+    db = transaction.get_connection(using)
+    if not db.in_atomic_block:
+        raise TransactionManagementError("recount_active_orders_locked must run inside a transaction.")
+    quote = db.ops.quote_name
+    lock = " FOR UPDATE" if db.features.has_select_for_update else ""
+    placeholders = ", ".join(["%s"] * len(ACTIVE_ORDER_STATUSES))
+    user_table = quote(User._meta.db_table)
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT {quote('active_orders')} FROM {user_table} WHERE {quote('id')} = %s{lock}", [user_id])  # noqa: S608
+        row = cursor.fetchone()
+        if row is None:
+            return 0, False
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {quote(Order._meta.db_table)} "  # noqa: S608 - identifiers only
+            f"WHERE {quote('user_id')} = %s AND {quote('status')} IN ({placeholders})",
+            [user_id, *(status.value for status in ACTIVE_ORDER_STATUSES)],
+        )
+        count = int(cursor.fetchone()[0])
+        if count == int(row[0]):
+            return count, False
+        cursor.execute(
+            f"UPDATE {user_table} SET {quote('active_orders')} = %s WHERE {quote('id')} = %s",  # noqa: S608
+            [count, user_id],
+        )
+    return count, True
+
+
+@cache
+def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
+    """The INSERT of a new Order row (every concrete field but the id) and those fields, built once."""
+    db = connections["default"] if connections["default"].vendor == vendor else connection
+    quote = db.ops.quote_name
+    fields = tuple(f for f in Order._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {quote(Order._meta.db_table)} ({columns}) VALUES ({placeholders})", fields  # noqa: S608
+
+
+def insert_order(order: Order) -> None:
+    """order.save(force_insert=True) for a new order, in one precompiled statement: the values are
+    prepared by each field exactly as save() prepares them (pre_save: auto_now times, then
+    get_db_prep_save), but the INSERT is not compiled through the ORM on every create (about as
+    much CPU as the rest of the service). No signals are sent: nothing listens to Order's."""
+    db = transaction.get_connection()
+    sql, fields = _insert_statement(db.vendor)
+    values = [f.get_db_prep_save(f.pre_save(order, True), db) for f in fields]
+    with db.cursor() as cursor:
+        cursor.execute(sql, values)
+        order.pk = db.ops.last_insert_id(cursor, Order._meta.db_table, Order._meta.pk.column)
+    order._state.adding = False
+    order._state.db = db.alias
+
+
 @cache
 def _positions(columns: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Which of these Order columns are date-times, which booleans and which JSON, read off the model."""
@@ -136,12 +220,19 @@ def order_page_rows(
     condition = " AND ".join(where)
     # Identifiers are the model's, quoted by the backend; ordering is one of ORDERINGS; every value
     # is a query parameter.
+    if len(where) == 1:
+        # Unfiltered: the user's orders_total, kept exact by triggers (orders/active_counts.py), is
+        # the total; a COUNT would walk every one of the user's orders on every page.
+        total_sql = f"SELECT {ops.quote_name('orders_total')} FROM {ops.quote_name(User._meta.db_table)} WHERE {ops.quote_name('id')} = %s"  # noqa: S608, E501
+        total_params = [user_id]
+    else:
+        total_sql, total_params = f"SELECT COUNT(*) FROM {table} WHERE {condition}", list(params)  # noqa: S608
     sql = (
-        f"SELECT {selected}, (SELECT COUNT(*) FROM {table} WHERE {condition}) "  # noqa: S608
+        f"SELECT {selected}, ({total_sql}) "  # noqa: S608
         f"FROM {table} WHERE {condition} ORDER BY {order_sql} LIMIT {int(limit)} OFFSET {int(offset)}"
     )
     with db.cursor() as cursor:
-        cursor.execute(sql, params + params)
+        cursor.execute(sql, total_params + params)
         raw_rows = cursor.fetchall()
     if not raw_rows:
         return [], None

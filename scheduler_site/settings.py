@@ -77,6 +77,18 @@ MIDDLEWARE = [
     "scheduler_site.middleware.ServiceUnavailableMiddleware",
 ]
 
+# What the WSGI server runs for /api/ (scheduler_site/wsgi.py): the API authenticates every request
+# with a JWT inside DRF and serves no static files, so sessions, CSRF, Django's auth, messages and
+# whitenoise are dead weight on its hot paths. The test client keeps the full stack for every path.
+PAGE_ONLY_MIDDLEWARE = {
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+}
+API_MIDDLEWARE = [name for name in MIDDLEWARE if name not in PAGE_ONLY_MIDDLEWARE]
+
 ROOT_URLCONF = "scheduler_site.urls"
 WSGI_APPLICATION = "scheduler_site.wsgi.application"
 
@@ -130,7 +142,11 @@ else:
         }
     }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A ping before each request's first query on a reused connection. The web server turns it off
+# (scheduler_site/wsgi.py): CONN_MAX_AGE is far below the server's wait_timeout, and a connection
+# broken by a database restart fails one request with the API's 503 (Retry-After) and is closed.
+# The worker and scheduler keep it (their connections live through long idle spells).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -209,7 +225,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.RevocableJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["common.api.parsers.BoundedJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["common.api.renderers.ORJSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "common.api.pagination.PagePagination",
     "EXCEPTION_HANDLER": "scheduler_site.api_errors.exception_handler",

@@ -95,3 +95,36 @@ def test_bulk_update_of_executions_matches_djangos(alice: Any) -> None:
         assert Execution.objects.values(*fields).get(pk=mine.pk) == Execution.objects.values(*fields).get(
             pk=reference.pk
         )
+
+
+def test_insert_order_writes_what_the_orms_save_writes(alice: Any) -> None:
+    from django.utils import timezone as tz
+
+    from orders.models import Order as OrderModel
+
+    when = tz.now()
+
+    def new() -> Any:
+        return OrderModel(
+            user=alice,
+            order_name="same",
+            schedule_time=when,
+            status="scheduled",
+            job_id="order-new-v1-k1-abc",
+            payload={"a": [1, 2]},
+            is_recurring=True,
+            repeat_interval=2,
+            repeat_unit="days",
+            execution_limit=3,
+        )
+
+    by_orm, by_sql = new(), new()
+    by_orm.save(force_insert=True)
+    sql.insert_order(by_sql)
+    assert by_sql.pk is not None and not by_sql._state.adding
+    a, b = OrderModel.objects.get(pk=by_orm.pk), OrderModel.objects.get(pk=by_sql.pk)
+    for field in OrderModel._meta.concrete_fields:
+        if field.name in ("id", "created_at", "updated_at"):
+            continue
+        assert getattr(a, field.attname) == getattr(b, field.attname), field.name
+    assert b.created_at is not None and b.updated_at is not None

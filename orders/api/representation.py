@@ -9,8 +9,9 @@ serializer's, field by field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from django.db import models
@@ -65,7 +66,16 @@ _GRID = tuple(_POSITION[c] for c in ("schedule_time", "is_recurring", "repeat_in
 
 def _description(row: Sequence[Any]) -> str:
     anchor, is_recurring, interval, unit, cron = (row[i] for i in _GRID)
-    grid = Grid.of(anchor, row[_TIME_ZONE], is_recurring=bool(is_recurring), interval=interval, unit=unit, cron=cron)
+    return _describe(anchor, row[_TIME_ZONE], bool(is_recurring), interval, unit, cron)
+
+
+@functools.lru_cache(maxsize=8192)
+def _describe(
+    anchor: datetime, time_zone: str, is_recurring: bool, interval: int | None, unit: str | None, cron: str | None
+) -> str:
+    # describe() is a pure function of the definition, and a client reads the same page again and
+    # again: remembered, the words cost a dictionary look-up instead of a third of the page's JSON.
+    grid = Grid.of(anchor, time_zone, is_recurring=is_recurring, interval=interval, unit=unit, cron=cron)
     return describe(grid)
 
 

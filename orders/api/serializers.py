@@ -402,7 +402,18 @@ class OrderListFilterSerializer(serializers.Serializer[Any]):
     def selector_arguments(self) -> dict[str, Any]:
         """The validated filters as orders.selectors.order_page_for_user's arguments."""
         data = self.validated_data
-        return {name: data.get(name) for name in ("status", "is_recurring", "search", "ordering")}
+        return {name: data.get(name) for name in self._declared_fields}
+
+    @classmethod
+    def arguments_for(cls, query_params: Any) -> dict[str, Any]:
+        """selector_arguments() of these query parameters (a 400 for invalid ones). A query string
+        with none of the filters in it (a plain page) is no filter at all: the answer without
+        building the serializer, which costs more than the rest of the validation together."""
+        if not any(name in query_params for name in cls._declared_fields):
+            return dict.fromkeys(cls._declared_fields)
+        filters = cls(data=query_params)
+        filters.is_valid(raise_exception=True)
+        return filters.selector_arguments()
 
 
 class NotificationListFilterSerializer(serializers.Serializer[Any]):

@@ -203,8 +203,13 @@ def with_field_errors(errors: dict[str, list[str]], validate: Callable[..., None
 def check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None:
     """Refuse one more active order past ORDER_MAX_ACTIVE_PER_USER. Called inside the caller's
     transaction; it locks the user's row, so one user's creates and resumes take turns."""
-    active = sql.count_active_orders_locking_user(user, exclude_order_id=exclude_order_id)
-    if active >= settings.ORDER_MAX_ACTIVE_PER_USER:
+    cap = settings.ORDER_MAX_ACTIVE_PER_USER
+    if exclude_order_id is None:
+        # A create: the user's counter under the row lock, exact where it matters (orders/sql.py).
+        room = sql.active_order_room_locking_user(user.pk, cap=cap)
+    else:
+        room = sql.count_active_orders_locking_user(user, exclude_order_id=exclude_order_id) < cap
+    if not room:
         raise ValidationError(
             {"non_field_errors": [f"You can have at most {settings.ORDER_MAX_ACTIVE_PER_USER} active orders."]}
         )
@@ -316,9 +321,9 @@ def order_create(
         idempotency_fingerprint=idempotency_fingerprint,
         trace_context=tracing.current_traceparent(),
     )
-    order.save()
+    # Before the INSERT, so that the one INSERT already carries the job id and next run.
     schedule_next_occurrence(order, grid_index=1)
-    order.save(update_fields=["next_grid_index", "next_run_at", "job_id"])
+    sql.insert_order(order)
     log_event(
         "created",
         order_id=order.pk,

@@ -119,8 +119,9 @@ def live_jobs_by_order(running_job_ids: set[str]) -> dict[int, set[str]]:
     for job_id, status in zip(ordered, pipe.execute(), strict=True):
         if status is not None and status.decode() == "started" and job_id not in running_job_ids:
             continue
-        if job_id.startswith("order-"):
-            grouped[int(job_id.split("-")[1])].add(job_id)
+        order_id = jobqueue.order_id_of_job(job_id)
+        if order_id is not None:
+            grouped[order_id].add(job_id)
     return grouped
 
 
