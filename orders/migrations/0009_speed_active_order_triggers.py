@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
     atomic = False
     dependencies = [
         ("accounts", "0004_user_active_orders"),
-        ("orders", "0005_order_webhook_target"),
+        ("orders", "0007_order_failure_overlap_policy"),
     ]
 
     operations = [
