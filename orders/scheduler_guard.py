@@ -55,7 +55,7 @@ class SchedulerGuard:
     """
 
     def __init__(self, *, rebuilds: bool, lease_ms: int | None = None) -> None:
-        self.host = socket.gethostname()
+        self.host = settings.SCHEDULER_HOST_ID or socket.gethostname()
         self.pid = os.getpid()
         self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:12]}"
         self.lease_ms = int(lease_ms if lease_ms is not None else settings.SCHEDULER_LEASE_MS)
