@@ -69,7 +69,7 @@ def _noticed_after(stack: Stack, moment: float) -> float | None:
 
 
 def _lose_redis_with_orders_due(
-    owner: Any, stack: Stack, supervisor: Supervisor, name: str, lose: Callable[[], None]
+    owner: Any, stack: Stack, supervisor: Supervisor, name: str, lose: Callable[[], object]
 ) -> dict[str, Any]:
     """LOSS_ORDERS one-time orders fall due together; once the workers have begun a fifth of them,
     `lose()` takes Redis's data away. Returns the figures: how many had not begun at the loss, and
