@@ -54,11 +54,17 @@ class SchedulerGuard:
     sentinel); a scheduler started with --no-reconcile only reads it and leaves the rebuild to another.
     """
 
-    def __init__(self, *, rebuilds: bool, lease_ms: int | None = None) -> None:
+    RETRY_AFTER_FAILED_POLL_SECONDS = 0.25
+
+    def __init__(self, *, rebuilds: bool, lease_ms: int | None = None, interval: float = 0.0) -> None:
         self.host = settings.SCHEDULER_HOST_ID or socket.gethostname()
         self.pid = os.getpid()
         self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:12]}"
-        self.lease_ms = int(lease_ms if lease_ms is not None else settings.SCHEDULER_LEASE_MS)
+        # At least three poll intervals: a scheduler polling slowly must not lose its lease between polls.
+        self.lease_ms = max(
+            int(lease_ms if lease_ms is not None else settings.SCHEDULER_LEASE_MS), int(interval * 3000)
+        )
+        self._failing = False
         self.rebuilds = rebuilds
         self.holding = False
         self.sentinel: str | None = None
@@ -96,6 +102,9 @@ class SchedulerGuard:
                     owner=self.owner, lease_ms=self.lease_ms, new_sentinel=candidate, take_over_from=stale
                 )
         self._started = True
+        if self._failing:
+            logger.warning("scheduler %s: Redis answers again", self.owner)
+            self._failing = False
         if result.held != self.holding:
             self.holding = result.held
             if result.held:
@@ -118,6 +127,14 @@ class SchedulerGuard:
             # the reconcile lease lets only one of them run.
             self.rebuild_soon()
         return result
+
+    def log_failed_poll(self) -> None:
+        """The traceback once per outage, not at every retry."""
+        if self._failing:
+            logger.debug("scheduler poll failed again", exc_info=True)
+            return
+        self._failing = True
+        logger.exception("scheduler poll failed; retrying every %ss", self.RETRY_AFTER_FAILED_POLL_SECONDS)
 
     def _check_run_id(self) -> bool:
         now = time.monotonic()

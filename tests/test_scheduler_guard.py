@@ -145,3 +145,8 @@ def test_orders_due_when_redis_lost_its_data_are_queued_at_once_and_run() -> Non
     assert len(_queued()) == 3  # in the queue, not in the schedule: they are due
     work()
     assert all(o.executions_count == 1 for o in Order.objects.filter(pk__in=[o.pk for o in orders]))
+
+
+def test_a_scheduler_polling_slowly_gets_a_lease_of_at_least_three_intervals() -> None:
+    assert SchedulerGuard(rebuilds=False, lease_ms=1500, interval=0.2).lease_ms == 1500
+    assert SchedulerGuard(rebuilds=False, lease_ms=1500, interval=2).lease_ms == 6000

@@ -66,7 +66,7 @@ class Command(BaseCommand):
 
         # rq-scheduler's registration only (its lock is not used: the guard's lease decides who moves).
         sched = jobqueue.scheduler(interval=max(1, math.ceil(interval)))
-        guard = SchedulerGuard(rebuilds=reconcile_enabled and not options["burst"])
+        guard = SchedulerGuard(rebuilds=reconcile_enabled and not options["burst"], interval=interval)
         db_name = settings.DATABASES["default"]["NAME"]
         self.stdout.write(
             f"order scheduler: polling every {interval}s; database {settings.DATABASES['default']['ENGINE']} "
@@ -88,9 +88,10 @@ class Command(BaseCommand):
             while not stopping:
                 try:
                     poll = guard.poll()
-                except Exception:
-                    logger.exception("scheduler pass failed; retrying")
-                    time.sleep(1)
+                except Exception:  # noqa: BLE001 - logged by log_failed_poll (once per outage)
+                    guard.log_failed_poll()
+                    # Soon: the first poll after Redis comes back empty starts the rebuild.
+                    time.sleep(guard.RETRY_AFTER_FAILED_POLL_SECONDS)
                     continue
                 if options["burst"]:
                     if reconcile_enabled:
