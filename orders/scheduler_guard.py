@@ -98,9 +98,10 @@ class SchedulerGuard:
         if not result.held:
             stale = self.stale_lease(result.lease_holder)
             if stale:
+                # The sentinel as the first call found it (that call wrote a missing one).
                 result = jobqueue.poll_schedule(
                     owner=self.owner, lease_ms=self.lease_ms, new_sentinel=candidate, take_over_from=stale
-                )
+                )._replace(sentinel=result.sentinel)
         self._started = True
         if self._failing:
             logger.warning("scheduler %s: Redis answers again", self.owner)
