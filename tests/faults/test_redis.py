@@ -131,7 +131,9 @@ def test_redis_flushall_and_empty_restart_with_orders_due_every_due_order_runs_w
         assert order.status == OrderStatus.COMPLETED and order.executions_count == 10
     assert not Order.objects.exclude(status=OrderStatus.COMPLETED).exists()
     ends = [c for c in effects() if c["phase"] == "end"]
-    assert len(ends) == len({c["key"] for c in ends}) == Execution.objects.count()
+    # A recurring slot that the loss made late past its grace is recorded as skipped (misfire), not run.
+    ran = Execution.objects.exclude(status=ExecutionStatus.SKIPPED).count()
+    assert len(ends) == len({c["key"] for c in ends}) == ran
     assert_invariants(sampler=sampler)
     for figures in (flushed, restarted):
         assert figures["not_begun_at_loss"] >= LOSS_ORDERS // 4, "the loss came too late to measure anything"
