@@ -16,6 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from bench.stack import ROOT
 from bench.stats import percentile
 
 # (expression, zone): every few minutes to once a month, in zones with 1-hour, 30-minute and 45-minute rules.
@@ -153,23 +154,23 @@ def _jobs_at_due_time(order_ids: list[int]) -> str:
 def scenario_calendar(ctx: Any) -> dict[str, Any]:
     from django.conf import settings
 
-    from bench import harness
+    from bench import data
     from orders import jobqueue
 
     total = ctx.profile.calendar_orders
-    harness.reset_orders()
+    data.reset_orders()
     per_user = settings.ORDER_MAX_ACTIVE_PER_USER
-    users = harness.bench_users(-(-total // per_user))
+    users = data.bench_users(-(-total // per_user))
     began = time.monotonic()
     order_ids = seed_cron_orders(users, total, per_user)
     result: dict[str, Any] = {"orders": len(order_ids), "mix": [f"{e} ({z})" for e, z in CRON_MIX]}
     result["seed_seconds"] = time.monotonic() - began
     result["next_occurrence"] = next_occurrence_cost(order_ids, ctx.profile.calendar_cost_samples)
-    harness.clear_queue_state()
+    data.clear_queue_state()
     began = time.monotonic()
     out = subprocess.run(
         [sys.executable, "manage.py", "reconcile_orders"],
-        cwd=harness.ROOT,
+        cwd=ROOT,
         env=ctx.env,
         capture_output=True,
         text=True,
@@ -185,5 +186,5 @@ def scenario_calendar(ctx: Any) -> dict[str, Any]:
         f"calendar: next occurrence p99 {cost['cpu_p99_us']:.0f} us CPU ({cost['p99_us']:.0f} us wall); "
         f"reconcile of {len(order_ids)} cron orders {result['reconcile_seconds']:.1f}s"
     )
-    harness.reset_orders()
+    data.reset_orders()
     return result

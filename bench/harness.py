@@ -28,7 +28,21 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from bench import instructions
 from bench.calendar import scenario_calendar
+from bench.data import (
+    bench_users,
+    clear_queue_state,
+    execution_rows,
+    next_whole_second,
+    reset_orders,
+    seed_orders,
+    settled_count,
+    summary,
+    token_for,
+    ts,
+    wait_for,
+)
 from bench.stack import ROOT, BenchStack, process_tree_cpu_seconds
 from bench.stats import percentile, slope
 from bench.webhooks import scenario_webhooks
@@ -61,6 +75,8 @@ class Profile:
     # The metrics scenario: on/off pairs, and the batch it runs in each.
     metrics_repeats: int = 3
     metrics_batch_orders: int = 2000
+    # Operations counted under callgrind (bench/instructions.py): the small and the large run; None: skipped.
+    metrics_instructions: tuple[int, int] | None = (10, 40)
     # Cron orders reconciled by the calendar scenario (bench/calendar.py), and orders timed for the
     # cost of their next occurrence.
     calendar_orders: int = 100_000
@@ -100,6 +116,7 @@ QUICK = Profile(
     load_seconds=15,
     metrics_repeats=1,
     metrics_batch_orders=200,
+    metrics_instructions=(3, 9),
     calendar_orders=2000,
     calendar_cost_samples=500,
     webhook_orders=200,
@@ -123,6 +140,8 @@ SMOKE = Profile(
     load_seconds=3,
     metrics_repeats=1,
     metrics_batch_orders=6,
+    # Counting instructions takes minutes under valgrind; the report's handling of it is tested apart.
+    metrics_instructions=None,
     calendar_orders=40,
     calendar_cost_samples=20,
     webhook_orders=6,
@@ -144,57 +163,6 @@ class Context:
         return BenchStack(env=self.env, work_dir=self.work_dir)
 
 
-# --- data ---------------------------------------------------------------------------------------------
-
-
-def clear_queue_state() -> None:
-    """Remove every job, queue and registry of the order queue; keep worker registrations."""
-    from orders import jobqueue
-
-    conn = jobqueue.connection()
-    patterns = ["rq:job:*", "rq:queue:*", "rq:wip:*", "rq:*registry*", "rq:finished:*", "rq:failed:*"]
-    patterns += ["rq:scheduled:*", "rq:deferred:*", "rq:results:*", "rq:executions:*", "rq:canceled:*"]
-    keys: list[bytes] = []
-    for pattern in patterns:
-        keys.extend(conn.scan_iter(match=pattern, count=5000))
-    keys.append(b"rq:scheduler:scheduled_jobs")
-    for i in range(0, len(keys), 5000):
-        conn.delete(*keys[i : i + 5000])
-
-
-def reset_orders() -> None:
-    """Delete every order, execution and notification (raw deletes: 100,000 rows through the ORM
-    collector would take minutes), clear the queue state and empty the order log."""
-    from orders.models import Execution, Notification, Order
-
-    with connection.cursor() as cursor:
-        for model in (Notification, Execution, Order):
-            cursor.execute(f"DELETE FROM {model._meta.db_table}")  # noqa: S608 - table names from models
-    clear_queue_state()
-    settings.ORDER_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    settings.ORDER_LOG_FILE.write_text("")
-
-
-def bench_users(count: int) -> list[Any]:
-    from accounts.models import User
-
-    users = []
-    for i in range(count):
-        user, _ = User.objects.get_or_create(email=f"bench{i}@bench.invalid", defaults={"time_zone": "UTC"})
-        users.append(user)
-    return users
-
-
-def token_for(user: Any) -> str:
-    from rest_framework_simplejwt.tokens import AccessToken
-
-    return str(AccessToken.for_user(user))
-
-
-def next_whole_second(after: datetime) -> datetime:
-    return (after + timedelta(seconds=1)).replace(microsecond=0)
-
-
 def create_one_time_orders(ctx: Context, dues: list[datetime], name: str) -> None:
     """Create orders through the service, the path the API takes (row, job, log line)."""
     from orders import services
@@ -208,36 +176,6 @@ def create_one_time_orders(ctx: Context, dues: list[datetime], name: str) -> Non
             user=ctx.users[i // per_user],
             definition=services.OrderDefinition(order_name=f"{name} {i}", schedule_time=due),
         )
-
-
-def _ts(value: datetime | None) -> float:
-    if value is None:
-        return math.nan
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
-def execution_rows() -> list[dict[str, Any]]:
-    from orders.models import Execution
-
-    fields = ("order_id", "grid_index", "scheduled_for", "started_at", "finished_at", "status")
-    return [dict(row) for row in Execution.objects.values(*fields)]
-
-
-def settled_count() -> int:
-    from orders.models import Execution
-
-    return Execution.objects.filter(status__in=("succeeded", "failed")).count()
 
 
 # --- scenario 1: API -----------------------------------------------------------------------------------
@@ -285,30 +223,6 @@ def _lua(ctx: Context, name: str, replacements: dict[str, str], out_name: str | 
 
 def _token_script(ctx: Context, name: str, tokens: list[str], path: str = "/api/orders") -> Path:
     return _lua(ctx, name, {"TOKENS": ",\n".join(f'  "{t}"' for t in tokens), "PATH": path})
-
-
-def seed_orders(user: Any, count: int, *, status: str = "scheduled", start: datetime | None = None) -> None:
-    """Bulk rows (no jobs): what reconcile or a list page reads."""
-    from orders.models import Order
-
-    start = start or timezone.now() + timedelta(days=2)
-    rows = []
-    for i in range(count):
-        due = start + timedelta(seconds=i)
-        active = status == "scheduled"
-        rows.append(
-            Order(
-                user=user,
-                order_name=f"seeded {i}",
-                schedule_time=due,
-                status=status,
-                execution_limit=1,
-                executions_count=0 if active else 1,
-                next_run_at=due if active else None,
-                last_result="" if active else "succeeded",
-            )
-        )
-    Order.objects.bulk_create(rows, batch_size=2000)
 
 
 def scenario_api(ctx: Context) -> dict[str, Any]:
@@ -409,26 +323,9 @@ def _job_span(job_ids: list[str]) -> tuple[list[float], list[float]]:
     for i in range(0, len(job_ids), 1000):
         for job in Job.fetch_many(job_ids[i : i + 1000], connection=jobqueue.connection()):
             if job is not None:
-                starts.append(_ts(job.started_at))
-                ends.append(_ts(job.ended_at))
+                starts.append(ts(job.started_at))
+                ends.append(ts(job.ended_at))
     return starts, ends
-
-
-def _summary(due: float | None, starts: list[float], ends: list[float], n: int) -> dict[str, Any]:
-    ends_sorted = sorted(e for e in ends if not math.isnan(e))
-    first_start = min(starts) if starts else math.nan
-    done = len(ends_sorted)
-    result: dict[str, Any] = {"n": n, "done": done}
-    if done:
-        span = ends_sorted[-1] - first_start
-        result["throughput_per_s"] = done / span if span > 0 else math.nan
-        if due is not None:
-            result["first_started_s"] = first_start - due
-            result["first_done_s"] = ends_sorted[0] - due
-            result["half_done_s"] = ends_sorted[max(0, math.ceil(n / 2) - 1)] - due if done >= n / 2 else math.nan
-            result["all_done_s"] = ends_sorted[-1] - due if done == n else math.nan
-            result["early_starts"] = sum(1 for s in starts if s < due)
-    return result
 
 
 def _ceiling_queue(n: int, timeout: float) -> dict[str, Any]:
@@ -443,7 +340,7 @@ def _ceiling_queue(n: int, timeout: float) -> dict[str, Any]:
     queue.enqueue_many(data)
     wait_for(lambda: queue.finished_job_registry.count >= n, timeout)
     starts, ends = _job_span(ids)
-    return _summary(None, starts, ends, n)
+    return summary(None, starts, ends, n)
 
 
 def _ceiling_scheduled(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
@@ -459,7 +356,7 @@ def _ceiling_scheduled(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
     before = queue.finished_job_registry.count
     wait_for(lambda: queue.finished_job_registry.count >= before + n, timeout + (due - datetime.now(UTC)).seconds)
     starts, ends = _job_span(ids)
-    return _summary(due.timestamp(), starts, ends, n)
+    return summary(due.timestamp(), starts, ends, n)
 
 
 def _product_batch(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
@@ -478,10 +375,10 @@ def _product_batch(ctx: Context, n: int, timeout: float) -> dict[str, Any]:
         raise RuntimeError("could not create the batch before its due time")
     wait_for(lambda: settled_count() >= n, timeout + (due - timezone.now()).total_seconds())
     rows = execution_rows()
-    result = _summary(
+    result = summary(
         due.timestamp(),
-        [_ts(r["started_at"]) for r in rows],
-        [_ts(r["finished_at"]) for r in rows if r["status"] == "succeeded"],
+        [ts(r["started_at"]) for r in rows],
+        [ts(r["finished_at"]) for r in rows if r["status"] == "succeeded"],
         n,
     )
     result["failed"] = sum(1 for r in rows if r["status"] == "failed")
@@ -552,7 +449,7 @@ def scenario_precision(ctx: Context, workers: int = 2) -> dict[str, Any]:
                 ctx.log("  precision: creation overran the first due time")
             wait_for(lambda: settled_count() >= n, span + 60)
             rows = execution_rows()
-            lateness = [_ts(r["started_at"]) - _ts(r["scheduled_for"]) for r in rows]
+            lateness = [ts(r["started_at"]) - ts(r["scheduled_for"]) for r in rows]
             result: dict[str, Any] = {
                 "rep": rep + 1,
                 "n": n,
@@ -670,7 +567,7 @@ def scenario_precision_load(ctx: Context, workers: int = 2) -> dict[str, Any]:
                     "scheduled_for", "started_at"
                 )
             )
-            lateness = [_ts(r["started_at"]) - _ts(r["scheduled_for"]) for r in rows]
+            lateness = [ts(r["started_at"]) - ts(r["scheduled_for"]) for r in rows]
             requests = sum(c.requests for c in clients)
             errors = [e for c in clients for e in c.errors]
             result: dict[str, Any] = {
@@ -727,7 +624,7 @@ def scenario_drift(ctx: Context, workers: int = 2) -> dict[str, Any]:
     finally:
         stack.stop_all()
     ks = [r["grid_index"] for r in rows]
-    lateness = [_ts(r["started_at"]) - _ts(r["scheduled_for"]) for r in rows]
+    lateness = [ts(r["started_at"]) - ts(r["scheduled_for"]) for r in rows]
     half = len(lateness) // 2
     result: dict[str, Any] = {
         "occurrences": count,
@@ -949,8 +846,16 @@ def scenario_metrics(ctx: Context) -> dict[str, Any]:
                 )
             finally:
                 stack.stop_all()
+    counted: dict[str, Any] | None = None
+    if ctx.profile.metrics_instructions and instructions.available():
+        small, large = ctx.profile.metrics_instructions
+        ctx.log(f"metrics: instructions per operation under callgrind ({small} and {large} operations)")
+        counted = instructions.measure(ctx.env, ctx.work_dir, small=small, large=large)
+        for kind, sides in counted["per_operation"].items():
+            ctx.log(f"metrics instructions {kind:6}: {sides['cost_percent']:+.2f} %")
     return {
         "runs": runs,
+        "instructions": counted,
         "connections": METRICS_CONNECTIONS,
         "batch_orders": n,
         "batch_workers": 2,

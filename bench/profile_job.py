@@ -28,13 +28,13 @@ def main() -> None:
     from django.utils import timezone
     from rq import SimpleWorker
 
-    from bench import harness
+    from bench import data, harness
     from orders import engine, events, jobqueue, jobs
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     ctx = harness.Context(profile=harness.QUICK, env=env, work_dir=WORK_DIR)
-    harness.reset_orders()
-    due = harness.next_whole_second(timezone.now() + timedelta(seconds=1 + n * 0.01))
+    data.reset_orders()
+    due = data.next_whole_second(timezone.now() + timedelta(seconds=1 + n * 0.01))
     harness.create_one_time_orders(ctx, [due] * n, "profile")
 
     capture = CaptureQueriesContext(connection)
@@ -73,7 +73,7 @@ def main() -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         worker.work(burst=True, logging_level="WARNING")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    settled = harness.settled_count()
+    settled = data.settled_count()
     result: dict[str, Any] = {
         "orders": n,
         "settled": settled,
@@ -95,7 +95,7 @@ def main() -> None:
             f"SQL {phase['sql']:4.1f}  calls {phase['calls']}"
         )
     (WORK_DIR / "profile_job.json").write_text(json.dumps(result, indent=1))
-    harness.reset_orders()
+    data.reset_orders()
 
 
 if __name__ == "__main__":

@@ -586,7 +586,42 @@ def metrics_target(scenario: dict[str, Any], *, cpu: bool = False) -> tuple[str,
     return f"worst: {worst['figure']} {worst['cost'] * 100:+.1f} %", all(c["cost"] < 0.05 for c in figures)
 
 
+def metrics_instruction_rows(scenario: dict[str, Any]) -> list[list[str]]:
+    counted = scenario.get("instructions") or {}
+    names = {"create": "POST /api/orders", "list": "GET /api/orders (50 orders)", "job": "one order run by a worker"}
+    return [
+        [
+            names.get(kind, kind),
+            f"{sides['on'] / 1e6:.2f} M",
+            f"{sides['off'] / 1e6:.2f} M",
+            f"{sides['cost_percent']:+.2f} %",
+        ]
+        for kind, sides in counted.get("per_operation", {}).items()
+    ]
+
+
+def metrics_instruction_target(scenario: dict[str, Any]) -> tuple[str, bool | None]:
+    """The worst instruction cost of the metrics, and whether every one is under 5 %."""
+    per_op = (scenario.get("instructions") or {}).get("per_operation") or {}
+    if not per_op:
+        return "not measured (valgrind missing or profile without it)", None
+    kind, sides = max(per_op.items(), key=lambda item: item[1]["cost_percent"])
+    return f"worst: {kind} {sides['cost_percent']:+.2f} %", all(s["cost_percent"] < 5 for s in per_op.values())
+
+
 def metrics_section(scenario: dict[str, Any]) -> str:
+    counted = scenario.get("instructions")
+    instruction_lines = []
+    if counted:
+        instruction_lines = [
+            f"CPU instructions per operation, counted by valgrind's callgrind (bench/instructions.py: each "
+            f"process run with {counted['small']} and {counted['large']} operations, the difference divided by "
+            f"{counted['large'] - counted['small']}). Unlike the timings above, these counts do not move with "
+            "the machine's other load.",
+            "",
+            _table(["operation", "metrics on", "metrics off", "cost"], metrics_instruction_rows(scenario)),
+            "",
+        ]
     rows = [
         [c["figure"], _num(c["on"], 2), _num(c["off"], 2), f"{c['cost'] * 100:+.1f} %"] for c in metrics_cost(scenario)
     ]
@@ -601,6 +636,7 @@ def metrics_section(scenario: dict[str, Any]) -> str:
             "",
             _table(["figure", "metrics on", "metrics off", "cost"], rows),
             "",
+            *instruction_lines,
             f"One scrape of `/metrics` took {_num(median(scrape), 1) if scrape else 'n/a'} ms (median) with "
             f"{scenario.get('scrape_orders', 0)} orders in the database.",
             "",
@@ -694,6 +730,7 @@ def _targets(results: dict[str, Any]) -> str:
     if metrics:
         add("metrics on vs off: API and batch throughput within 5 %", *metrics_target(metrics))
         add("metrics on vs off: CPU per request and per execution within 5 %", *metrics_target(metrics, cpu=True))
+        add("metrics on vs off: CPU instructions per operation within 5 %", *metrics_instruction_target(metrics))
     calendar = results.get("calendar")
     if calendar:
         per_100k = calendar["reconcile_seconds"] * 100_000 / max(1, calendar["orders"])

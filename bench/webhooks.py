@@ -52,17 +52,17 @@ class _Receiver:
 
 
 def _one_batch(ctx: Any, receiver: _Receiver, n: int, rep: int) -> dict[str, Any]:
-    from bench import harness
+    from bench import data
     from orders import services
     from webhooks.services import signing_secret_rotate
 
     for _attempt in range(3):
-        harness.reset_orders()
+        data.reset_orders()
         lead = 2.0 + n * ctx.create_cost_s * 1.5
-        due = harness.next_whole_second(timezone.now() + timedelta(seconds=lead))
+        due = data.next_whole_second(timezone.now() + timedelta(seconds=lead))
         per_user = max(1, settings.ORDER_MAX_ACTIVE_PER_USER // 2)
         if len(ctx.users) < math.ceil(n / per_user):
-            ctx.users = harness.bench_users(math.ceil(n / per_user))
+            ctx.users = data.bench_users(math.ceil(n / per_user))
         for user in ctx.users:
             # The users outlive a run, their secrets' encryption key (this run's SECRET_KEY) does not.
             signing_secret_rotate(user_id=user.pk)
@@ -88,12 +88,12 @@ def _one_batch(ctx: Any, receiver: _Receiver, n: int, rep: int) -> dict[str, Any
         ctx.log(f"  creating {n} webhook orders overran the due time; retrying with a longer lead")
     else:
         raise RuntimeError("could not create the webhook batch before its due time")
-    harness.wait_for(lambda: harness.settled_count() >= n, 60 + (due - timezone.now()).total_seconds())
-    rows = harness.execution_rows()
-    result = harness._summary(
+    data.wait_for(lambda: data.settled_count() >= n, 60 + (due - timezone.now()).total_seconds())
+    rows = data.execution_rows()
+    result = data.summary(
         due.timestamp(),
-        [harness._ts(r["started_at"]) for r in rows],
-        [harness._ts(r["finished_at"]) for r in rows if r["status"] == "succeeded"],
+        [data.ts(r["started_at"]) for r in rows],
+        [data.ts(r["finished_at"]) for r in rows if r["status"] == "succeeded"],
         n,
     )
     from orders.models import Execution
@@ -135,7 +135,7 @@ def scenario_webhooks(ctx: Any) -> dict[str, Any]:
     finally:
         stack.stop_all()
         receiver.stop()
-    from bench import harness
+    from bench import data
 
-    harness.reset_orders()
+    data.reset_orders()
     return {"orders": n, "workers": WORKERS, "receiver_delay_s": RECEIVER_DELAY_S, "runs": runs}

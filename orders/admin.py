@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
@@ -77,8 +78,29 @@ def _for_each(
         modeladmin.message_user(request, f"{done} {succeeded} order(s).", messages.SUCCESS)
 
 
+# The definition fields the admin may change, through services.order_update like the pages and the API.
+ADMIN_EDITABLE_FIELDS = ("overlap_policy", "pause_after_failures")
+
+
+class OrderAdminForm(forms.ModelForm[Order]):
+    class Meta:
+        model = Order
+        fields = ADMIN_EDITABLE_FIELDS
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        changes = {name: data[name] for name in ADMIN_EDITABLE_FIELDS if name in data}
+        # The service's rules (pause_after_failures at least 1, ...), beside the fields they concern.
+        for name, problems in services.order_definition_errors(changes=changes, order=self.instance).items():
+            if name in ADMIN_EDITABLE_FIELDS:
+                for problem in problems:
+                    self.add_error(name, problem)
+        return data
+
+
 @admin.register(Order)
 class OrderAdmin(OrderAdminBase):
+    form = OrderAdminForm
     change_list_template = "admin/orders/order/change_list.html"
     list_display = (
         "id",
@@ -97,6 +119,7 @@ class OrderAdmin(OrderAdminBase):
         "status",
         "is_recurring",
         "misfire_policy",
+        "overlap_policy",
         "last_result",
         ("user", admin.RelatedOnlyFieldListFilter),
     )
@@ -107,8 +130,8 @@ class OrderAdmin(OrderAdminBase):
     list_per_page = 50
     inlines = (ExecutionInline,)
     actions = ("pause_orders", "resume_orders", "run_orders_now", "retry_orders", "reconcile_redis")
-    # Definition changes go through the pages or the API (order_update keeps the schedule consistent);
-    # here every field is shown but read-only.
+    # Schedule changes go through the pages or the API (order_update keeps the schedule consistent);
+    # here every field is shown read-only but the policies (ADMIN_EDITABLE_FIELDS, saved by order_update).
     readonly_fields = (
         "user",
         "order_name",
@@ -126,6 +149,7 @@ class OrderAdmin(OrderAdminBase):
         "misfire_policy",
         "target_url",
         "payload",
+        "consecutive_failures",
         "job_id",
         "schedule_version",
         "next_grid_index",
@@ -157,6 +181,7 @@ class OrderAdmin(OrderAdminBase):
                 )
             },
         ),
+        ("Overlaps and failures", {"fields": ("overlap_policy", "pause_after_failures", "consecutive_failures")}),
         ("Webhook", {"fields": ("target_url", "payload")}),
         (
             "Engine state",
@@ -190,6 +215,12 @@ class OrderAdmin(OrderAdminBase):
 
     def delete_model(self, request: HttpRequest, obj: Order) -> None:
         services.order_delete(order=obj)
+
+    def save_model(self, request: HttpRequest, obj: Order, form: Any, change: bool) -> None:
+        # Never obj.save(): the service re-reads the row under its lock and applies only the changes.
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in ADMIN_EDITABLE_FIELDS}
+        if changes:
+            services.order_update(order=obj, changes=changes)
 
     @admin.display(description="Schedule")
     def schedule_summary(self, order: Order) -> str:

@@ -53,10 +53,16 @@ from orders.models import (
     MisfirePolicy,
     Order,
     OrderStatus,
+    OverlapPolicy,
 )
 from orders.notifications import Notice, deliver, notify_occurrence_failed
 from orders.recurrence import ScheduleOverflow, first_index_due_after, is_misfire, occurrence_due
-from orders.status import settle_status_and_notify
+from orders.status import (
+    POLICY_FIELDS,
+    count_outcome_and_notify,
+    count_success_and_notify,
+    settle_status_and_notify,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,9 @@ OVERLAP_POSTPONE_SECONDS = 1.0
 RECHECK_SECONDS = 0.005
 # Skipped occurrences recorded one by one per catch-up (the rest are summarised in the log).
 MAX_SKIPPED_ROWS = 1000
+# Why a slot was skipped, shown in the history.
+MISFIRE_SKIP_REASON = "missed: it fell due while the service was down or the order paused"
+OVERLAP_SKIP_REASON = "the previous run (#{occurrence}) was still running"
 
 
 @dataclass
@@ -101,8 +110,8 @@ def _context(order: Order, execution: Execution) -> ExecutionContext:
     )
 
 
-def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
-    """Record grid slots first..stop-1 as skipped (they do not count as executions)."""
+def _record_skipped(order: Order, first: int, stop: int, now: datetime, *, reason: str = MISFIRE_SKIP_REASON) -> None:
+    """Record grid slots first..stop-1 as skipped, for `reason` (they do not count as executions)."""
     grid = order.grid
     rows = []
     for k in range(first, min(stop, first + MAX_SKIPPED_ROWS)):
@@ -117,6 +126,7 @@ def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
                 scheduled_for=occurrence_due(grid, k),
                 status=ExecutionStatus.SKIPPED,
                 finished_at=now,
+                skip_reason=reason[:200],
             )
         )
     Execution.objects.bulk_create(rows)
@@ -130,6 +140,7 @@ def _record_skipped(order: Order, first: int, stop: int, now: datetime) -> None:
         grid_from=first,
         grid_to=stop - 1,
         count=stop - first,
+        reason=reason,
     )
 
 
@@ -146,14 +157,27 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
     if now < due:
         postpone_occurrence(order, (due - now).total_seconds())
         return None
-    if Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists():
-        # Two runs of one order never overlap: wait for the one in progress.
+    # The order's overlap policy decides what a run still going means ("allow": nothing).
+    running = (
+        None
+        if order.overlap_policy == OverlapPolicy.ALLOW
+        else Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING)
+        .values_list("occurrence", flat=True)
+        .first()
+    )
+    if running is not None and order.overlap_policy == OverlapPolicy.WAIT:
+        # Wait for the one in progress.
         postpone_occurrence(order, OVERLAP_POSTPONE_SECONDS)
         return None
 
     run_this = True
     next_index = grid_index + 1
-    if is_misfire(grid, grid_index, now, settings.ORDER_MISFIRE_GRACE_SECONDS):
+    if running is not None:
+        # "skip": this slot, and any after it already due, fell inside the run in progress.
+        run_this = False
+        next_index = first_index_due_after(grid, now, from_index=grid_index + 1)
+        _record_skipped(order, grid_index, next_index, now, reason=OVERLAP_SKIP_REASON.format(occurrence=running))
+    elif is_misfire(grid, grid_index, now, settings.ORDER_MISFIRE_GRACE_SECONDS):
         ahead = first_index_due_after(grid, now, from_index=grid_index + 1)
         if order.misfire_policy == MisfirePolicy.SKIP:
             run_this = False
@@ -244,7 +268,11 @@ def execution_take(*, execution_id: int, attempt: int) -> Taken | None:
     if execution.attempts != attempt - 1 or order.status == OrderStatus.PAUSED:
         return None
     now = timezone.now()
-    if Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists():
+    # A manual run or a retry is never skipped: under "skip" too it waits for the run in progress.
+    if (
+        order.overlap_policy != OverlapPolicy.ALLOW
+        and Execution.objects.filter(order=order, status=ExecutionStatus.RUNNING).exists()
+    ):
         schedule_execution_job(execution, due=now + timedelta(seconds=OVERLAP_POSTPONE_SECONDS))
         execution.save(update_fields=["job_id"])
         return None
@@ -311,8 +339,9 @@ def execution_finish(
     )
     execution.save()
     settle_status_and_notify(order)
-    order.save(update_fields=["status", "last_result", "next_run_at", "updated_at"])
-    if execution.status == ExecutionStatus.FAILED and order.status != OrderStatus.FAILED:
+    paused = count_outcome_and_notify(order, execution)
+    order.save(update_fields=[*POLICY_FIELDS, "last_result", "next_run_at", "updated_at"])
+    if execution.status == ExecutionStatus.FAILED and order.status != OrderStatus.FAILED and not paused:
         notify_occurrence_failed(order, execution.occurrence, execution.error)
     _log_if_finished(order)
 
@@ -668,9 +697,12 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
     notices: list[Notice] = []
     for order in touched.values():
         settle_status_and_notify(order, inflight=inflight[order.pk], notices=notices)
+        count_success_and_notify(order, notices=notices)
         order.updated_at = now
         _log_if_finished(order)
-    sql.bulk_update(list(touched.values()), ["status", "last_result", "next_run_at", "updated_at"])
+    sql.bulk_update(
+        list(touched.values()), ["status", "last_result", "next_run_at", "consecutive_failures", "updated_at"]
+    )
     deliver(notices)
 
 

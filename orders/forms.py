@@ -12,8 +12,9 @@ from django.core.exceptions import ValidationError
 
 from common.forms import add_service_errors, time_zone_field
 from common.timezones import grouped_choices, is_selectable, unknown_zone_message
-from orders.models import MisfirePolicy, Order, OrderStatus, RepeatUnit
+from orders.models import MisfirePolicy, Order, OrderStatus, OverlapPolicy, RepeatUnit
 from orders.recurrence import ScheduleOverflow, resolve_wall_time, zone
+from orders.services.orders import MAX_PAUSE_AFTER_FAILURES
 from orders.webhooks import TARGET_URL_MAX_LENGTH, payload_problem
 
 MAX_INTERVAL = 2_147_483_647
@@ -107,6 +108,21 @@ class OrderForm(forms.Form):
         initial=MisfirePolicy.RUN_ONCE,
         help_text="What happens to runs that fell due while the service was down or the order paused.",
     )
+    overlap_policy = forms.ChoiceField(
+        label="Overlapping runs",
+        choices=OverlapPolicy.choices,
+        initial=OverlapPolicy.WAIT,
+        required=False,
+        help_text="What a run does when it falls due while the previous run of this order is still going.",
+    )
+    pause_after_failures = forms.IntegerField(
+        label="Pause after failures",
+        min_value=1,
+        max_value=MAX_PAUSE_AFTER_FAILURES,
+        required=False,
+        help_text="Optional: pause the order after this many runs in a row failed (after their retries); "
+        "you are notified with the last error. Empty: never.",
+    )
     target_url = forms.CharField(
         label="Webhook URL",
         max_length=TARGET_URL_MAX_LENGTH,
@@ -158,6 +174,9 @@ class OrderForm(forms.Form):
             "unlimited": order.is_recurring and order.max_executions is None,
             "max_executions": order.max_executions,
             "misfire_policy": order.misfire_policy,
+            "overlap_policy": order.overlap_policy,
+            # "" rather than None: what the empty input sends back (tests post initial data as it is).
+            "pause_after_failures": "" if order.pause_after_failures is None else order.pause_after_failures,
             "target_url": order.target_url,
             "payload": json.dumps(order.payload, indent=2, ensure_ascii=False) if order.payload is not None else "",
         }
@@ -238,6 +257,11 @@ class OrderForm(forms.Form):
             "max_executions": None if not recurring or data.get("unlimited") else data.get("max_executions"),
             "misfire_policy": data["misfire_policy"],
         }
+        # A browser always sends both; a scripted post that leaves one out keeps the order's (or the default).
+        if "overlap_policy" in self.data:
+            changes["overlap_policy"] = data.get("overlap_policy") or OverlapPolicy.WAIT
+        if "pause_after_failures" in self.data:
+            changes["pause_after_failures"] = data.get("pause_after_failures")
         # Sent only when changed, so that saving an unrelated edit does not re-check the target's DNS.
         for name in ("target_url", "payload"):
             current = getattr(self.order, name) if self.order is not None else None
@@ -253,6 +277,10 @@ class OrderForm(forms.Form):
         changes: dict[str, Any] = {
             name: data[name] for name in ("order_name", "time_zone", "misfire_policy") if name in data
         }
+        if data.get("overlap_policy"):
+            changes["overlap_policy"] = data["overlap_policy"]
+        if "pause_after_failures" in data and "pause_after_failures" in self.data:
+            changes["pause_after_failures"] = data["pause_after_failures"]
         if "kind" in data:
             recurring = data["kind"] == RECURRING
             changes["is_recurring"] = recurring

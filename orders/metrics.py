@@ -7,11 +7,11 @@ mode needs one shared directory on one host. So:
 
 - Counters and histograms (executions by outcome, start lateness, repairs, HTTP requests) are added
   to a small in-process buffer and written to one Redis hash (HINCRBYFLOAT, one pipeline) by a
-  background thread every FLUSH_SECONDS, after a repair pass, at exit, and at the end of each RQ
+  background thread every METRICS_FLUSH_SECONDS (1 s), after a repair pass, at exit, and at the end of each RQ
   job run in a forked work horse (which ends with os._exit).
   The totals in Redis are shared by all processes and survive their restarts; recording costs a
   few dict updates, never a round trip on the request or execution path. A process killed with
-  SIGKILL loses at most its last FLUSH_SECONDS of counts; a flush that fails (Redis down) keeps the
+  SIGKILL loses at most its last METRICS_FLUSH_SECONDS of counts; a flush that fails (Redis down) keeps the
   counts in the buffer for the next one. `conn.flushdb()` (a Redis loss) resets them, which
   Prometheus reads as a counter reset.
 - Engine counts are added only when the database transaction that recorded the outcome commits
@@ -58,7 +58,6 @@ from orders.models import ACTIVE_ORDER_STATUSES, Execution, ExecutionStatus, Ord
 logger = logging.getLogger(__name__)
 
 REDIS_KEY = "metrics:v1"
-FLUSH_SECONDS = 1.0
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a cache key on every count
@@ -274,7 +273,7 @@ def discard_pending() -> None:
 
 def _flush_loop() -> None:
     while True:
-        time.sleep(FLUSH_SECONDS)
+        time.sleep(settings.METRICS_FLUSH_SECONDS)
         flush()
 
 

@@ -31,6 +31,12 @@ class MisfirePolicy(models.TextChoices):
     RUN_ALL = "run_all", "Run every missed run"
 
 
+class OverlapPolicy(models.TextChoices):
+    WAIT = "wait", "Wait for the previous run to finish"
+    SKIP = "skip", "Skip the run (recorded as skipped)"
+    ALLOW = "allow", "Run alongside the previous run"
+
+
 # An order with a job to wait for: scheduled, or running one of its executions.
 ACTIVE_ORDER_STATUSES = (OrderStatus.SCHEDULED, OrderStatus.RUNNING)
 # An order that has stopped for good (until an edit, a run-now or a retry brings it back).
@@ -58,6 +64,13 @@ class Order(models.Model):
     max_executions = models.PositiveIntegerField(null=True, blank=True)
     executions_count = models.PositiveIntegerField(default=0)
     misfire_policy = models.CharField(max_length=8, choices=MisfirePolicy.choices, default=MisfirePolicy.RUN_ONCE)
+    # What an occurrence does when it falls due while a run of the same order is still going.
+    # db_default too: raw INSERTs that name their columns (bench/floor.py) need not know this one.
+    overlap_policy = models.CharField(
+        max_length=8, choices=OverlapPolicy.choices, default=OverlapPolicy.WAIT, db_default=OverlapPolicy.WAIT
+    )
+    # Pause the order by itself after this many executions in a row failed for good; NULL = never.
+    pause_after_failures = models.PositiveIntegerField(null=True, blank=True)
     # The owner's endpoint (docs/WEBHOOKS.md): each execution POSTs a signed message there; "" = none,
     # the execution is simulated as before. Checked by the URL policy at create/update and delivery.
     target_url = models.CharField(max_length=2000, blank=True, default="")
@@ -77,6 +90,8 @@ class Order(models.Model):
     occurrence_seq = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_result = models.CharField(max_length=16, blank=True, default="")
+    # Executions in a row (in the order they finished) that failed for good; a success resets it.
+    consecutive_failures = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     # sha256 (hex) of the client's Idempotency-Key for the create, stored in the create's own
     # transaction: a retry of a create whose answer was lost (a 503 while the commit's acknowledgement
     # was on the wire) finds the order instead of making a second. NULL when none was given: a unique
@@ -181,6 +196,8 @@ class Execution(models.Model):
     status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, default="")
+    # Why a skipped occurrence did not run (a misfire, or the previous run still going); "" otherwise.
+    skip_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     # One entry per attempt: {"attempt", "started_at", "finished_at", "status", "error"}.
     attempt_history = models.JSONField(default=list, blank=True)
     result_ref = models.CharField(max_length=128, blank=True, default="")
@@ -223,6 +240,8 @@ class Notification(models.Model):
     class Kind(models.TextChoices):
         COMPLETED = "completed"
         FAILED = "failed"
+        PAUSED = "paused"
+        RECOVERED = "recovered"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -1,4 +1,5 @@
-"""In-app notifications and emails for the two moments an owner must hear about."""
+"""In-app notifications and emails for the moments an owner must hear about: an order finished, a run
+failed for good, an order paused itself after failures, and an order that was failing succeeded again."""
 
 from __future__ import annotations
 
@@ -94,4 +95,23 @@ def notify_occurrence_failed(order: Order, occurrence: int, error: str) -> None:
         Notification.Kind.FAILED,
         f"Order \u201c{order.order_name}\u201d: run #{occurrence} failed for good: {error[:200]}",
         None,
+    )
+
+
+def notify_order_auto_paused(order: Order, *, failures: int, error: str, notices: list[Notice] | None = None) -> None:
+    _notify(
+        order,
+        Notification.Kind.PAUSED,
+        f"Order \u201c{order.order_name}\u201d paused after {failures} failed run(s) in a row; "
+        f"resume it when fixed. Last error: {error[:200]}",
+        notices,
+    )
+
+
+def notify_order_recovered(order: Order, *, failures: int, notices: list[Notice] | None = None) -> None:
+    _notify(
+        order,
+        Notification.Kind.RECOVERED,
+        f"Order \u201c{order.order_name}\u201d recovered: succeeded again after {failures} failed occurrence(s).",
+        notices,
     )

@@ -283,6 +283,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Every process counts executions, repairs and HTTP requests into Redis (orders/metrics.py); false
 # records nothing (the gauges read at scrape time still work).
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# How often each process writes its buffered counts to Redis (what a SIGKILL can lose at most).
+METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=1.0)
 # --- Webhooks -----------------------------------------------------------------------------------
 # Orders with a target URL POST a signed JSON message there (docs/WEBHOOKS.md).
 # Total time for one delivery (resolution, connection, request, answer), and for the connection alone.

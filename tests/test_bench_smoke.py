@@ -121,7 +121,7 @@ def test_the_metrics_cost_is_the_median_on_side_against_the_median_off_side() ->
     def run(part: str, mode: str, **figures: Any) -> dict[str, Any]:
         return {"part": part, "mode": mode, "rep": 1, **figures}
 
-    scenario = {
+    scenario: dict[str, Any] = {
         "connections": 16,
         "batch_orders": 10,
         "batch_workers": 2,
@@ -147,6 +147,23 @@ def test_the_metrics_cost_is_the_median_on_side_against_the_median_off_side() ->
     section = report.metrics_section(scenario)
     assert "| create req/s | 95.00 | 100.00 | +5.0 % |" in section
     assert "took 12.0 ms" in section
+    assert report.metrics_instruction_target(scenario)[1] is None and "callgrind" not in section
+
+    # Instruction counts (bench/instructions.py): the worst operation decides, and 5 % is not under 5 %.
+    scenario["instructions"] = {
+        "small": 10,
+        "large": 40,
+        "per_operation": {
+            "create": {"on": 9.5e6, "off": 9.4e6, "cost_percent": 1.06},
+            "job": {"on": 2.1e6, "off": 2.0e6, "cost_percent": 5.0},
+        },
+    }
+    assert report.metrics_instruction_target(scenario) == ("worst: job +5.00 %", False)
+    scenario["instructions"]["per_operation"]["job"]["cost_percent"] = 4.99
+    assert report.metrics_instruction_target(scenario) == ("worst: job +4.99 %", True)
+    section = report.metrics_section(scenario)
+    assert "| POST /api/orders | 9.50 M | 9.40 M | +1.06 % |" in section
+    assert "with 10 and 40 operations, the difference divided by 30" in section
 
 
 def test_bench_calendar_reconciles_cron_orders_at_their_cursors(tmp_path: Path) -> None:
@@ -158,3 +175,32 @@ def test_bench_calendar_reconciles_cron_orders_at_their_cursors(tmp_path: Path) 
     assert result["next_occurrence"]["with_cursor"]["samples"] == 20
     text = report._calendar_section(result)
     assert "next occurrence from the order's cursor" in text and "`*/5 * * * * (Europe/Berlin)`" in text
+
+
+def test_the_instruction_probes_run_each_counted_operation(tmp_path: Path) -> None:
+    """bench/instructions.py's counted processes, run without valgrind: the API probe answers every
+    request as expected (it exits non-zero otherwise), and the burst worker runs every prepared order."""
+    import subprocess
+    import sys
+
+    from bench import instructions
+    from bench.stack import procfile_commands
+    from orders.models import Execution
+
+    env = {**_context(tmp_path).env, "METRICS_ENABLED": "true"}
+    for kind in ("list", "create"):  # each probe starts by deleting every order
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.instructions", "probe", kind, "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    # The create probe's 2 requests and its 3 warm-up requests, each an order.
+    assert Order.objects.filter(order_name__startswith="probe ").count() == 5
+    instructions._prepare_jobs(3)
+    subprocess.run([*procfile_commands(env)["worker"], "--burst"], env=env, timeout=120, check=True)
+    instructions._settled(3)
+    assert Execution.objects.filter(status="succeeded").count() == 3

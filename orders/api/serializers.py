@@ -14,9 +14,10 @@ from rest_framework.fields import empty
 from common.timezones import is_selectable, is_valid_time_zone, unknown_zone_message
 from orders.api.representation import ORDER_JSON_FIELDS
 from orders.calendar_rules import CronError, parse_cron
-from orders.models import Execution, MisfirePolicy, Notification, Order, OrderStatus, RepeatUnit
+from orders.models import Execution, MisfirePolicy, Notification, Order, OrderStatus, OverlapPolicy, RepeatUnit
 from orders.recurrence import zone
 from orders.selectors import ORDERINGS
+from orders.services.orders import MAX_PAUSE_AFTER_FAILURES
 from orders.webhooks import TARGET_URL_MAX_LENGTH, payload_problem
 
 MAX_INTERVAL = 2_147_483_647
@@ -101,6 +102,10 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
         help_text="The 5-field cron expression of a cron order (minute hour day-of-month month day-of-week), "
         "in time_zone; null otherwise.",
     )
+    consecutive_failures = serializers.IntegerField(
+        read_only=True,
+        help_text="Executions in a row that failed for good (after their retries); a success resets it.",
+    )
     schedule_description = serializers.CharField(
         read_only=True,
         help_text="The schedule in plain English, e.g. 'At 09:30, Monday through Friday (Europe/Berlin)'.",
@@ -155,6 +160,20 @@ class OrderWriteSerializer(serializers.Serializer[Any]):
     max_executions = serializers.IntegerField(min_value=1, max_value=MAX_EXECUTIONS, required=False, allow_null=True)
     time_zone = StrictCharField(max_length=64, required=False)
     misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False)
+    overlap_policy = serializers.ChoiceField(
+        choices=OverlapPolicy.choices,
+        required=False,
+        help_text="When an occurrence falls due while a run of this order is still going: wait for it (default), "
+        "skip the occurrence (recorded as skipped, with the reason), or allow the runs to overlap.",
+    )
+    pause_after_failures = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_PAUSE_AFTER_FAILURES,
+        required=False,
+        allow_null=True,
+        help_text="Pause the order by itself after this many executions in a row failed for good (after their "
+        "retries); the owner is notified with the last error, and resume works as usual. null: never.",
+    )
     cron = StrictCharField(
         required=False,
         allow_null=True,
@@ -271,6 +290,7 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
             "error",
             "attempt_history",
             "result_ref",
+            "skip_reason",
             "delivery",
         ]
         read_only_fields = fields

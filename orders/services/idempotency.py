@@ -12,12 +12,13 @@ from collections.abc import Callable
 from datetime import UTC
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from accounts.models import User
 from common.errors import IdempotencyConflict
+from common.transactions import atomic_with_retry
 from orders.events import log_event
-from orders.models import Execution, Order
+from orders.models import Execution, Order, OverlapPolicy
 from orders.repair import requeue_execution, reschedule_orders
 from orders.services.orders import OrderDefinition, lock_order, order_create
 from orders.services.runs import order_retry, order_run_now
@@ -63,6 +64,10 @@ def _fingerprint(definition: OrderDefinition) -> str:
         data["cron"] = definition.cron
     if definition.end_at is not None:
         data["end_at"] = definition.end_at.astimezone(UTC).isoformat()
+    if definition.overlap_policy != OverlapPolicy.WAIT:
+        data["overlap_policy"] = definition.overlap_policy
+    if definition.pause_after_failures is not None:
+        data["pause_after_failures"] = definition.pause_after_failures
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -153,13 +158,18 @@ def _execution_once(
     """Attempts with one key take turns on the order's row lock, and each looks for the key only
     once it holds the lock, so a repeat finds what the first attempt committed (READ COMMITTED: a
     new statement sees it)."""
-    digest = idempotency_key_digest(idempotency_key)
-    with transaction.atomic():
-        order = lock_order(order)
-        existing = order.executions.filter(**{field: digest}).first()
-        if existing is None:
-            return act(order, digest), False
-        _replay_execution(order, existing, event)
+    return _locked_execution_once(order, idempotency_key_digest(idempotency_key), field=field, act=act, event=event)
+
+
+@atomic_with_retry
+def _locked_execution_once(
+    order: Order, digest: str, *, field: str, act: Callable[[Order, str], Execution], event: str
+) -> tuple[Execution, bool]:
+    order = lock_order(order)
+    existing = order.executions.filter(**{field: digest}).first()
+    if existing is None:
+        return act(order, digest), False
+    _replay_execution(order, existing, event)
     return existing, True
 
 

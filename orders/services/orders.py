@@ -15,13 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
 from common import tracing
 from common.timezones import is_valid_time_zone
+from common.transactions import atomic_with_retry
 from orders import sql
 from orders.calendar_rules import cron_problems, normalize_cron
 from orders.dispatch import cancel_job_after_commit, schedule_execution_job, schedule_next_occurrence
@@ -34,13 +34,16 @@ from orders.models import (
     MisfirePolicy,
     Order,
     OrderStatus,
+    OverlapPolicy,
     RepeatUnit,
 )
 from orders.recurrence import Grid, ScheduleOverflow, first_index_due_at_or_after, interval_seconds, occurrence_due
-from orders.status import settle_status_and_notify
+from orders.status import POLICY_FIELDS, pause_and_cancel_job, settle_status_and_notify
 from orders.webhooks import webhook_field_errors
 
 logger = logging.getLogger(__name__)
+
+MAX_PAUSE_AFTER_FAILURES = 1000
 
 
 @dataclass
@@ -62,6 +65,12 @@ class OrderDefinition:
     # The webhook (docs/WEBHOOKS.md): "" = none; a JSON object of at most 16 kB or None.
     target_url: str = ""
     payload: dict[str, Any] | None = None
+
+    # Failure and overlap policies (README, schedule semantics): pause by itself after this many
+    # executions in a row failed for good (None = never); what an occurrence due while a run of the
+    # order is still going does.
+    pause_after_failures: int | None = None
+    overlap_policy: str = OverlapPolicy.WAIT
 
     def grid(self) -> Grid:
         """The grid this definition describes (what validation checks)."""
@@ -101,6 +110,13 @@ def validate_definition(
 
     if definition.misfire_policy not in MisfirePolicy.values:
         add("misfire_policy", f"Choose one of: {', '.join(MisfirePolicy.values)}.")
+    if definition.overlap_policy not in OverlapPolicy.values:
+        add("overlap_policy", f"Choose one of: {', '.join(OverlapPolicy.values)}.")
+    limit = definition.pause_after_failures
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        add("pause_after_failures", "A whole number, or empty for never.")
+    elif limit is not None and not 1 <= limit <= MAX_PAUSE_AFTER_FAILURES:
+        add("pause_after_failures", f"Between 1 and {MAX_PAUSE_AFTER_FAILURES}, or empty for never.")
 
     st = definition.schedule_time
     if st is None:
@@ -259,7 +275,7 @@ def lock_order(order: Order) -> Order:
     return locked
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_create(
     *,
     user: User,
@@ -289,6 +305,8 @@ def order_create(
         cron=definition.cron if definition.is_recurring else None,
         end_at=definition.end_at if definition.is_recurring else None,
         misfire_policy=definition.misfire_policy,
+        overlap_policy=definition.overlap_policy,
+        pause_after_failures=definition.pause_after_failures,
         target_url=definition.target_url,
         payload=definition.payload,
         execution_limit=definition.max_executions if definition.is_recurring else 1,
@@ -373,10 +391,12 @@ def order_definition(order: Order) -> OrderDefinition:
         end_at=order.end_at,
         target_url=order.target_url,
         payload=order.payload,
+        pause_after_failures=order.pause_after_failures,
+        overlap_policy=order.overlap_policy,
     )
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     """Apply a partial change. Converting is an update of is_recurring (with the fields it needs)."""
     # Before the lock: checking a new target resolves its host name.
@@ -441,23 +461,20 @@ def order_update(*, order: Order, changes: dict[str, Any]) -> Order:
     return order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_pause(*, order: Order) -> Order:
     order = lock_order(order)
     if order.status == OrderStatus.PAUSED:
         return order
     if order.status not in ACTIVE_ORDER_STATUSES:
         raise ValidationError({"status": [f"A {order.status} order cannot be paused."]})
-    order.schedule_version += 1
-    cancel_job_after_commit(order.job_id)
-    order.job_id = ""
-    order.status = OrderStatus.PAUSED
-    order.save(update_fields=["schedule_version", "job_id", "status", "updated_at"])
+    pause_and_cancel_job(order)
+    order.save(update_fields=[*POLICY_FIELDS, "updated_at"])
     log_event("paused", order_id=order.pk, user_id=order.user_id, status=order.status)
     return order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_resume(*, order: Order) -> Order:
     order = lock_order(order)
     if order.status != OrderStatus.PAUSED:
@@ -480,7 +497,7 @@ def order_resume(*, order: Order) -> Order:
     return order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_delete(*, order: Order) -> None:
     order = lock_order(order)
     cancel_job_after_commit(order.job_id)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from common import tracing
+from common.transactions import atomic_with_retry
 from orders.dispatch import cancel_job_after_commit, schedule_execution_job
 from orders.events import log_event
 from orders.models import FINISHED_ORDER_STATUSES, Execution, ExecutionKind, ExecutionStatus, Order, OrderStatus
 from orders.services.orders import check_active_cap, lock_order
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_run_now(*, order: Order, idempotency_key: str | None = None) -> Execution:
     """An extra execution now. It counts towards max_executions; the grid is not moved.
     `idempotency_key` is the digest order_run_now_once stores with the execution."""
@@ -59,7 +59,7 @@ def order_run_now(*, order: Order, idempotency_key: str | None = None) -> Execut
     return execution
 
 
-@transaction.atomic
+@atomic_with_retry
 def order_retry(*, order: Order, retry_key: str | None = None) -> Execution:
     """Re-run the most recent occurrence that failed for good (one more attempt). `retry_key` is the
     digest order_retry_once stores with the execution."""

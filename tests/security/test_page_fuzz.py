@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 FIELDS = [
     "page", "status", "kind", "type", "q", "search", "ordering", "sort", "is_recurring", "next",
     "order_name", "schedule_time", "time_zone", "repeat_interval", "repeat_unit", "unlimited",
-    "max_executions", "misfire_policy", "count",
+    "max_executions", "misfire_policy", "count", "overlap_policy", "pause_after_failures",
 ]  # fmt: skip
 # Any text a browser can send (no lone surrogates, which cannot be encoded), plus the nasty classics.
 TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40) | st.sampled_from(

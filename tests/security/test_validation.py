@@ -71,6 +71,14 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("time_zone", "../../etc/passwd"),
     ("time_zone", "x" * 10_000),
     ("misfire_policy", "sometimes"),
+    ("overlap_policy", "sometimes"),
+    ("overlap_policy", None),
+    ("pause_after_failures", 0),
+    ("pause_after_failures", -1),
+    ("pause_after_failures", "9" * 30),
+    ("pause_after_failures", 1.5),
+    ("pause_after_failures", True),
+    ("pause_after_failures", {"a": 1}),
 ]
 
 
