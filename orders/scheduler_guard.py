@@ -73,6 +73,7 @@ class SchedulerGuard:
         self._started = False
         self._rebuild_thread: threading.Thread | None = None
         self._rebuild_again = threading.Event()
+        self._force_rebuild = False
 
     def stale_lease(self, holder: str | None) -> str:
         """`holder` if it is a lease this process may take at once: one of a scheduler of this host
@@ -122,8 +123,11 @@ class SchedulerGuard:
         elif result.sentinel != self.sentinel:
             # Written by another scheduler that noticed a loss (and rebuilds), or read for the first time.
             self.sentinel = result.sentinel
-        lost = self._check_run_id() or lost
-        if lost or (result.sentinel is None and candidate):
+        if self._check_run_id():
+            # Another server: a reconcile lease it holds was copied from the old one and says
+            # nothing about a reconcile of this one's data.
+            self.rebuild_soon(force=True)
+        elif lost or (result.sentinel is None and candidate):
             # Also on a first start against an empty Redis: the reconcile at start does the same and
             # the reconcile lease lets only one of them run.
             self.rebuild_soon()
@@ -150,10 +154,11 @@ class SchedulerGuard:
             return True
         return False
 
-    def rebuild_soon(self) -> None:
+    def rebuild_soon(self, *, force: bool = False) -> None:
         """Reconcile in a thread now (or right after the one running): the poll loop keeps moving jobs."""
         if not self.rebuilds:
             return
+        self._force_rebuild = self._force_rebuild or force
         if self._rebuild_thread is not None and self._rebuild_thread.is_alive():
             self._rebuild_again.set()
             return
@@ -164,7 +169,8 @@ class SchedulerGuard:
         try:
             while True:
                 self._rebuild_again.clear()
-                rebuild_schedule()
+                force, self._force_rebuild = self._force_rebuild, False
+                rebuild_schedule(force=force)
                 if not self._rebuild_again.is_set():
                     return
         except Exception:
@@ -180,10 +186,10 @@ class SchedulerGuard:
         self.holding = False
 
 
-def rebuild_schedule() -> repair.ReconcileReport | None:
+def rebuild_schedule(*, force: bool = False) -> repair.ReconcileReport | None:
     """Reconcile now, unless another reconcile started since the loss (it holds the reconcile lease,
-    which a loss of data removes with everything else)."""
-    token = jobqueue.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1))
+    which a loss of data removes with everything else); `force`: whatever the lease says."""
+    token = jobqueue.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1), force=force)
     if token is None:
         return None
     began = time.monotonic()

@@ -150,3 +150,25 @@ def test_orders_due_when_redis_lost_its_data_are_queued_at_once_and_run() -> Non
 def test_a_scheduler_polling_slowly_gets_a_lease_of_at_least_three_intervals() -> None:
     assert SchedulerGuard(rebuilds=False, lease_ms=1500, interval=0.2).lease_ms == 1500
     assert SchedulerGuard(rebuilds=False, lease_ms=1500, interval=2).lease_ms == 6000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_redis_run_id_rebuilds_what_a_lagging_replica_lost_even_under_a_copied_reconcile_lease() -> None:
+    user = make_user()
+    due = datetime.now(UTC) + timedelta(minutes=10)
+    order = services.order_create(
+        user=user, definition=services.OrderDefinition(order_name="placed just before the failover", schedule_time=due)
+    )
+    guard = SchedulerGuard(rebuilds=True)
+    guard.poll()
+    assert guard._rebuild_thread is not None
+    guard._rebuild_thread.join(30)
+    # The new primary lagged: it has the sentinel and the reconcile lease, but not the latest job.
+    jobqueue.cancel(order.job_id)
+    assert jobqueue.connection().exists(jobqueue.RECONCILE_LEASE_KEY)
+    guard.run_id = "the-old-primary"
+    guard._next_run_id_check = 0.0
+    guard.poll()
+    guard._rebuild_thread.join(30)
+    job_id = Order.objects.get(pk=order.pk).job_id
+    assert jobqueue.live_job_ids([job_id]) == {job_id}
