@@ -78,7 +78,7 @@ def _prepare_jobs(n: int) -> None:
         )
     while timezone_now() < due:
         time.sleep(0.05)
-    moved = jobqueue.move_due_jobs(jobqueue.scheduler())
+    moved = jobqueue.move_due_jobs()
     if moved == 0:
         raise RuntimeError("no job fell due")
 

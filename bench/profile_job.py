@@ -67,7 +67,7 @@ def main() -> None:
     wrap(events, "write_event", "order log lines (3 per execution)")
 
     time.sleep(max(0.0, (due - timezone.now()).total_seconds()) + 0.05)
-    jobqueue.move_due_jobs(jobqueue.scheduler())
+    jobqueue.move_due_jobs()
     worker = SimpleWorker([jobqueue.queue()], connection=jobqueue.connection())
     with capture:
         cpu, wall = time.process_time(), time.perf_counter()

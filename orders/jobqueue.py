@@ -129,6 +129,23 @@ def _enqueue_now(job_id: str, func: str, args: tuple[object, ...]) -> None:
     )
 
 
+def _enqueue_now_in(pipe: redis.client.Pipeline, job_id: str, func: str, args: tuple[object, ...]) -> None:
+    """_enqueue_now written into a pipeline: many due jobs (a rebuild after Redis lost its data) reach
+    the queue in one round trip instead of one enqueue each."""
+    q = queue()
+    job = Job.create(
+        func,
+        args=args,
+        connection=connection(),
+        id=job_id,
+        timeout=job_timeout(),
+        result_ttl=RESULT_TTL_SECONDS,
+        failure_ttl=7 * 86400,
+        origin=q.name,
+    )
+    q.enqueue_job(job, pipeline=pipe)
+
+
 def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | None) -> None:
     """Put a job in the queue now (due is None or past) or in rq-scheduler's sorted set."""
     if due is None or due <= datetime.now(UTC):
@@ -159,13 +176,19 @@ def schedule_occurrences(jobs: list[OccurrenceJob]) -> None:
     due ones go to the queue at once."""
     now = datetime.now(UTC)
     pipe = connection().pipeline(transaction=False)
+    # rq's enqueue_job into a pipeline wants it in MULTI mode from the start: a second one.
+    due_pipe = connection().pipeline()
+    due_pipe.multi()
     for p in jobs:
         args = (p.order_id, p.version, p.grid_index)
         if p.due <= now:
-            _enqueue_now(p.job_id, OCCURRENCE_FUNC, args)
+            _enqueue_now_in(due_pipe, p.job_id, OCCURRENCE_FUNC, args)
         else:
             _write_scheduled(pipe, p.job_id, OCCURRENCE_FUNC, args, p.due)
-    pipe.execute()
+    if len(due_pipe):
+        due_pipe.execute()
+    if len(pipe):
+        pipe.execute()
 
 
 def schedule_execution(*, job_id: str, execution_id: int, attempt: int, due: datetime | None) -> None:
@@ -248,14 +271,155 @@ def all_order_job_ids() -> set[str]:
     return {j for j in ids if j.startswith("order-")}
 
 
-def move_due_jobs(sched: Scheduler, *, now: float | None = None) -> int:
-    """rq-scheduler's enqueue_jobs(), comparing the exact instant: move every job whose due time
-    has come into its queue. Returns how many were moved."""
+def move_due_jobs(*, now: float | None = None) -> int:
+    """Move every job due by `now` into its queue, as the scheduler's poll does but outside its lease
+    (tests, benchmarks, tools). Returns how many were moved."""
     moved = 0
-    for job in sched.get_jobs(until=time.time() if now is None else now):
-        sched.enqueue_job(job)
-        moved += 1
-    return moved
+    while True:
+        result = poll_schedule(owner="", lease_ms=0, now=now)
+        moved += result.moved
+        if not result.more_due:
+            return moved
+
+
+# --- the scheduler's poll: its lease, the Redis-loss sentinel and the move, in one round trip ------
+#
+# SCHEDULER_LEASE_KEY holds the id of the one scheduler allowed to move due jobs, for
+# SCHEDULER_LEASE_MS; the holder renews it on every poll (a compare-and-set, so a lease another
+# process holds is never extended or deleted), a standby takes it once it has expired. The move is
+# part of the same script, so no job is moved by a process that does not hold the lease at that
+# instant: two schedulers never both move jobs, whatever their pauses. SENTINEL_KEY is written once
+# and never expires: if it is gone, Redis lost its data (FLUSHALL, a restart without persistence,
+# failover to an empty replica) and the schedule must be rebuilt from the database.
+SCHEDULER_LEASE_KEY = "orders:scheduler:lease"
+SENTINEL_KEY = "orders:redis:sentinel"
+QUEUES_SET_KEY = "rq:queues"  # rq's set of queue keys (Queue.redis_queues_keys)
+
+_POLL_SCRIPT = """
+local lease = redis.call('GET', KEYS[1])
+local held = 0
+if ARGV[1] == '' then
+  held = 1
+elseif lease == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  held = 1
+elseif (not lease) or (ARGV[7] ~= '' and lease == ARGV[7]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  held = 2
+end
+local sentinel = redis.call('GET', KEYS[2])
+if (not sentinel) and ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', 120)
+end
+local moved = 0
+local more = 0
+if held > 0 then
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
+  for _, id in ipairs(ids) do
+    local key = 'rq:job:' .. id
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[8])
+      redis.call('RPUSH', KEYS[5], id)
+      moved = moved + 1
+    end
+    redis.call('ZREM', KEYS[4], id)
+  end
+  if moved > 0 then
+    redis.call('SADD', KEYS[6], KEYS[5])
+  end
+  if #ids == tonumber(ARGV[6]) then
+    more = 1
+  end
+end
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+return {held, sentinel or false, moved, first[2] or false, more, lease or false}
+"""
+
+
+class PollResult(NamedTuple):
+    held: bool  # this process holds the lease (and moved what was due)
+    acquired: bool  # ... and took it in this poll (it was free, expired or handed over)
+    sentinel: str | None  # the sentinel found; None: it was missing (written now if a value was given)
+    moved: int
+    more_due: bool  # the move stopped at its limit: poll again at once
+    next_due_in: float | None  # seconds until the earliest scheduled job (negative: overdue)
+    lease_holder: str | None  # the lease's value before this poll
+
+
+def poll_schedule(
+    *,
+    owner: str,
+    lease_ms: int,
+    new_sentinel: str = "",
+    take_over_from: str = "",
+    limit: int = 1000,
+    now: float | None = None,
+) -> PollResult:
+    """The scheduler's whole poll in one script: renew or take the lease, check (and write a missing)
+    sentinel, write the heartbeat, and, holding the lease, move every job due by `now` into the
+    queue as rq-scheduler's enqueue_job does (status queued, enqueued_at, pushed to the queue).
+
+    An empty `owner` moves without the lease (and writes no heartbeat): move_due_jobs.
+    `take_over_from`: a lease value the caller knows is stale (its own previous process) and may
+    replace at once. Our jobs never repeat, so rq-scheduler's interval and cron handling is not needed.
+    """
+    at = time.time() if now is None else now
+    enqueued_at = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    reply = connection().eval(
+        _POLL_SCRIPT,
+        6,
+        SCHEDULER_LEASE_KEY,
+        SENTINEL_KEY,
+        HEARTBEAT_KEY,
+        Scheduler.scheduled_jobs_key,
+        queue().key,
+        QUEUES_SET_KEY,
+        owner,
+        lease_ms,
+        repr(at),
+        new_sentinel,
+        repr(at),
+        limit,
+        take_over_from,
+        enqueued_at,
+    )
+    held, sentinel, moved, first_score, more, holder = reply
+    return PollResult(
+        held=held > 0,
+        acquired=held == 2,
+        sentinel=sentinel.decode() if sentinel is not None else None,
+        moved=int(moved),
+        more_due=bool(more),
+        next_due_in=float(first_score) - time.time() if first_score is not None else None,
+        lease_holder=holder.decode() if holder is not None else None,
+    )
+
+
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def release_scheduler_lease(owner: str) -> bool:
+    """Give the lease up (a clean exit) if this process still holds it, so a standby takes over at its
+    next poll instead of after the lease's expiry."""
+    return bool(connection().eval(_RELEASE_SCRIPT, 1, SCHEDULER_LEASE_KEY, owner))
+
+
+def scheduler_lease_holder() -> str | None:
+    raw: bytes | None = connection().get(SCHEDULER_LEASE_KEY)  # type: ignore[assignment]
+    return raw.decode() if raw is not None else None
+
+
+def redis_run_id() -> str:
+    """The Redis server's run id: a new one after every restart and on a failover to another server."""
+    return str(connection().info("server")["run_id"])
 
 
 def seconds_until_next_due() -> float | None:

@@ -282,6 +282,12 @@ RQ_QUEUES = {
 ORDER_BATCH_SIZE = env.int("ORDER_BATCH_SIZE", default=50)
 ORDER_BATCH_SECONDS = env.float("ORDER_BATCH_SECONDS", default=0.5)
 SCHEDULER_POLL_INTERVAL_SECONDS = env.float("SCHEDULER_POLL_INTERVAL_SECONDS", default=0.2)
+# The lease of the scheduler that moves due jobs (orders/scheduler_guard.py), renewed on every poll: a
+# standby takes over this long after the active scheduler's last poll (plus its own poll interval).
+SCHEDULER_LEASE_MS = env.int("SCHEDULER_LEASE_MS", default=1500)
+# The host part of a scheduler's lease id (default: the host name). A scheduler takes at once a lease
+# left by a dead scheduler of the same host id; schedulers of different host ids wait for its expiry.
+SCHEDULER_HOST_ID = env.str("SCHEDULER_HOST_ID", default="")
 RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", default=60)
 ABANDONED_CHECK_EVERY_SECONDS = env.int("ABANDONED_CHECK_EVERY_SECONDS", default=10)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)

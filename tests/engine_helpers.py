@@ -14,7 +14,7 @@ from orders import jobqueue
 
 def enqueue_due() -> int:
     """One pass of rq-scheduler: move every due job into the queue."""
-    return jobqueue.move_due_jobs(jobqueue.scheduler())
+    return jobqueue.move_due_jobs()
 
 
 def work() -> None:

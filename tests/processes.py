@@ -116,8 +116,8 @@ class Stack:
         )
         return name
 
-    def start_scheduler(self, name: str = "scheduler", interval: float = 0.2) -> str:
-        self._spawn(name, [PYTHON, "manage.py", "rqscheduler", "--interval", str(interval)])
+    def start_scheduler(self, name: str = "scheduler", interval: float = 0.2, env: dict[str, str] | None = None) -> str:
+        self._spawn(name, [PYTHON, "manage.py", "rqscheduler", "--interval", str(interval)], env=env)
         return name
 
     def wait_http(self, path: str, accept: tuple[int, ...] = (200,), timeout: float = 30) -> None:

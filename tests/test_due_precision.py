@@ -37,11 +37,10 @@ def test_move_due_jobs_moves_a_job_at_its_instant_and_not_a_microsecond_before()
     due = datetime.now(UTC) + timedelta(seconds=30, microseconds=700000)
     job = _job(due)
     jobqueue.schedule_occurrence(job)
-    sched = jobqueue.scheduler()
     # rq-scheduler's own pass compares whole seconds and would have moved this job 0.7 s early.
-    assert jobqueue.move_due_jobs(sched, now=due.timestamp() - 0.001) == 0
+    assert jobqueue.move_due_jobs(now=due.timestamp() - 0.001) == 0
     assert jobqueue.queue().get_job_ids() == []
-    assert jobqueue.move_due_jobs(sched, now=due.timestamp()) == 1
+    assert jobqueue.move_due_jobs(now=due.timestamp()) == 1
     assert jobqueue.queue().get_job_ids() == [job.job_id]
     assert jobqueue.connection().zscore(Scheduler.scheduled_jobs_key, job.job_id) is None
 

@@ -7,8 +7,10 @@
   to the wall clock just after each fraction;
 - reconcile at start and every RECONCILE_EVERY_SECONDS, and a cheap check for abandoned runs every
   ABANDONED_CHECK_EVERY_SECONDS, so a Redis that lost its data or a killed worker is repaired here;
-- a heartbeat for /healthz.
-Several schedulers may run at once: rq-scheduler's lock lets one poll at a time; the others stand by.
+- a heartbeat for /healthz;
+- an owner-checked lease and a Redis-loss sentinel, checked on every poll in the same round trip as
+  the move (orders/scheduler_guard.py): several schedulers may run, one moves due jobs and the
+  others take over within 2 s of its death; a loss of Redis data is rebuilt at once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
 from orders import jobqueue, repair
+from orders.scheduler_guard import SchedulerGuard
 
 logger = logging.getLogger("orders.scheduler")
 
@@ -61,8 +64,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
-        # rq-scheduler's lock lives for its interval (whole seconds) plus 10 s.
+        # rq-scheduler's registration only (its lock is not used: the guard's lease decides who moves).
         sched = jobqueue.scheduler(interval=max(1, math.ceil(interval)))
+        guard = SchedulerGuard(rebuilds=reconcile_enabled and not options["burst"], interval=interval)
         db_name = settings.DATABASES["default"]["NAME"]
         self.stdout.write(
             f"order scheduler: polling every {interval}s; database {settings.DATABASES['default']['ENGINE']} "
@@ -82,20 +86,12 @@ class Command(BaseCommand):
             repair_loop.start()
         try:
             while not stopping:
-                polled = False
-                until_due: float | None = None
                 try:
-                    jobqueue.write_heartbeat()
-                    if sched.acquire_lock():
-                        polled = True
-                        try:
-                            jobqueue.move_due_jobs(sched)
-                        finally:
-                            sched.remove_lock()
-                    until_due = jobqueue.seconds_until_next_due()
-                except Exception:
-                    logger.exception("scheduler pass failed; retrying")
-                    time.sleep(1)
+                    poll = guard.poll()
+                except Exception:  # noqa: BLE001 - logged by log_failed_poll (once per outage)
+                    guard.log_failed_poll()
+                    # Soon: the first poll after Redis comes back empty starts the rebuild.
+                    time.sleep(guard.RETRY_AFTER_FAILED_POLL_SECONDS)
                     continue
                 if options["burst"]:
                     if reconcile_enabled:
@@ -103,16 +99,24 @@ class Command(BaseCommand):
                     break
                 # Wake at the earliest due job, or just after the next multiple of the interval on the
                 # wall clock (the poll that catches what no placement announced), whichever is first.
-                # A standby that did not get the lock only polls: the active scheduler moves due jobs.
+                # A standby that did not get the lease only polls: the active scheduler moves due jobs.
+                if poll.more_due:
+                    continue
                 wait = interval - (time.time() % interval) + 0.005
-                if polled and until_due is not None:
-                    wait = min(wait, until_due)
+                if poll.held and poll.next_due_in is not None:
+                    wait = min(wait, poll.next_due_in)
+                if not poll.held:
+                    # A standby must not block on the wake-up list: it would take the signal meant
+                    # for the scheduler that moves jobs.
+                    time.sleep(wait)
+                    continue
                 try:
                     jobqueue.wait_for_due_or_wake(wait)
                 except redis.RedisError:
                     time.sleep(max(0.0, wait))
         finally:
             repair_stop.set()
+            guard.release()
             with contextlib.suppress(Exception):  # Redis may be the reason we stop
                 sched.register_death()
 
