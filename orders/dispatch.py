@@ -4,7 +4,7 @@ rq-scheduler writes to Redis at once, outside any database transaction, so every
 registered with transaction.on_commit: a rolled-back change places no job. The caller holds the
 order's row lock and saves the fields set here (job_id, next_run_at, next_grid_index). Services,
 the engine and repair place jobs only through this module; only it (and repair's and health's
-reads) calls orders/jobqueue.py.
+reads) calls orders/jobqueue.py. It also names the process that holds a run (worker liveness).
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ from orders.models import Execution, Order
 from orders.recurrence import ScheduleOverflow, occurrence_due
 
 logger = logging.getLogger(__name__)
+
+
+def worker_holder() -> str:
+    """This process's id as the holder of the runs it takes; its heartbeat in Redis says it is alive
+    (orders/jobqueue.py, worker liveness)."""
+    return jobqueue.worker_holder()
+
 
 # The job of one grid occurrence (see orders/jobqueue.py); a batch collects them in a list.
 OccurrenceJob = jobqueue.OccurrenceJob

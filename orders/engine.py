@@ -39,6 +39,7 @@ from orders.dispatch import (
     postpone_occurrence,
     schedule_execution_job,
     schedule_next_occurrence,
+    worker_holder,
 )
 from orders.events import log_event
 from orders.executors import ExecutionContext, ExecutionFailed, ExecutionResult
@@ -168,7 +169,8 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
     taken: Taken | None = None
     fields = ["occurrence_seq", "next_grid_index", "next_run_at", "job_id", "status", "updated_at"]
     if run_this:
-        execution = _start_occurrence(order, grid_index=grid_index, due=due, now=now)
+        # Its executor begins right after this commit: the attempt counts from here.
+        execution = _start_occurrence(order, grid_index=grid_index, due=due, now=now, began=True)
         execution.save()
         fields += ["executions_count", "last_run_at"]
         taken = Taken(execution.pk, 1, _context(order, execution))
@@ -181,8 +183,10 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
     return taken
 
 
-def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: datetime) -> Execution:
-    """Count occurrence `grid_index` as started now (caller holds the lock, saves both rows)."""
+def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: datetime, began: bool) -> Execution:
+    """Count occurrence `grid_index` as taken now by this process (caller holds the lock, saves both
+    rows); `began`: its executor begins at once (a job's own run), else later (a batch companion,
+    whose start is written by mark_began just before its executor)."""
     order.occurrence_seq += 1
     order.executions_count += 1
     order.last_run_at = now
@@ -193,7 +197,9 @@ def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: date
         schedule_version=order.schedule_version,
         grid_index=grid_index,
         scheduled_for=due,
-        started_at=now,
+        started_at=now if began else None,
+        began_at=now if began else None,
+        holder=worker_holder(),
         status=ExecutionStatus.RUNNING,
         attempts=1,
         lease_expires_at=_lease_deadline(now),
@@ -251,8 +257,10 @@ def execution_take(*, execution_id: int, attempt: int) -> Taken | None:
     execution.status = ExecutionStatus.RUNNING
     execution.attempts = attempt
     execution.started_at = execution.started_at or now
+    execution.began_at = now  # its executor begins right after this commit
+    execution.holder = worker_holder()
     execution.lease_expires_at = _lease_deadline(now)
-    execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at"])
+    execution.save(update_fields=["status", "attempts", "started_at", "began_at", "holder", "lease_expires_at"])
     order.status = OrderStatus.RUNNING
     order.last_run_at = now
     order.save(update_fields=["status", "last_run_at", "updated_at"])
@@ -438,14 +446,20 @@ def run_occurrence_batch(first: Taken) -> int:
         for i, taken in enumerate(companions):
             if time.monotonic() - clock > budget:
                 break
-            dealt_with += 1
             if time.monotonic() - checked_at > RECHECK_SECONDS:
                 checked_at = time.monotonic()
                 current = _still_current_companions(companions[i:])
             if taken.execution_id not in current:
                 changed.append(taken)
+                dealt_with += 1
                 continue
             started_at = timezone.now()
+            # Written before the executor begins: from here a lost worker costs this run an attempt
+            # (an executor that kills its worker cannot loop forever uncharged).
+            marked = mark_began([taken], began_at=started_at)
+            dealt_with += 1
+            if not marked:
+                continue  # taken back meanwhile (repair's last-resort lease): no longer this worker's run
             _log_started(taken, job_id=taken.job_id, started_at=started_at)
             outcomes.append(_run_executor(taken, started_at=started_at))
     finally:
@@ -483,6 +497,8 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
                 logger.warning("could not re-read the companions' orders; handing them back", exc_info=True)
         runnable = [t for t in companions if t.execution_id in current]
         started_at = timezone.now()
+        if runnable:
+            mark_began(runnable, began_at=started_at)  # see run_occurrence_batch
         for taken in runnable:
             _log_started(taken, job_id=taken.job_id, started_at=started_at)
         outcomes = _run_executors_together(executor, [first, *runnable], started_at=started_at)
@@ -495,6 +511,15 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
         finally:
             executions_finish(outcomes)
     return len(outcomes)
+
+
+def mark_began(takens: list[Taken], *, began_at: datetime) -> int:
+    """Record that these taken companions' executors begin now (one UPDATE, autocommitted): the
+    attempt is charged if the worker is lost from here on, and their start is the attempt's, not
+    the take's. Returns how many were still running to be marked."""
+    return Execution.objects.filter(pk__in=[t.execution_id for t in takens], status=ExecutionStatus.RUNNING).update(
+        began_at=began_at, started_at=began_at
+    )
 
 
 def _still_current_companions(takens: list[Taken]) -> set[int]:
@@ -557,7 +582,7 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         if due != order.next_run_at or due > now:
             continue  # not the state a scheduled slot leaves: its own job sorts it out
         dropped.append(order.job_id)
-        execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now)
+        execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now, began=False)
         _advance(order, next_index=order.next_grid_index + 1, jobs=jobs)
         order.status = OrderStatus.RUNNING
         order.updated_at = now
@@ -663,7 +688,16 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
         inflight[order_id].add(status)
     sql.bulk_update(
         done_executions,
-        ["status", "started_at", "finished_at", "result_ref", "error", "attempt_history", "lease_expires_at"],
+        [
+            "status",
+            "started_at",
+            "began_at",
+            "finished_at",
+            "result_ref",
+            "error",
+            "attempt_history",
+            "lease_expires_at",
+        ],
     )
     notices: list[Notice] = []
     for order in touched.values():
@@ -690,12 +724,17 @@ def _record_attempt(
     """The outcome of one attempt on the locked rows (the caller saves them): its history entry,
     the execution's status, the order's last result, the log lines, and a retry job for a retryable
     failure with attempts left (after `retry_after` seconds when given, else the backoff).
-    `started_at` is when the executor of a first attempt really began (a batch companion's row was
-    written when it was taken). `details` (a webhook delivery's record) are kept in the history
+    `started_at` is when this attempt's executor really began (else the began_at its take or
+    mark_began wrote); it is the history entry's began_at, and a first attempt's is the execution's
+    started_at, the start every lateness figure reads. `details` (a webhook delivery's record) are kept in the history
     entry as "delivery" and their status code and latency logged."""
     succeeded = not error
+    if started_at is not None:
+        execution.began_at = started_at
+    began = execution.began_at
     entry: dict[str, Any] = {
         "attempt": attempt,
+        "began_at": began.isoformat() if began is not None else None,
         "finished_at": now.isoformat(),
         "status": "succeeded" if succeeded else "failed",
         "error": error[:2000],
@@ -706,8 +745,8 @@ def _record_attempt(
         logged = {"status_code": details.get("status_code"), "latency_ms": details.get("latency_ms")}
     execution.attempt_history = [*execution.attempt_history, entry]
     execution.lease_expires_at = None
-    if started_at is not None and attempt == 1:
-        execution.started_at = started_at
+    if began is not None and (attempt == 1 or execution.started_at is None):
+        execution.started_at = began
     base = {"order_id": order.pk, "user_id": order.user_id, "occurrence": execution.occurrence, "attempt": attempt}
     if succeeded:
         execution.status = ExecutionStatus.SUCCEEDED
@@ -794,15 +833,68 @@ def _hand_back(takens: list[Taken]) -> None:
         order = orders.get(execution.order_id)
         if order is None or execution.status != ExecutionStatus.RUNNING or execution.attempts != 1:
             continue
-        execution.status = ExecutionStatus.PENDING
-        execution.attempts = 0
-        execution.started_at = None
-        execution.lease_expires_at = None
-        schedule_execution_job(execution, due=None)
-        execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at", "job_id"])
+        _make_pending(execution)
     for order in orders.values():
         settle_status_and_notify(order)
         order.save(update_fields=["status", "next_run_at", "updated_at"])
+
+
+def _make_pending(execution: Execution) -> None:
+    """A taken attempt 1 whose executor never began becomes a pending run with a job of its own
+    (the occurrence stays counted and taken; execution_take starts it as attempt 1). Saves it."""
+    execution.status = ExecutionStatus.PENDING
+    execution.attempts = 0
+    execution.started_at = None
+    execution.began_at = None
+    execution.holder = ""
+    execution.lease_expires_at = None
+    schedule_execution_job(execution, due=None)
+    execution.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "started_at",
+            "began_at",
+            "holder",
+            "lease_expires_at",
+            "job_id",
+            "attempt_history",
+        ]
+    )
+
+
+@transaction.atomic
+def execution_return(*, execution_id: int, reason: str) -> bool:
+    """Give back a running attempt 1 whose executor never began (a batch companion whose worker was
+    lost): pending again with a job of its own, not charged an attempt; the history says why.
+    Returns whether it did (False: it began, finished or changed meanwhile)."""
+    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
+    if order_id is None:
+        return False
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    if order is None or execution is None or execution.order_id != order.pk:
+        return False
+    if execution.status != ExecutionStatus.RUNNING or execution.attempts != 1 or execution.began_at is not None:
+        return False
+    now = timezone.now()
+    execution.attempt_history = [
+        *execution.attempt_history,
+        {"attempt": 1, "began_at": None, "finished_at": now.isoformat(), "status": "returned", "error": reason},
+    ]
+    _make_pending(execution)
+    log_event(
+        "returned",
+        order_id=order.pk,
+        user_id=order.user_id,
+        job_id=execution.job_id,
+        occurrence=execution.occurrence,
+        status=ExecutionStatus.PENDING,
+        reason=reason,
+    )
+    settle_status_and_notify(order)
+    order.save(update_fields=["status", "next_run_at", "updated_at"])
+    return True
 
 
 def wait_until_due(order_id: int, version: int, grid_index: int) -> None:

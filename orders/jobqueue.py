@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -299,6 +302,62 @@ def release_reconcile_lease(token: str) -> None:
     with contextlib.suppress(redis.RedisError):
         if connection().get(RECONCILE_LEASE_KEY) == token.encode():
             connection().delete(RECONCILE_LEASE_KEY)
+
+
+# --- worker liveness ------------------------------------------------------------------------------
+#
+# Every process that takes a run (an rq worker, or a forking worker's work horse) beats here: one key
+# per process, rewritten every WORKER_BEAT_SECONDS and expiring after WORKER_ALIVE_SECONDS. A run records
+# its holder; once the holder's key is gone the process is dead (SIGKILL, OOM, power) and its runs are
+# taken back within seconds (orders/repair.py recover_abandoned), however long its executor may take
+# while it is alive. The beat is a thread of its own, so a slow executor does not stop it.
+WORKER_ALIVE_PREFIX = "orders:worker:alive:"
+WORKER_BEAT_SECONDS = 0.5
+WORKER_ALIVE_SECONDS = 3
+
+_beat_lock = threading.Lock()
+_beat_holder = ""
+_beat_pid = 0
+
+
+def _beat(holder: str) -> None:
+    connection().set(WORKER_ALIVE_PREFIX + holder, repr(time.time()), ex=WORKER_ALIVE_SECONDS)
+
+
+def _beat_forever(holder: str, pid: int) -> None:
+    while _beat_pid == pid and _beat_holder == holder:
+        try:
+            _beat(holder)
+        except Exception:
+            logger.debug("worker heartbeat failed", exc_info=True)
+        time.sleep(WORKER_BEAT_SECONDS)
+
+
+def worker_holder() -> str:
+    """This process's holder id, beating from a background thread started on first use (again in a
+    forked child, which inherits the id but not the thread). The first beat is written here, before
+    any run can record the id: a holder is never seen without its key."""
+    global _beat_holder, _beat_pid
+    pid = os.getpid()
+    if _beat_pid == pid and _beat_holder:
+        return _beat_holder
+    with _beat_lock:
+        if _beat_pid != pid or not _beat_holder:
+            holder = f"{socket.gethostname()[:40]}:{pid}:{uuid.uuid4().hex[:12]}"
+            with contextlib.suppress(redis.RedisError):
+                _beat(holder)
+            _beat_holder, _beat_pid = holder, pid
+            threading.Thread(target=_beat_forever, args=(holder, pid), name="order-liveness", daemon=True).start()
+    return _beat_holder
+
+
+def living_holders(holders: Iterable[str]) -> set[str]:
+    """Which of these holders' processes are alive (their key exists): one MGET."""
+    wanted = sorted({h for h in holders if h})
+    if not wanted:
+        return set()
+    replies = connection().mget([WORKER_ALIVE_PREFIX + h for h in wanted])
+    return {h for h, value in zip(wanted, replies, strict=True) if value is not None}
 
 
 def write_heartbeat() -> None:

@@ -8,6 +8,7 @@ orders/services/idempotency.py run the same repairs for one order at once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +23,7 @@ from orders.dispatch import (
     redis_safely,
     schedule_execution_job,
 )
-from orders.engine import execution_finish
+from orders.engine import execution_finish, execution_return
 from orders.models import (
     ACTIVE_ORDER_STATUSES,
     WAITING_EXECUTION_STATUSES,
@@ -33,18 +34,44 @@ from orders.models import (
 )
 from orders.recurrence import ScheduleOverflow, occurrence_due
 
+# A holder whose key is missing is looked up once more this long after, before its runs are taken
+# back: a live worker rewrites its key every WORKER_BEAT_SECONDS, so only a dead one is missing
+# twice (a Redis that just lost its data, flushed or restarted empty, loses the keys of live ones).
+HOLDER_RECHECK_SECONDS = 2 * jobqueue.WORKER_BEAT_SECONDS
+LOST_BEFORE_BEGIN = "returned: worker lost before this run began"
+WORKER_LOST = "WorkerLost: the worker running this attempt stopped before finishing"
 
-def recover_abandoned(now: datetime | None = None) -> int:
-    """Attempts whose worker died (lease passed) count as failed attempts and are retried."""
+
+def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
+    """Take back the running attempts of workers that died: those whose holder's heartbeat is gone
+    (orders/jobqueue.py, worker liveness), or, as a last resort, whose lease has passed.
+
+    An attempt whose executor began counts as a failed attempt, retried at once; a batch companion
+    taken but never begun goes back to pending uncharged (engine.execution_return). Cheap enough to
+    run every second: one indexed query of the running attempts and one MGET of their holders."""
     now = now or timezone.now()
+    running = list(
+        Execution.objects.filter(status=ExecutionStatus.RUNNING).values_list(
+            "id", "attempts", "holder", "began_at", "lease_expires_at"
+        )[:limit]
+    )
+    if not running:
+        return 0
+    holders = {holder for _, _, holder, _, _ in running if holder}
+    gone = holders - jobqueue.living_holders(holders)
+    if gone:
+        time.sleep(HOLDER_RECHECK_SECONDS)
+        gone -= jobqueue.living_holders(gone)
     recovered = 0
-    stale = Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
-    for execution_id, attempts in stale.values_list("id", "attempts")[:1000]:
-        execution_finish(
-            execution_id=execution_id,
-            attempt=attempts,
-            error="WorkerLost: the worker running this attempt stopped before finishing",
-        )
+    for execution_id, attempts, holder, began_at, lease in running:
+        lease_passed = lease is not None and lease < now
+        if holder not in gone and not lease_passed:
+            continue
+        if began_at is None and attempts == 1:
+            recovered += execution_return(execution_id=execution_id, reason=LOST_BEFORE_BEGIN)
+            continue
+        # A lost worker says nothing about the order: its retry runs at once, not after the backoff.
+        execution_finish(execution_id=execution_id, attempt=attempts, error=WORKER_LOST, retry_after=0.0)
         recovered += 1
     metrics.count_recovered(recovered)
     return recovered
