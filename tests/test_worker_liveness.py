@@ -1,0 +1,129 @@
+"""Worker liveness (orders/jobqueue.py, orders/repair.py recover_abandoned): a dead worker's runs are
+taken back as soon as its heartbeat is gone, a companion it never began is not charged an attempt,
+and a slow executor whose worker is alive keeps its run.
+
+Real MariaDB/Redis, the real rq-scheduler enqueue step and a real SimpleWorker in burst mode; the
+worker that "dies" is a holder id whose heartbeat key does not exist, as a SIGKILLed worker's is
+3 s after the kill (tests/faults/test_workers.py kills real ones)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from orders import engine, jobqueue, repair, services
+from orders.models import Execution, ExecutionStatus, Order, OrderStatus
+from tests.conftest import make_user
+from tests.engine_helpers import log_lines, run_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEAD = "worker-host:4242:deadbeef0000"
+
+
+def due_in(seconds: float) -> datetime:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0) + timedelta(seconds=1)
+
+
+def create_many(count: int, at: datetime) -> list[Order]:
+    user = make_user()
+    return [
+        services.order_create(user=user, definition=services.OrderDefinition(order_name=f"o{i}", schedule_time=at))
+        for i in range(count)
+    ]
+
+
+def take_batch(orders: list[Order]) -> tuple[engine.Taken, list[engine.Taken]]:
+    """What a worker does at the start of a batch: take the first run, then its companions."""
+    at = orders[0].schedule_time
+    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 0.05)
+    first = engine.occurrence_take(order_id=orders[0].pk, version=orders[0].schedule_version, grid_index=1)
+    assert first is not None
+    companions = engine.companions_take(exclude_order_id=orders[0].pk, limit=49)
+    assert len(companions) == len(orders) - 1
+    return first, companions
+
+
+def test_a_dead_workers_runs_are_taken_back_at_once_and_unbegun_companions_are_not_charged() -> None:
+    orders = create_many(4, due_in(1))
+    first, companions = take_batch(orders)
+    began, unbegun = companions[:1], companions[1:]
+    engine.mark_began(began, began_at=timezone.now())
+    # The worker dies here: its heartbeat key is gone (the lease, 65 s away, has nothing to do with it).
+    Execution.objects.update(holder=DEAD)
+    lost_at = timezone.now()
+    assert repair.recover_abandoned() == 4
+
+    for taken in [first, *began]:
+        run = Execution.objects.get(pk=taken.execution_id)
+        assert (run.status, run.attempts) == (ExecutionStatus.RETRYING, 1)
+        assert run.attempt_history[0]["status"] == "failed"
+        assert run.attempt_history[0]["error"].startswith("WorkerLost")
+        assert run.attempt_history[0]["began_at"] is not None
+    for taken in unbegun:
+        run = Execution.objects.get(pk=taken.execution_id)
+        assert (run.status, run.attempts, run.started_at) == (ExecutionStatus.PENDING, 0, None)
+        assert run.attempt_history == [
+            {**run.attempt_history[0], "attempt": 1, "status": "returned", "error": repair.LOST_BEFORE_BEGIN}
+        ]
+        assert jobqueue.live_job_ids([run.job_id]) == {run.job_id}
+    returned = {line["order_id"] for line in log_lines() if line["event"] == "returned"}
+    assert returned == {t.context.order_id for t in unbegun}
+
+    run_until(lambda: Order.objects.filter(status=OrderStatus.COMPLETED).count() == 4, timeout=20)
+    for taken in [first, *began]:
+        run = Execution.objects.get(pk=taken.execution_id)
+        assert (run.status, run.attempts) == (ExecutionStatus.SUCCEEDED, 2)
+    for taken in unbegun:
+        run = Execution.objects.get(pk=taken.execution_id)
+        # Its only charged attempt is the one that ran, and its start (every lateness figure's) is that one's.
+        assert (run.status, run.attempts) == (ExecutionStatus.SUCCEEDED, 1)
+        assert [h["status"] for h in run.attempt_history] == ["returned", "succeeded"]
+        assert run.started_at is not None and run.started_at >= lost_at
+        assert run.started_at == run.began_at
+        assert run.attempt_history[1]["began_at"] == run.began_at.isoformat()
+
+
+def test_a_companion_lost_before_it_began_again_and_again_is_never_failed(settings: Any) -> None:
+    settings.ORDER_MAX_ATTEMPTS = 1
+    orders = create_many(2, due_in(1))
+    _, (companion,) = take_batch(orders)
+    Execution.objects.update(holder=DEAD)
+    assert repair.recover_abandoned() == 2
+    for _ in range(3):
+        # Its pending run is taken by a worker that dies before the executor begins... which cannot
+        # happen to an execution job's own run (it begins at the take); a batch is the only way, so
+        # play it by putting the row back as a companion taken by a dead worker.
+        Execution.objects.filter(pk=companion.execution_id).update(
+            status=ExecutionStatus.RUNNING, attempts=1, holder=DEAD, began_at=None
+        )
+        assert repair.recover_abandoned() == 1
+    run_until(lambda: Execution.objects.get(pk=companion.execution_id).status == ExecutionStatus.SUCCEEDED, timeout=20)
+    run = Execution.objects.get(pk=companion.execution_id)
+    assert run.attempts == 1
+    assert [h["status"] for h in run.attempt_history] == ["returned"] * 4 + ["succeeded"]
+    assert Order.objects.get(pk=companion.context.order_id).status == OrderStatus.COMPLETED
+
+
+def test_a_slow_executor_whose_worker_is_alive_keeps_its_run_for_ten_minutes(settings: Any) -> None:
+    settings.ORDER_JOB_TIMEOUT_SECONDS = 15 * 60  # an executor allowed 15 minutes
+    orders = create_many(1, due_in(1))
+    first, _ = take_batch(orders)
+    run = Execution.objects.get(pk=first.execution_id)
+    assert run.holder == jobqueue.worker_holder()  # this process, whose heartbeat goes on
+    with time_machine.travel(timezone.now() + timedelta(minutes=10), tick=True):
+        assert repair.recover_abandoned() == 0
+    # A Redis that lost its data loses the key of a live worker too: it is back within a beat, so
+    # the run is not taken from it.
+    jobqueue.connection().delete(jobqueue.WORKER_ALIVE_PREFIX + run.holder)
+    assert repair.recover_abandoned() == 0
+    assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RUNNING
+    # The lease stays as the last resort: a worker stuck past its job timeout loses the run.
+    with time_machine.travel(timezone.now() + timedelta(minutes=16), tick=True):
+        assert repair.recover_abandoned() == 1
+    assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RETRYING
