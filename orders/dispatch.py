@@ -84,16 +84,22 @@ def place_occurrence_jobs(jobs: list[OccurrenceJob]) -> None:
         transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrences, jobs))
 
 
-def schedule_execution_job(execution: Execution, *, due: datetime | None) -> None:
-    """Place a job for the execution's next attempt after commit (at once when `due` is None);
-    sets execution.job_id, which the caller saves."""
+def schedule_execution_job(execution: Execution, *, due: datetime | None, at_front: bool = False) -> None:
+    """Place a job for the execution's next attempt after commit (at once when `due` is None; with
+    `at_front`, ahead of the jobs already waiting: a run taken back from a dead worker is late
+    already, and must not wait behind a backlog); sets execution.job_id, which the caller saves."""
     attempt = execution.attempts + 1
     job_id = jobqueue.new_job_id(execution.order_id, f"x{execution.occurrence}-a{attempt}")
     execution.job_id = job_id
     execution_id = execution.pk
     transaction.on_commit(
         lambda: redis_safely(
-            jobqueue.schedule_execution, job_id=job_id, execution_id=execution_id, attempt=attempt, due=due
+            jobqueue.schedule_execution,
+            job_id=job_id,
+            execution_id=execution_id,
+            attempt=attempt,
+            due=due,
+            at_front=at_front,
         )
     )
 

@@ -287,10 +287,12 @@ def execution_finish(
     retryable: bool = True,
     retry_after: float | None = None,
     details: dict[str, Any] | None = None,
+    urgent: bool = False,
 ) -> None:
     """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts,
     unless it is not `retryable` (it fails for good at once); `retry_after` seconds, when given,
-    replace the backoff delay; `details` (a webhook's status, latency, response) go into the history.
+    replace the backoff delay; `details` (a webhook's status, latency, response) go into the history;
+    `urgent`: the retry's job goes ahead of the queue (a run taken back from a dead worker).
 
     `order_id` is the execution's order when the caller knows it (it saves a query per execution);
     `started_at` is when the executor of a first attempt really began, if later than the take."""
@@ -316,6 +318,7 @@ def execution_finish(
         retryable=retryable,
         retry_after=retry_after,
         details=details,
+        urgent=urgent,
     )
     execution.save()
     settle_status_and_notify(order)
@@ -720,6 +723,7 @@ def _record_attempt(
     retryable: bool = True,
     retry_after: float | None = None,
     details: dict[str, Any] | None = None,
+    urgent: bool = False,
 ) -> None:
     """The outcome of one attempt on the locked rows (the caller saves them): its history entry,
     the execution's status, the order's last result, the log lines, and a retry job for a retryable
@@ -781,7 +785,7 @@ def _record_attempt(
         elif attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
             execution.status = ExecutionStatus.RETRYING
             delay = retry_delay_seconds(attempt) if retry_after is None else max(0.0, retry_after)
-            schedule_execution_job(execution, due=now + timedelta(seconds=delay))
+            schedule_execution_job(execution, due=now + timedelta(seconds=delay), at_front=urgent)
             log_event(
                 "retried",
                 job_id=execution.job_id,
@@ -839,7 +843,7 @@ def _hand_back(takens: list[Taken]) -> None:
         order.save(update_fields=["status", "next_run_at", "updated_at"])
 
 
-def _make_pending(execution: Execution) -> None:
+def _make_pending(execution: Execution, *, urgent: bool = False) -> None:
     """A taken attempt 1 whose executor never began becomes a pending run with a job of its own
     (the occurrence stays counted and taken; execution_take starts it as attempt 1). Saves it."""
     execution.status = ExecutionStatus.PENDING
@@ -848,7 +852,7 @@ def _make_pending(execution: Execution) -> None:
     execution.began_at = None
     execution.holder = ""
     execution.lease_expires_at = None
-    schedule_execution_job(execution, due=None)
+    schedule_execution_job(execution, due=None, at_front=urgent)
     execution.save(
         update_fields=[
             "status",
@@ -864,37 +868,42 @@ def _make_pending(execution: Execution) -> None:
 
 
 @transaction.atomic
-def execution_return(*, execution_id: int, reason: str) -> bool:
-    """Give back a running attempt 1 whose executor never began (a batch companion whose worker was
-    lost): pending again with a job of its own, not charged an attempt; the history says why.
-    Returns whether it did (False: it began, finished or changed meanwhile)."""
-    order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
-    if order_id is None:
-        return False
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
-    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
-    if order is None or execution is None or execution.order_id != order.pk:
-        return False
-    if execution.status != ExecutionStatus.RUNNING or execution.attempts != 1 or execution.began_at is not None:
-        return False
+def executions_return(*, execution_ids: list[int], reason: str) -> int:
+    """Give back running attempts 1 whose executors never began (batch companions whose worker was
+    lost), in one transaction: each pending again with a job of its own, ahead of any backlog, not
+    charged an attempt; the history and the log say why. Returns how many it gave back (one that
+    began, finished or changed meanwhile is left alone)."""
+    order_ids = sorted(set(Execution.objects.filter(pk__in=execution_ids).values_list("order_id", flat=True)))
+    # Orders before executions, each in key order, as everywhere else.
+    orders = {o.pk: o for o in Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk")}
+    executions = Execution.objects.select_for_update().filter(pk__in=sorted(execution_ids)).order_by("pk")
     now = timezone.now()
-    execution.attempt_history = [
-        *execution.attempt_history,
-        {"attempt": 1, "began_at": None, "finished_at": now.isoformat(), "status": "returned", "error": reason},
-    ]
-    _make_pending(execution)
-    log_event(
-        "returned",
-        order_id=order.pk,
-        user_id=order.user_id,
-        job_id=execution.job_id,
-        occurrence=execution.occurrence,
-        status=ExecutionStatus.PENDING,
-        reason=reason,
-    )
-    settle_status_and_notify(order)
-    order.save(update_fields=["status", "next_run_at", "updated_at"])
-    return True
+    returned: set[int] = set()
+    for execution in executions:
+        order = orders.get(execution.order_id)
+        if order is None or execution.status != ExecutionStatus.RUNNING:
+            continue
+        if execution.attempts != 1 or execution.began_at is not None:
+            continue
+        execution.attempt_history = [
+            *execution.attempt_history,
+            {"attempt": 1, "began_at": None, "finished_at": now.isoformat(), "status": "returned", "error": reason},
+        ]
+        _make_pending(execution, urgent=True)  # late already: ahead of any backlog
+        returned.add(order.pk)
+        log_event(
+            "returned",
+            order_id=order.pk,
+            user_id=order.user_id,
+            job_id=execution.job_id,
+            occurrence=execution.occurrence,
+            status=ExecutionStatus.PENDING,
+            reason=reason,
+        )
+    for pk in sorted(returned):
+        settle_status_and_notify(orders[pk])
+        orders[pk].save(update_fields=["status", "next_run_at", "updated_at"])
+    return len(returned)
 
 
 def wait_until_due(order_id: int, version: int, grid_index: int) -> None:

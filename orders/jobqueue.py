@@ -117,10 +117,11 @@ def _write_scheduled(
         pipe.pexpire(WAKE_KEY, int(WAKE_HORIZON_SECONDS * 1000))
 
 
-def _enqueue_now(job_id: str, func: str, args: tuple[object, ...]) -> None:
+def _enqueue_now(job_id: str, func: str, args: tuple[object, ...], *, at_front: bool = False) -> None:
     queue().enqueue(
         func,
         args=args,
+        at_front=at_front,
         job_id=job_id,
         job_timeout=job_timeout(),
         result_ttl=RESULT_TTL_SECONDS,
@@ -128,10 +129,11 @@ def _enqueue_now(job_id: str, func: str, args: tuple[object, ...]) -> None:
     )
 
 
-def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | None) -> None:
-    """Put a job in the queue now (due is None or past) or in rq-scheduler's sorted set."""
+def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | None, *, at_front: bool = False) -> None:
+    """Put a job in the queue now (due is None or past; `at_front`: ahead of the jobs waiting) or in
+    rq-scheduler's sorted set."""
     if due is None or due <= datetime.now(UTC):
-        _enqueue_now(job_id, func, args)
+        _enqueue_now(job_id, func, args, at_front=at_front)
         return
     pipe = connection().pipeline(transaction=False)
     _write_scheduled(pipe, job_id, func, args, due)
@@ -167,9 +169,11 @@ def schedule_occurrences(jobs: list[OccurrenceJob]) -> None:
     pipe.execute()
 
 
-def schedule_execution(*, job_id: str, execution_id: int, attempt: int, due: datetime | None) -> None:
+def schedule_execution(
+    *, job_id: str, execution_id: int, attempt: int, due: datetime | None, at_front: bool = False
+) -> None:
     """A job for one attempt of a given execution row (manual runs, retries)."""
-    _place(job_id, EXECUTION_FUNC, (execution_id, attempt), due)
+    _place(job_id, EXECUTION_FUNC, (execution_id, attempt), due, at_front=at_front)
 
 
 def cancel(job_id: str) -> None:

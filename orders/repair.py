@@ -23,7 +23,7 @@ from orders.dispatch import (
     redis_safely,
     schedule_execution_job,
 )
-from orders.engine import execution_finish, execution_return
+from orders.engine import execution_finish, executions_return
 from orders.models import (
     ACTIVE_ORDER_STATUSES,
     WAITING_EXECUTION_STATUSES,
@@ -46,8 +46,9 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
     """Take back the running attempts of workers that died: those whose holder's heartbeat is gone
     (orders/jobqueue.py, worker liveness), or, as a last resort, whose lease has passed.
 
-    An attempt whose executor began counts as a failed attempt, retried at once; a batch companion
-    taken but never begun goes back to pending uncharged (engine.execution_return). Cheap enough to
+    An attempt whose executor began counts as a failed attempt, retried at once, its job ahead of
+    any backlog in the queue; a batch companion
+    taken but never begun goes back to pending uncharged (engine.executions_return). Cheap enough to
     run every second: one indexed query of the running attempts and one MGET of their holders."""
     now = now or timezone.now()
     running = list(
@@ -62,16 +63,18 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
     if gone:
         time.sleep(HOLDER_RECHECK_SECONDS)
         gone -= jobqueue.living_holders(gone)
-    recovered = 0
-    for execution_id, attempts, holder, began_at, lease in running:
-        lease_passed = lease is not None and lease < now
-        if holder not in gone and not lease_passed:
-            continue
+    abandoned = [
+        (execution_id, attempts, began_at)
+        for execution_id, attempts, holder, began_at, lease in running
+        if holder in gone or (lease is not None and lease < now)
+    ]
+    unbegun = [execution_id for execution_id, attempts, began_at in abandoned if began_at is None and attempts == 1]
+    recovered = executions_return(execution_ids=unbegun, reason=LOST_BEFORE_BEGIN) if unbegun else 0
+    for execution_id, attempts, began_at in abandoned:
         if began_at is None and attempts == 1:
-            recovered += execution_return(execution_id=execution_id, reason=LOST_BEFORE_BEGIN)
             continue
         # A lost worker says nothing about the order: its retry runs at once, not after the backoff.
-        execution_finish(execution_id=execution_id, attempt=attempts, error=WORKER_LOST, retry_after=0.0)
+        execution_finish(execution_id=execution_id, attempt=attempts, error=WORKER_LOST, retry_after=0.0, urgent=True)
         recovered += 1
     metrics.count_recovered(recovered)
     return recovered

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from orders import jobqueue
 from orders.models import Execution, ExecutionStatus, Order, OrderStatus
 from tests.faults.harness import record_measurement, wait_for, wait_until_up
 from tests.faults.invariants import LimitSampler, assert_invariants, effects, settle
-from tests.faults.orders_for_tests import at_second, recurring
+from tests.faults.orders_for_tests import at_second, bulk_one_time_orders, recurring
 from tests.processes import Stack
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -85,32 +84,6 @@ def test_scheduler_killed_while_occurrences_fall_due_each_misfire_policy_as_docu
     assert_invariants(sampler=sampler)
 
 
-def _bulk_one_time_orders(owner: Any, count: int, due: datetime) -> list[int]:
-    """Insert `count` one-time orders due at `due` and place their jobs, as order_create would, but
-    in bulk: creating 5,000 through the service takes longer than the scenario itself."""
-    rows = Order.objects.bulk_create(
-        [
-            Order(
-                user=owner,
-                order_name=f"bulk {i}",
-                schedule_time=due,
-                status=OrderStatus.SCHEDULED,
-                execution_limit=1,
-                next_grid_index=1,
-                next_run_at=due,
-            )
-            for i in range(count)
-        ],
-        batch_size=1000,
-    )
-    for order in rows:
-        order.job_id = jobqueue.new_job_id(order.pk, "v1-k1")
-    Order.objects.bulk_update(rows, ["job_id"], batch_size=1000)
-    for order in rows:
-        jobqueue.schedule_occurrence(jobqueue.OccurrenceJob(order.job_id, order.pk, 1, 1, due))
-    return [o.pk for o in rows]
-
-
 @pytest.mark.timeout(300 + BULK_ORDERS // 10)
 def test_three_schedulers_and_many_orders_due_in_the_same_second_run_each_once(
     owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
@@ -122,7 +95,7 @@ def test_three_schedulers_and_many_orders_due_in_the_same_second_run_each_once(
     stack.start_worker()
     wait_until_up(workers=2)
     due = at_second(8 + BULK_ORDERS / 500)
-    ids = _bulk_one_time_orders(owner, BULK_ORDERS, due)
+    ids = bulk_one_time_orders(owner, BULK_ORDERS, due)
     assert datetime.now(UTC) < due - timedelta(seconds=2), "creating the orders took too long for this due time"
     wait_for(
         lambda: Order.objects.filter(pk__in=ids, status=OrderStatus.COMPLETED).count() == len(ids),
