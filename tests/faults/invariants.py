@@ -106,7 +106,7 @@ def live_jobs_by_order(running_job_ids: set[str]) -> dict[int, set[str]]:
     progress), grouped by order id.
 
     A job whose worker was SIGKILLed stays "started" in rq's registry until rq cleans it up (up to
-    its timeout plus a minute later), long after the engine recovered its attempt from the lease; it
+    its timeout plus a minute later), long after the engine took its attempt back; it
     will never do anything, so a started job counts as live only while its attempt is running."""
     ids = jobqueue.all_order_job_ids()
     ids.update(StartedJobRegistry(queue=jobqueue.queue()).get_job_ids())
