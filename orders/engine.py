@@ -295,7 +295,7 @@ def execution_finish(
     `urgent`: the retry's job goes ahead of the queue (a run taken back from a dead worker).
 
     `order_id` is the execution's order when the caller knows it (it saves a query per execution);
-    `started_at` is when the executor of a first attempt really began, if later than the take."""
+    `started_at` is when the attempt's executor really began, if later than the take."""
     if order_id is None:
         order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
     if order_id is None:
@@ -730,8 +730,8 @@ def _record_attempt(
     failure with attempts left (after `retry_after` seconds when given, else the backoff).
     `started_at` is when this attempt's executor really began (else the began_at its take or
     mark_began wrote); it is the history entry's began_at, and a first attempt's is the execution's
-    started_at, the start every lateness figure reads. `details` (a webhook delivery's record) are kept in the history
-    entry as "delivery" and their status code and latency logged."""
+    started_at, the start every lateness figure reads. `details` (a webhook delivery's record) are
+    kept in the history entry as "delivery" and their status code and latency logged."""
     succeeded = not error
     if started_at is not None:
         execution.began_at = started_at
@@ -878,7 +878,7 @@ def executions_return(*, execution_ids: list[int], reason: str) -> int:
     orders = {o.pk: o for o in Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk")}
     executions = Execution.objects.select_for_update().filter(pk__in=sorted(execution_ids)).order_by("pk")
     now = timezone.now()
-    returned: set[int] = set()
+    returned: set[int] = set()  # their orders
     for execution in executions:
         order = orders.get(execution.order_id)
         if order is None or execution.status != ExecutionStatus.RUNNING:
@@ -903,7 +903,7 @@ def executions_return(*, execution_ids: list[int], reason: str) -> int:
     for pk in sorted(returned):
         settle_status_and_notify(orders[pk])
         orders[pk].save(update_fields=["status", "next_run_at", "updated_at"])
-    return len(returned)
+    return len(returned)  # one running attempt per order at most: one per execution returned
 
 
 def wait_until_due(order_id: int, version: int, grid_index: int) -> None:
