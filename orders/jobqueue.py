@@ -355,13 +355,29 @@ def worker_holder() -> str:
     return _beat_holder
 
 
-def living_holders(holders: Iterable[str]) -> set[str]:
-    """Which of these holders' processes are alive (their key exists): one MGET."""
+# Written (without expiry) by the first liveness check on this Redis: when it is missing, Redis lost
+# its data (flushed, restarted empty, failed over to an empty replica) and with it the keys of live
+# workers too, which come back within a beat. Absence is evidence of death only once Redis has kept
+# its data for longer than a key lives.
+LIVENESS_SINCE_KEY = "orders:worker:liveness-since"
+
+
+def living_holders(holders: Iterable[str]) -> set[str] | None:
+    """Which of these holders' processes are alive (their key exists), in one round trip; None when
+    Redis lost its data too recently to tell (see LIVENESS_SINCE_KEY)."""
     wanted = sorted({h for h in holders if h})
+    pipe = connection().pipeline(transaction=False)
+    pipe.set(LIVENESS_SINCE_KEY, repr(time.time()), nx=True)
+    pipe.get(LIVENESS_SINCE_KEY)
+    if wanted:
+        pipe.mget([WORKER_ALIVE_PREFIX + h for h in wanted])
+    replies = pipe.execute()
+    since = float(replies[1]) if replies[1] is not None else time.time()
+    if time.time() - since < WORKER_ALIVE_SECONDS + WORKER_BEAT_SECONDS:
+        return None
     if not wanted:
         return set()
-    replies = connection().mget([WORKER_ALIVE_PREFIX + h for h in wanted])
-    return {h for h, value in zip(wanted, replies, strict=True) if value is not None}
+    return {h for h, value in zip(wanted, replies[2], strict=True) if value is not None}
 
 
 def write_heartbeat() -> None:

@@ -36,10 +36,19 @@ from orders.recurrence import ScheduleOverflow, occurrence_due
 
 # A holder whose key is missing is looked up once more this long after, before its runs are taken
 # back: a live worker rewrites its key every WORKER_BEAT_SECONDS, so only a dead one is missing
-# twice (a Redis that just lost its data, flushed or restarted empty, loses the keys of live ones).
+# twice. (A Redis that lost its data loses live workers' keys too: jobqueue.living_holders tells
+# nothing until they have had the time to come back.)
 HOLDER_RECHECK_SECONDS = 2 * jobqueue.WORKER_BEAT_SECONDS
 LOST_BEFORE_BEGIN = "returned: worker lost before this run began"
 WORKER_LOST = "WorkerLost: the worker running this attempt stopped before finishing"
+
+
+def _gone(holders: set[str]) -> set[str]:
+    """The holders whose heartbeat is gone; none while Redis cannot tell (it just lost its data)."""
+    if not holders:
+        return set()
+    alive = jobqueue.living_holders(holders)
+    return set() if alive is None else holders - alive
 
 
 def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
@@ -59,10 +68,10 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
     if not running:
         return 0
     holders = {holder for _, _, holder, _, _ in running if holder}
-    gone = holders - jobqueue.living_holders(holders)
+    gone = _gone(holders)
     if gone:
         time.sleep(HOLDER_RECHECK_SECONDS)
-        gone -= jobqueue.living_holders(gone)
+        gone &= _gone(gone)
     abandoned = [
         (execution_id, attempts, began_at)
         for execution_id, attempts, holder, began_at, lease in running

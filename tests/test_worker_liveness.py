@@ -26,6 +26,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DEAD = "worker-host:4242:deadbeef0000"
 
 
+@pytest.fixture(autouse=True)
+def _redis_kept_its_data() -> None:
+    """Each test starts on a flushed Redis, which looks like one that just lost its data (and with it
+    the keys of live workers): say it has kept its data long enough for a missing key to mean death."""
+    jobqueue.connection().set(jobqueue.LIVENESS_SINCE_KEY, repr(time.time() - 60))
+
+
 def due_in(seconds: float) -> datetime:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0) + timedelta(seconds=1)
 
@@ -125,5 +132,17 @@ def test_a_slow_executor_whose_worker_is_alive_keeps_its_run_for_ten_minutes(set
     assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RUNNING
     # The lease stays as the last resort: a worker stuck past its job timeout loses the run.
     with time_machine.travel(timezone.now() + timedelta(minutes=16), tick=True):
+        assert repair.recover_abandoned() == 1
+    assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RETRYING
+
+
+def test_a_redis_that_just_lost_its_data_takes_no_run_back_until_live_workers_could_beat_again() -> None:
+    orders = create_many(1, due_in(1))
+    first, _ = take_batch(orders)
+    Execution.objects.update(holder=DEAD)
+    jobqueue.connection().flushdb()  # every key gone: the dead worker's and the live ones' alike
+    assert repair.recover_abandoned() == 0
+    assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RUNNING
+    with time_machine.travel(timezone.now() + timedelta(seconds=jobqueue.WORKER_ALIVE_SECONDS + 1), tick=True):
         assert repair.recover_abandoned() == 1
     assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RETRYING
