@@ -30,6 +30,22 @@ def worker_holder() -> str:
     return jobqueue.worker_holder()
 
 
+def note_companion_began(execution_id: int, began_at: datetime) -> bool:
+    """Note in Redis, before a batch companion's executor begins, that this process began it (see
+    engine.run_occurrence_batch); False when Redis could not take the note."""
+    try:
+        jobqueue.note_began(jobqueue.worker_holder(), execution_id, began_at.timestamp())
+    except Exception:
+        logger.warning("could not note a companion's start in Redis; writing it to its row", exc_info=True)
+        return False
+    return True
+
+
+def forget_companions_began() -> None:
+    """Drop this process's notes once its batch's outcomes are recorded (best effort: they expire)."""
+    redis_safely(jobqueue.forget_began, jobqueue.worker_holder())
+
+
 # The job of one grid occurrence (see orders/jobqueue.py); a batch collects them in a list.
 OccurrenceJob = jobqueue.OccurrenceJob
 

@@ -35,6 +35,8 @@ from orders import metrics, sql
 from orders.dispatch import (
     OccurrenceJob,
     discard_jobs_after_commit,
+    forget_companions_began,
+    note_companion_began,
     place_occurrence_jobs,
     postpone_occurrence,
     schedule_execution_job,
@@ -457,9 +459,9 @@ def run_occurrence_batch(first: Taken) -> int:
                 dealt_with += 1
                 continue
             started_at = timezone.now()
-            # Written before the executor begins: from here a lost worker costs this run an attempt
+            # Noted before the executor begins: from here a lost worker costs this run an attempt
             # (an executor that kills its worker cannot loop forever uncharged).
-            marked = mark_began([taken], began_at=started_at)
+            marked = _note_began(taken, began_at=started_at)
             dealt_with += 1
             if not marked:
                 continue  # taken back meanwhile (repair's last-resort lease): no longer this worker's run
@@ -475,7 +477,15 @@ def run_occurrence_batch(first: Taken) -> int:
                 _hand_back(leftover)
         finally:
             executions_finish(outcomes)
+            if len(outcomes) > 1:
+                forget_companions_began()  # their began_at is in the rows now
     return len(outcomes)
+
+
+def _note_began(taken: Taken, *, began_at: datetime) -> bool:
+    """Record that a companion's executor begins now, in Redis (repair reads it for a dead worker:
+    jobqueue.began_noted), or in its row while Redis is unreachable. False: the row was taken back."""
+    return note_companion_began(taken.execution_id, began_at) or mark_began([taken], began_at=began_at) > 0
 
 
 def _run_batch_together(first: Taken, executor: Any) -> int:
@@ -517,9 +527,10 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
 
 
 def mark_began(takens: list[Taken], *, began_at: datetime) -> int:
-    """Record that these taken companions' executors begin now (one UPDATE, autocommitted): the
-    attempt is charged if the worker is lost from here on, and their start is the attempt's, not
-    the take's. Returns how many were still running to be marked."""
+    """Record in their rows that these taken companions' executors begin now (one UPDATE,
+    autocommitted, milliseconds: once per batch that begins together): the attempt is charged if
+    the worker is lost from here on, and their start is the attempt's, not the take's. Returns how
+    many were still running to be marked."""
     return Execution.objects.filter(pk__in=[t.execution_id for t in takens], status=ExecutionStatus.RUNNING).update(
         began_at=began_at, started_at=began_at
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -55,10 +55,11 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
     """Take back the running attempts of workers that died: those whose holder's heartbeat is gone
     (orders/jobqueue.py, worker liveness), or, as a last resort, whose lease has passed.
 
-    An attempt whose executor began counts as a failed attempt, retried at once, its job ahead of
-    any backlog in the queue; a batch companion
-    taken but never begun goes back to pending uncharged (engine.executions_return). Cheap enough to
-    run every second: one indexed query of the running attempts and one MGET of their holders."""
+    An attempt whose executor began (its row's began_at, or a batch companion's note in Redis:
+    jobqueue.began_noted) counts as a failed attempt, retried at once, its job ahead of any backlog
+    in the queue; a batch companion taken but never begun goes back to pending uncharged
+    (engine.executions_return). Cheap enough to run every second: one indexed query of the running
+    attempts and one round trip to Redis for their holders."""
     now = now or timezone.now()
     running = list(
         Execution.objects.filter(status=ExecutionStatus.RUNNING).values_list(
@@ -73,18 +74,31 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
         time.sleep(HOLDER_RECHECK_SECONDS)
         gone &= _gone(gone)
     abandoned = [
-        (execution_id, attempts, began_at)
+        (execution_id, attempts, holder, began_at)
         for execution_id, attempts, holder, began_at, lease in running
         if holder in gone or (lease is not None and lease < now)
     ]
-    unbegun = [execution_id for execution_id, attempts, began_at in abandoned if began_at is None and attempts == 1]
-    recovered = executions_return(execution_ids=unbegun, reason=LOST_BEFORE_BEGIN) if unbegun else 0
-    for execution_id, attempts, began_at in abandoned:
-        if began_at is None and attempts == 1:
+    if not abandoned:
+        return 0
+    noted = jobqueue.began_noted(holder for _, _, holder, began_at in abandoned if began_at is None)
+    unbegun = {pk for pk, attempts, _, began_at in abandoned if began_at is None and attempts == 1 and pk not in noted}
+    recovered = executions_return(execution_ids=sorted(unbegun), reason=LOST_BEFORE_BEGIN) if unbegun else 0
+    for execution_id, attempts, _, _ in abandoned:
+        if execution_id in unbegun:
             continue
+        began = datetime.fromtimestamp(noted[execution_id], UTC) if execution_id in noted else None
         # A lost worker says nothing about the order: its retry runs at once, not after the backoff.
-        execution_finish(execution_id=execution_id, attempt=attempts, error=WORKER_LOST, retry_after=0.0, urgent=True)
+        execution_finish(
+            execution_id=execution_id,
+            attempt=attempts,
+            error=WORKER_LOST,
+            started_at=began,
+            retry_after=0.0,
+            urgent=True,
+        )
         recovered += 1
+    for holder in gone:
+        redis_safely(jobqueue.forget_began, holder)
     metrics.count_recovered(recovered)
     return recovered
 

@@ -57,14 +57,17 @@ def take_batch(orders: list[Order]) -> tuple[engine.Taken, list[engine.Taken]]:
 
 
 def test_a_dead_workers_runs_are_taken_back_at_once_and_unbegun_companions_are_not_charged() -> None:
-    orders = create_many(4, due_in(1))
+    orders = create_many(5, due_in(1))
     first, companions = take_batch(orders)
-    began, unbegun = companions[:1], companions[1:]
-    engine.mark_began(began, began_at=timezone.now())
+    began, unbegun = companions[:2], companions[2:]
+    # A batch that begins together writes its rows; one run after another notes each in Redis.
+    engine.mark_began(began[:1], began_at=timezone.now())
+    noted_at = timezone.now()
+    jobqueue.note_began(DEAD, began[1].execution_id, noted_at.timestamp())
     # The worker dies here: its heartbeat key is gone (the lease, 65 s away, has nothing to do with it).
     Execution.objects.update(holder=DEAD)
     lost_at = timezone.now()
-    assert repair.recover_abandoned() == 4
+    assert repair.recover_abandoned() == 5
 
     for taken in [first, *began]:
         run = Execution.objects.get(pk=taken.execution_id)
@@ -72,6 +75,10 @@ def test_a_dead_workers_runs_are_taken_back_at_once_and_unbegun_companions_are_n
         assert run.attempt_history[0]["status"] == "failed"
         assert run.attempt_history[0]["error"].startswith("WorkerLost")
         assert run.attempt_history[0]["began_at"] is not None
+    noted_run = Execution.objects.get(pk=began[1].execution_id)
+    assert noted_run.attempt_history[0]["began_at"] == noted_run.started_at.isoformat()
+    assert abs((noted_run.started_at - noted_at).total_seconds()) < 0.001
+    assert jobqueue.began_noted([DEAD]) == {}  # dropped once recovered
     for taken in unbegun:
         run = Execution.objects.get(pk=taken.execution_id)
         assert (run.status, run.attempts, run.started_at) == (ExecutionStatus.PENDING, 0, None)
@@ -82,7 +89,7 @@ def test_a_dead_workers_runs_are_taken_back_at_once_and_unbegun_companions_are_n
     returned = {line["order_id"] for line in log_lines() if line["event"] == "returned"}
     assert returned == {t.context.order_id for t in unbegun}
 
-    run_until(lambda: Order.objects.filter(status=OrderStatus.COMPLETED).count() == 4, timeout=20)
+    run_until(lambda: Order.objects.filter(status=OrderStatus.COMPLETED).count() == 5, timeout=20)
     for taken in [first, *began]:
         run = Execution.objects.get(pk=taken.execution_id)
         assert (run.status, run.attempts) == (ExecutionStatus.SUCCEEDED, 2)
@@ -146,3 +153,18 @@ def test_a_redis_that_just_lost_its_data_takes_no_run_back_until_live_workers_co
     with time_machine.travel(timezone.now() + timedelta(seconds=jobqueue.WORKER_ALIVE_SECONDS + 1), tick=True):
         assert repair.recover_abandoned() == 1
     assert Execution.objects.get(pk=first.execution_id).status == ExecutionStatus.RETRYING
+
+
+def test_a_batch_records_each_companions_start_and_leaves_no_note_behind() -> None:
+    orders = create_many(3, due_in(1))
+    time.sleep(max(0.0, (orders[0].schedule_time - datetime.now(UTC)).total_seconds()) + 0.05)
+    first = engine.occurrence_take(order_id=orders[0].pk, version=orders[0].schedule_version, grid_index=1)
+    assert first is not None
+    assert engine.run_occurrence_batch(first) == 3
+    runs = list(Execution.objects.order_by("pk"))
+    assert [r.status for r in runs] == [ExecutionStatus.SUCCEEDED] * 3
+    for run in runs:
+        assert run.began_at is not None and run.started_at == run.began_at >= run.scheduled_for
+        assert run.attempt_history[0]["began_at"] == run.began_at.isoformat()
+        assert run.holder == jobqueue.worker_holder()
+    assert jobqueue.began_noted([jobqueue.worker_holder()]) == {}
