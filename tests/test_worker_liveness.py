@@ -76,6 +76,7 @@ def test_a_dead_workers_runs_are_taken_back_at_once_and_unbegun_companions_are_n
         assert run.attempt_history[0]["error"].startswith("WorkerLost")
         assert run.attempt_history[0]["began_at"] is not None
     noted_run = Execution.objects.get(pk=began[1].execution_id)
+    assert noted_run.started_at is not None
     assert noted_run.attempt_history[0]["began_at"] == noted_run.started_at.isoformat()
     assert abs((noted_run.started_at - noted_at).total_seconds()) < 0.001
     assert jobqueue.began_noted([DEAD]) == {}  # dropped once recovered
