@@ -38,7 +38,7 @@ from orders.recurrence import ScheduleOverflow, occurrence_due
 # back: a live worker rewrites its key every WORKER_BEAT_SECONDS, so only a dead one is missing
 # twice. (A Redis that lost its data loses live workers' keys too: jobqueue.living_holders tells
 # nothing until they have had the time to come back.)
-HOLDER_RECHECK_SECONDS = 2 * jobqueue.WORKER_BEAT_SECONDS
+HOLDER_RECHECK_SECONDS = jobqueue.WORKER_BEAT_SECONDS + 0.1
 LOST_BEFORE_BEGIN = "returned: worker lost before this run began"
 WORKER_LOST = "WorkerLost: the worker running this attempt stopped before finishing"
 

@@ -131,10 +131,8 @@ def test_a_worker_sigkilled_mid_batch_has_its_runs_running_again_within_seconds(
     killed_at = datetime.now(UTC)
     stack.stop("victim")
     held = {
-        pk: began
-        for pk, holder, began in Execution.objects.filter(status=ExecutionStatus.RUNNING).values_list(
-            "pk", "holder", "began_at"
-        )
+        pk
+        for pk, holder in Execution.objects.filter(status=ExecutionStatus.RUNNING).values_list("pk", "holder")
         if _holder_pid(holder) == victim_pid
     }
     assert held, "the victim held no run when it was killed"
@@ -148,8 +146,8 @@ def test_a_worker_sigkilled_mid_batch_has_its_runs_running_again_within_seconds(
 
     recovered = list(Execution.objects.filter(pk__in=held))
     delays = sorted(_began_after(e, killed_at) for e in recovered)
-    charged = [e for e in recovered if held[e.pk] is not None]
-    returned = [e for e in recovered if held[e.pk] is None]
+    charged = [e for e in recovered if e.attempt_history[0]["status"] == "failed"]
+    returned = [e for e in recovered if e.attempt_history[0]["status"] == "returned"]
     runs = Execution.objects.filter(order_id__in=ids)
     lost = len(ids) - runs.filter(status=ExecutionStatus.SUCCEEDED).count()
     doubled = runs.count() - len(ids)
@@ -167,6 +165,14 @@ def test_a_worker_sigkilled_mid_batch_has_its_runs_running_again_within_seconds(
     )
     assert (lost, doubled) == (0, 0)
     assert delays[-1] <= RECOVERY_TARGET_SECONDS
+    assert len(charged) + len(returned) == len(held)
+    # By the executor's own evidence: whatever the victim called is charged, and what went back
+    # uncharged was never called there (a charged run without a call: killed between the note and the call).
+    began_on_victim = {c["key"] for c in effects() if c["phase"] == "begin" and c["pid"] == victim_pid}
+    assert not began_on_victim & {f"order-{e.order_id}-occurrence-{e.occurrence}" for e in returned}
+    assert began_on_victim & {f"order-{e.order_id}-occurrence-{e.occurrence}" for e in recovered} <= {
+        f"order-{e.order_id}-occurrence-{e.occurrence}" for e in charged
+    }
     for execution in charged:
         assert execution.attempts == 2
         assert execution.attempt_history[0]["error"].startswith("WorkerLost")
