@@ -221,7 +221,10 @@ def _log_agrees(orders: Mapping[int, Order], executions: Iterable[Execution], lo
     for ex in executions:
         key = (ex.order_id, ex.occurrence)
         known.add(key)
-        if attempts_logged.get(key, 0) != ex.attempts:
+        # A worker killed between recording an attempt's start and logging it leaves a WorkerLost
+        # attempt without its started line (it is charged: it may have begun); nothing else may.
+        lost = sum(1 for h in ex.attempt_history if str(h.get("error", "")).startswith("WorkerLost"))
+        if not ex.attempts - lost <= attempts_logged.get(key, 0) <= ex.attempts:
             problems.append(
                 f"order {ex.order_id} occurrence {ex.occurrence}: {ex.attempts} attempts recorded, "
                 f"{attempts_logged.get(key, 0)} started lines"

@@ -8,6 +8,7 @@ and the runs go back to the queue; the lease (20 s here) plays no part."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 from collections import Counter
@@ -127,6 +128,8 @@ def test_a_worker_sigkilled_mid_batch_has_its_runs_running_again_within_seconds(
         return held.count() >= 10
 
     wait_for(victim_holds_a_batch, timeout=30, step=0.02, what="the victim holding a batch")
+    # Somewhere in the batch (49 companions of 10 ms each), not always just after its take.
+    time.sleep(random.uniform(0.0, 0.3))
     kill_tree(victim_pid)
     killed_at = datetime.now(UTC)
     stack.stop("victim")
