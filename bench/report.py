@@ -394,8 +394,8 @@ def _precision_section(precision: dict[str, Any]) -> str:
     )
     return (
         f"{runs[0]['n']} one-time orders due at instants to the microsecond, spread over {precision['span_s']} s, "
-        f"{precision['workers']} x {_short(precision['worker_class'])}. Lateness = `started_at` (written when the "
-        "worker takes the order under its row lock) - due.\n\n"
+        f"{precision['workers']} x {_short(precision['worker_class'])}. Lateness = `started_at` (when the executor of "
+        "the attempt that ran began) - due.\n\n"
         + _table(["run", "executed", "p50 ms", "p99 ms", "max ms", "early starts"], rows)
         + "\n"
     )

@@ -4,7 +4,7 @@ rq-scheduler writes to Redis at once, outside any database transaction, so every
 registered with transaction.on_commit: a rolled-back change places no job. The caller holds the
 order's row lock and saves the fields set here (job_id, next_run_at, next_grid_index). Services,
 the engine and repair place jobs only through this module; only it (and repair's and health's
-reads) calls orders/jobqueue.py.
+reads) calls orders/jobqueue.py. It also names the process that holds a run (worker liveness).
 """
 
 from __future__ import annotations
@@ -22,6 +22,29 @@ from orders.models import Execution, Order
 from orders.recurrence import ScheduleOverflow, occurrence_due
 
 logger = logging.getLogger(__name__)
+
+
+def worker_holder() -> str:
+    """This process's id as the holder of the runs it takes; its heartbeat in Redis says it is alive
+    (orders/jobqueue.py, worker liveness)."""
+    return jobqueue.worker_holder()
+
+
+def note_companion_began(execution_id: int, began_at: datetime) -> bool:
+    """Note in Redis, before a batch companion's executor begins, that this process began it (see
+    engine.run_occurrence_batch); False when Redis could not take the note."""
+    try:
+        jobqueue.note_began(jobqueue.worker_holder(), execution_id, began_at.timestamp())
+    except Exception:
+        logger.warning("could not note a companion's start in Redis; writing it to its row", exc_info=True)
+        return False
+    return True
+
+
+def forget_companions_began() -> None:
+    """Drop this process's notes once its batch's outcomes are recorded (best effort: they expire)."""
+    redis_safely(jobqueue.forget_began, jobqueue.worker_holder())
+
 
 # The job of one grid occurrence (see orders/jobqueue.py); a batch collects them in a list.
 OccurrenceJob = jobqueue.OccurrenceJob
@@ -85,16 +108,22 @@ def place_occurrence_jobs(jobs: list[OccurrenceJob]) -> None:
         transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrences, jobs))
 
 
-def schedule_execution_job(execution: Execution, *, due: datetime | None) -> None:
-    """Place a job for the execution's next attempt after commit (at once when `due` is None);
-    sets execution.job_id, which the caller saves."""
+def schedule_execution_job(execution: Execution, *, due: datetime | None, at_front: bool = False) -> None:
+    """Place a job for the execution's next attempt after commit (at once when `due` is None; with
+    `at_front`, ahead of the jobs already waiting: a run taken back from a dead worker is late
+    already, and must not wait behind a backlog); sets execution.job_id, which the caller saves."""
     attempt = execution.attempts + 1
     job_id = jobqueue.new_job_id(execution.order_id, f"x{execution.occurrence}-a{attempt}")
     execution.job_id = job_id
     execution_id = execution.pk
     transaction.on_commit(
         lambda: redis_safely(
-            jobqueue.schedule_execution, job_id=job_id, execution_id=execution_id, attempt=attempt, due=due
+            jobqueue.schedule_execution,
+            job_id=job_id,
+            execution_id=execution_id,
+            attempt=attempt,
+            due=due,
+            at_front=at_front,
         )
     )
 

@@ -35,10 +35,13 @@ from orders import metrics, sql
 from orders.dispatch import (
     OccurrenceJob,
     discard_jobs_after_commit,
+    forget_companions_began,
+    note_companion_began,
     place_occurrence_jobs,
     postpone_occurrence,
     schedule_execution_job,
     schedule_next_occurrence,
+    worker_holder,
 )
 from orders.events import log_event
 from orders.executors import ExecutionContext, ExecutionFailed, ExecutionResult
@@ -192,7 +195,8 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
     taken: Taken | None = None
     fields = ["occurrence_seq", "next_grid_index", "next_run_at", "job_id", "status", "updated_at"]
     if run_this:
-        execution = _start_occurrence(order, grid_index=grid_index, due=due, now=now)
+        # Its executor begins right after this commit: the attempt counts from here.
+        execution = _start_occurrence(order, grid_index=grid_index, due=due, now=now, began=True)
         execution.save()
         fields += ["executions_count", "last_run_at"]
         taken = Taken(execution.pk, 1, _context(order, execution))
@@ -205,8 +209,10 @@ def occurrence_take(*, order_id: int, version: int, grid_index: int) -> Taken | 
     return taken
 
 
-def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: datetime) -> Execution:
-    """Count occurrence `grid_index` as started now (caller holds the lock, saves both rows)."""
+def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: datetime, began: bool) -> Execution:
+    """Count occurrence `grid_index` as taken now by this process (caller holds the lock, saves both
+    rows); `began`: its executor begins at once (a job's own run), else later (a batch companion,
+    whose start is written by mark_began just before its executor)."""
     order.occurrence_seq += 1
     order.executions_count += 1
     order.last_run_at = now
@@ -217,7 +223,9 @@ def _start_occurrence(order: Order, *, grid_index: int, due: datetime, now: date
         schedule_version=order.schedule_version,
         grid_index=grid_index,
         scheduled_for=due,
-        started_at=now,
+        started_at=now if began else None,
+        began_at=now if began else None,
+        holder=worker_holder(),
         status=ExecutionStatus.RUNNING,
         attempts=1,
         lease_expires_at=_lease_deadline(now),
@@ -279,8 +287,10 @@ def execution_take(*, execution_id: int, attempt: int) -> Taken | None:
     execution.status = ExecutionStatus.RUNNING
     execution.attempts = attempt
     execution.started_at = execution.started_at or now
+    execution.began_at = now  # its executor begins right after this commit
+    execution.holder = worker_holder()
     execution.lease_expires_at = _lease_deadline(now)
-    execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at"])
+    execution.save(update_fields=["status", "attempts", "started_at", "began_at", "holder", "lease_expires_at"])
     order.status = OrderStatus.RUNNING
     order.last_run_at = now
     order.save(update_fields=["status", "last_run_at", "updated_at"])
@@ -307,13 +317,15 @@ def execution_finish(
     retryable: bool = True,
     retry_after: float | None = None,
     details: dict[str, Any] | None = None,
+    urgent: bool = False,
 ) -> None:
     """Record the outcome of one attempt. A failure is retried until ORDER_MAX_ATTEMPTS attempts,
     unless it is not `retryable` (it fails for good at once); `retry_after` seconds, when given,
-    replace the backoff delay; `details` (a webhook's status, latency, response) go into the history.
+    replace the backoff delay; `details` (a webhook's status, latency, response) go into the history;
+    `urgent`: the retry's job goes ahead of the queue (a run taken back from a dead worker).
 
     `order_id` is the execution's order when the caller knows it (it saves a query per execution);
-    `started_at` is when the executor of a first attempt really began, if later than the take."""
+    `started_at` is when the attempt's executor really began, if later than the take."""
     if order_id is None:
         order_id = Execution.objects.filter(pk=execution_id).values_list("order_id", flat=True).first()
     if order_id is None:
@@ -336,6 +348,7 @@ def execution_finish(
         retryable=retryable,
         retry_after=retry_after,
         details=details,
+        urgent=urgent,
     )
     execution.save()
     settle_status_and_notify(order)
@@ -467,14 +480,20 @@ def run_occurrence_batch(first: Taken) -> int:
         for i, taken in enumerate(companions):
             if time.monotonic() - clock > budget:
                 break
-            dealt_with += 1
             if time.monotonic() - checked_at > RECHECK_SECONDS:
                 checked_at = time.monotonic()
                 current = _still_current_companions(companions[i:])
             if taken.execution_id not in current:
                 changed.append(taken)
+                dealt_with += 1
                 continue
             started_at = timezone.now()
+            # Noted before the executor begins: from here a lost worker costs this run an attempt
+            # (an executor that kills its worker cannot loop forever uncharged).
+            marked = _note_began(taken, began_at=started_at)
+            dealt_with += 1
+            if not marked:
+                continue  # taken back meanwhile (repair's last-resort lease): no longer this worker's run
             _log_started(taken, job_id=taken.job_id, started_at=started_at)
             outcomes.append(_run_executor(taken, started_at=started_at))
     finally:
@@ -487,7 +506,15 @@ def run_occurrence_batch(first: Taken) -> int:
                 _hand_back(leftover)
         finally:
             executions_finish(outcomes)
+            if len(outcomes) > 1:
+                forget_companions_began()  # their began_at is in the rows now
     return len(outcomes)
+
+
+def _note_began(taken: Taken, *, began_at: datetime) -> bool:
+    """Record that a companion's executor begins now, in Redis (repair reads it for a dead worker:
+    jobqueue.began_noted), or in its row while Redis is unreachable. False: the row was taken back."""
+    return note_companion_began(taken.execution_id, began_at) or mark_began([taken], began_at=began_at) > 0
 
 
 def _run_batch_together(first: Taken, executor: Any) -> int:
@@ -512,6 +539,8 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
                 logger.warning("could not re-read the companions' orders; handing them back", exc_info=True)
         runnable = [t for t in companions if t.execution_id in current]
         started_at = timezone.now()
+        if runnable:
+            mark_began(runnable, began_at=started_at)  # see run_occurrence_batch
         for taken in runnable:
             _log_started(taken, job_id=taken.job_id, started_at=started_at)
         outcomes = _run_executors_together(executor, [first, *runnable], started_at=started_at)
@@ -524,6 +553,16 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
         finally:
             executions_finish(outcomes)
     return len(outcomes)
+
+
+def mark_began(takens: list[Taken], *, began_at: datetime) -> int:
+    """Record in their rows that these taken companions' executors begin now (one UPDATE,
+    autocommitted, milliseconds: once per batch that begins together): the attempt is charged if
+    the worker is lost from here on, and their start is the attempt's, not the take's. Returns how
+    many were still running to be marked."""
+    return Execution.objects.filter(pk__in=[t.execution_id for t in takens], status=ExecutionStatus.RUNNING).update(
+        began_at=began_at, started_at=began_at
+    )
 
 
 def _still_current_companions(takens: list[Taken]) -> set[int]:
@@ -586,7 +625,7 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         if due != order.next_run_at or due > now:
             continue  # not the state a scheduled slot leaves: its own job sorts it out
         dropped.append(order.job_id)
-        execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now)
+        execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now, began=False)
         _advance(order, next_index=order.next_grid_index + 1, jobs=jobs)
         order.status = OrderStatus.RUNNING
         order.updated_at = now
@@ -692,7 +731,16 @@ def _finish_succeeded(outcomes: list[Outcome]) -> None:
         inflight[order_id].add(status)
     sql.bulk_update(
         done_executions,
-        ["status", "started_at", "finished_at", "result_ref", "error", "attempt_history", "lease_expires_at"],
+        [
+            "status",
+            "started_at",
+            "began_at",
+            "finished_at",
+            "result_ref",
+            "error",
+            "attempt_history",
+            "lease_expires_at",
+        ],
     )
     notices: list[Notice] = []
     for order in touched.values():
@@ -718,16 +766,22 @@ def _record_attempt(
     retryable: bool = True,
     retry_after: float | None = None,
     details: dict[str, Any] | None = None,
+    urgent: bool = False,
 ) -> None:
     """The outcome of one attempt on the locked rows (the caller saves them): its history entry,
     the execution's status, the order's last result, the log lines, and a retry job for a retryable
     failure with attempts left (after `retry_after` seconds when given, else the backoff).
-    `started_at` is when the executor of a first attempt really began (a batch companion's row was
-    written when it was taken). `details` (a webhook delivery's record) are kept in the history
-    entry as "delivery" and their status code and latency logged."""
+    `started_at` is when this attempt's executor really began (else the began_at its take or
+    mark_began wrote); it is the history entry's began_at, and a first attempt's is the execution's
+    started_at, the start every lateness figure reads. `details` (a webhook delivery's record) are
+    kept in the history entry as "delivery" and their status code and latency logged."""
     succeeded = not error
+    if started_at is not None:
+        execution.began_at = started_at
+    began = execution.began_at
     entry: dict[str, Any] = {
         "attempt": attempt,
+        "began_at": began.isoformat() if began is not None else None,
         "finished_at": now.isoformat(),
         "status": "succeeded" if succeeded else "failed",
         "error": error[:2000],
@@ -738,8 +792,8 @@ def _record_attempt(
         logged = {"status_code": details.get("status_code"), "latency_ms": details.get("latency_ms")}
     execution.attempt_history = [*execution.attempt_history, entry]
     execution.lease_expires_at = None
-    if started_at is not None and attempt == 1:
-        execution.started_at = started_at
+    if began is not None and (attempt == 1 or execution.started_at is None):
+        execution.started_at = began
     base = {"order_id": order.pk, "user_id": order.user_id, "occurrence": execution.occurrence, "attempt": attempt}
     if succeeded:
         execution.status = ExecutionStatus.SUCCEEDED
@@ -774,7 +828,7 @@ def _record_attempt(
         elif attempt < settings.ORDER_MAX_ATTEMPTS and order.status != OrderStatus.PAUSED:
             execution.status = ExecutionStatus.RETRYING
             delay = retry_delay_seconds(attempt) if retry_after is None else max(0.0, retry_after)
-            schedule_execution_job(execution, due=now + timedelta(seconds=delay))
+            schedule_execution_job(execution, due=now + timedelta(seconds=delay), at_front=urgent)
             log_event(
                 "retried",
                 job_id=execution.job_id,
@@ -826,15 +880,73 @@ def _hand_back(takens: list[Taken]) -> None:
         order = orders.get(execution.order_id)
         if order is None or execution.status != ExecutionStatus.RUNNING or execution.attempts != 1:
             continue
-        execution.status = ExecutionStatus.PENDING
-        execution.attempts = 0
-        execution.started_at = None
-        execution.lease_expires_at = None
-        schedule_execution_job(execution, due=None)
-        execution.save(update_fields=["status", "attempts", "started_at", "lease_expires_at", "job_id"])
+        _make_pending(execution)
     for order in orders.values():
         settle_status_and_notify(order)
         order.save(update_fields=["status", "next_run_at", "updated_at"])
+
+
+def _make_pending(execution: Execution, *, urgent: bool = False) -> None:
+    """A taken attempt 1 whose executor never began becomes a pending run with a job of its own
+    (the occurrence stays counted and taken; execution_take starts it as attempt 1). Saves it."""
+    execution.status = ExecutionStatus.PENDING
+    execution.attempts = 0
+    execution.started_at = None
+    execution.began_at = None
+    execution.holder = ""
+    execution.lease_expires_at = None
+    schedule_execution_job(execution, due=None, at_front=urgent)
+    execution.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "started_at",
+            "began_at",
+            "holder",
+            "lease_expires_at",
+            "job_id",
+            "attempt_history",
+        ]
+    )
+
+
+@transaction.atomic
+def executions_return(*, execution_ids: list[int], reason: str) -> int:
+    """Give back running attempts 1 whose executors never began (batch companions whose worker was
+    lost), in one transaction: each pending again with a job of its own, ahead of any backlog, not
+    charged an attempt; the history and the log say why. Returns how many it gave back (one that
+    began, finished or changed meanwhile is left alone)."""
+    order_ids = sorted(set(Execution.objects.filter(pk__in=execution_ids).values_list("order_id", flat=True)))
+    # Orders before executions, each in key order, as everywhere else.
+    orders = {o.pk: o for o in Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk")}
+    executions = Execution.objects.select_for_update().filter(pk__in=sorted(execution_ids)).order_by("pk")
+    now = timezone.now()
+    returned: set[int] = set()  # their orders
+    for execution in executions:
+        order = orders.get(execution.order_id)
+        if order is None or execution.status != ExecutionStatus.RUNNING:
+            continue
+        if execution.attempts != 1 or execution.began_at is not None:
+            continue
+        execution.attempt_history = [
+            *execution.attempt_history,
+            {"attempt": 1, "began_at": None, "finished_at": now.isoformat(), "status": "returned", "error": reason},
+        ]
+        _make_pending(execution, urgent=True)  # late already: ahead of any backlog
+        returned.add(order.pk)
+        log_event(
+            "returned",
+            order_id=order.pk,
+            user_id=order.user_id,
+            job_id=execution.job_id,
+            occurrence=execution.occurrence,
+            status=ExecutionStatus.PENDING,
+            reason=reason,
+        )
+    for pk in sorted(returned):
+        settle_status_and_notify(orders[pk])
+        orders[pk].save(update_fields=["status", "next_run_at", "updated_at"])
+    return len(returned)  # one running attempt per order at most: one per execution returned
 
 
 def wait_until_due(order_id: int, version: int, grid_index: int) -> None:

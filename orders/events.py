@@ -33,6 +33,8 @@ EVENTS = frozenset(
         "failed",
         "retried",
         "retry_replayed",
+        # A batch companion whose worker was lost before its executor began: pending again, uncharged.
+        "returned",
         "skipped",
         "completed",
         "run_now",

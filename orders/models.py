@@ -200,11 +200,19 @@ class Execution(models.Model):
     error = models.TextField(blank=True, default="")
     # Why a skipped occurrence did not run (a misfire, or the previous run still going); "" otherwise.
     skip_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
-    # One entry per attempt: {"attempt", "started_at", "finished_at", "status", "error"}.
+    # One entry per attempt: {"attempt", "began_at", "finished_at", "status", "error"}; a batch companion
+    # handed back before its executor began gets a "returned" entry that is not a charged attempt.
     attempt_history = models.JSONField(default=list, blank=True)
     result_ref = models.CharField(max_length=128, blank=True, default="")
     job_id = models.CharField(max_length=64, blank=True, default="")
-    # A running attempt whose lease has passed belonged to a worker that died; reconcile retries it.
+    # The worker process holding the running attempt (orders.jobqueue.worker_holder): once its
+    # heartbeat key is gone the worker died and repair.recover_abandoned takes the attempt back.
+    holder = models.CharField(max_length=96, blank=True, default="", db_default="")
+    # When the running attempt's executor began; None while a batch companion is taken but not yet
+    # begun (such an attempt, if its worker dies, goes back uncharged).
+    began_at = models.DateTimeField(null=True, blank=True)
+    # The last-resort backstop: a running attempt past its lease is recovered even if its holder
+    # still beats (a worker stuck past its job timeout).
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # sha256 (hex) of the client's Idempotency-Key of the run-now that made this (manual) execution;
     # NULL otherwise. See Order.idempotency_key. Not the key an executor receives

@@ -8,8 +8,9 @@ orders/services/idempotency.py run the same repairs for one order at once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -22,7 +23,7 @@ from orders.dispatch import (
     redis_safely,
     schedule_execution_job,
 )
-from orders.engine import execution_finish
+from orders.engine import execution_finish, executions_return
 from orders.models import (
     ACTIVE_ORDER_STATUSES,
     WAITING_EXECUTION_STATUSES,
@@ -33,19 +34,71 @@ from orders.models import (
 )
 from orders.recurrence import ScheduleOverflow, occurrence_due
 
+# A holder whose key is missing is looked up once more this long after, before its runs are taken
+# back: a live worker rewrites its key every WORKER_BEAT_SECONDS, so only a dead one is missing
+# twice. (A Redis that lost its data loses live workers' keys too: jobqueue.living_holders tells
+# nothing until they have had the time to come back.)
+HOLDER_RECHECK_SECONDS = jobqueue.WORKER_BEAT_SECONDS + 0.1
+LOST_BEFORE_BEGIN = "returned: worker lost before this run began"
+WORKER_LOST = "WorkerLost: the worker running this attempt stopped before finishing"
 
-def recover_abandoned(now: datetime | None = None) -> int:
-    """Attempts whose worker died (lease passed) count as failed attempts and are retried."""
+
+def _gone(holders: set[str]) -> set[str]:
+    """The holders whose heartbeat is gone; none while Redis cannot tell (it just lost its data)."""
+    if not holders:
+        return set()
+    alive = jobqueue.living_holders(holders)
+    return set() if alive is None else holders - alive
+
+
+def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
+    """Take back the running attempts of workers that died: those whose holder's heartbeat is gone
+    (orders/jobqueue.py, worker liveness), or, as a last resort, whose lease has passed.
+
+    An attempt whose executor began (its row's began_at, or a batch companion's note in Redis:
+    jobqueue.began_noted) counts as a failed attempt, retried at once, its job ahead of any backlog
+    in the queue; a batch companion taken but never begun goes back to pending uncharged
+    (engine.executions_return). Cheap enough to run every second: one indexed query of the running
+    attempts and one round trip to Redis for their holders."""
     now = now or timezone.now()
-    recovered = 0
-    stale = Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
-    for execution_id, attempts in stale.values_list("id", "attempts")[:1000]:
+    running = list(
+        Execution.objects.filter(status=ExecutionStatus.RUNNING).values_list(
+            "id", "attempts", "holder", "began_at", "lease_expires_at"
+        )[:limit]
+    )
+    if not running:
+        return 0
+    holders = {holder for _, _, holder, _, _ in running if holder}
+    gone = _gone(holders)
+    if gone:
+        time.sleep(HOLDER_RECHECK_SECONDS)
+        gone &= _gone(gone)
+    abandoned = [
+        (execution_id, attempts, holder, began_at)
+        for execution_id, attempts, holder, began_at, lease in running
+        if holder in gone or (lease is not None and lease < now)
+    ]
+    if not abandoned:
+        return 0
+    noted = jobqueue.began_noted(holder for _, _, holder, began_at in abandoned if began_at is None)
+    unbegun = {pk for pk, attempts, _, began_at in abandoned if began_at is None and attempts == 1 and pk not in noted}
+    recovered = executions_return(execution_ids=sorted(unbegun), reason=LOST_BEFORE_BEGIN) if unbegun else 0
+    for execution_id, attempts, _, _ in abandoned:
+        if execution_id in unbegun:
+            continue
+        began = datetime.fromtimestamp(noted[execution_id], UTC) if execution_id in noted else None
+        # A lost worker says nothing about the order: its retry runs at once, not after the backoff.
         execution_finish(
             execution_id=execution_id,
             attempt=attempts,
-            error="WorkerLost: the worker running this attempt stopped before finishing",
+            error=WORKER_LOST,
+            started_at=began,
+            retry_after=0.0,
+            urgent=True,
         )
         recovered += 1
+    for holder in gone:
+        redis_safely(jobqueue.forget_began, holder)
     metrics.count_recovered(recovered)
     return recovered
 

@@ -258,7 +258,8 @@ ORDER_RETRY_BASE_DELAY_SECONDS = env.float("ORDER_RETRY_BASE_DELAY_SECONDS", def
 ORDER_RETRY_MAX_DELAY_SECONDS = env.float("ORDER_RETRY_MAX_DELAY_SECONDS", default=300.0)
 ORDER_EXECUTION_TIMEOUT_SECONDS = env.int("ORDER_EXECUTION_TIMEOUT_SECONDS", default=30)
 # RQ's job timeout is the executor's limit plus this room for the bookkeeping around it (a batch's
-# takes and records); an attempt's lease is the job timeout plus 5 s.
+# takes and records); an attempt's lease, the last-resort backstop behind worker liveness
+# (orders/jobqueue.py), is the job timeout plus 5 s.
 ORDER_JOB_TIMEOUT_MARGIN_SECONDS = env.int("ORDER_JOB_TIMEOUT_MARGIN_SECONDS", default=30)
 ORDER_MISFIRE_GRACE_SECONDS = env.float("ORDER_MISFIRE_GRACE_SECONDS", default=5.0)
 ORDER_MIN_INTERVAL_SECONDS = env.int("ORDER_MIN_INTERVAL_SECONDS", default=1)
@@ -289,7 +290,9 @@ SCHEDULER_LEASE_MS = env.int("SCHEDULER_LEASE_MS", default=1500)
 # left by a dead scheduler of the same host id; schedulers of different host ids wait for its expiry.
 SCHEDULER_HOST_ID = env.str("SCHEDULER_HOST_ID", default="")
 RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", default=60)
-ABANDONED_CHECK_EVERY_SECONDS = env.int("ABANDONED_CHECK_EVERY_SECONDS", default=10)
+# How often the scheduler looks for runs of dead workers (one query and one Redis MGET; see
+# orders/repair.py recover_abandoned): a dead worker's runs are running again within seconds.
+ABANDONED_CHECK_EVERY_SECONDS = env.int("ABANDONED_CHECK_EVERY_SECONDS", default=1)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
 

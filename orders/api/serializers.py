@@ -313,14 +313,15 @@ class ExecutionSerializer(serializers.ModelSerializer[Execution]):
 
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_attempt_history(self, execution: Execution) -> list[Any]:
-        # Each attempt's finished_at is stored as UTC text; shown on the order's clock like the rest.
+        # Each attempt's began_at and finished_at are stored as UTC text; shown on the order's clock like the rest.
         tz_name = self._time_zone(execution)
         history = []
         for entry in execution.attempt_history:
             entry = dict(entry)
-            moment = parse_datetime(entry["finished_at"]) if isinstance(entry.get("finished_at"), str) else None
-            if moment is not None and moment.tzinfo is not None:
-                entry["finished_at"] = in_order_offset(moment, tz_name)
+            for field in ("began_at", "finished_at"):
+                moment = parse_datetime(entry[field]) if isinstance(entry.get(field), str) else None
+                if moment is not None and moment.tzinfo is not None:
+                    entry[field] = in_order_offset(moment, tz_name)
             history.append(entry)
         return history
 

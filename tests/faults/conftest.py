@@ -24,9 +24,10 @@ from tests.faults.harness import Api, RedisServer
 from tests.faults.invariants import LimitSampler
 from tests.processes import Stack
 
-# Fast-recovery settings for the child processes. The lease of an attempt is the job timeout
-# (ORDER_EXECUTION_TIMEOUT_SECONDS + ORDER_JOB_TIMEOUT_MARGIN_SECONDS) plus 5 s, so 5 and 10 here
-# give 20 s: a killed worker's attempt is retried 20-21 s after it started (the defaults: 65 s).
+# Fast-recovery settings for the child processes. A killed worker's attempts are taken back once
+# its heartbeat is gone (seconds, whatever these say); the lease, the last resort for a live worker
+# whose outcome could not be recorded (a database cut), is the job timeout
+# (ORDER_EXECUTION_TIMEOUT_SECONDS + ORDER_JOB_TIMEOUT_MARGIN_SECONDS) plus 5 s: 20 s here, 65 s by default.
 FAULT_ENV: dict[str, str] = {
     "ORDER_EXECUTOR": "tests.faults.executors.record",
     "ORDER_EXECUTION_TIMEOUT_SECONDS": "5",
