@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -82,6 +84,9 @@ MAX_SKIPPED_ROWS = 1000
 # Why a slot was skipped, shown in the history.
 MISFIRE_SKIP_REASON = "missed: it fell due while the service was down or the order paused"
 OVERLAP_SKIP_REASON = "the previous run (#{occurrence}) was still running"
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -424,6 +429,62 @@ def _execution_span(taken: Taken) -> AbstractContextManager[None]:
     )
 
 
+# --- recording outcomes through a database outage ---------------------------------------------------
+#
+# An executor that has run has had its effect; if its outcome cannot be recorded (MariaDB restarted,
+# failed over, a network cut; or a deadlock or lock wait timeout), the worker is still alive, so its
+# heartbeat keeps repair from taking the runs back, and they would stay `running` until their
+# last-resort lease ran out (65 s by default) and then run a second time. Instead the worker keeps
+# the outcomes it has and records them once the database answers again.
+#
+# A retry is harmless when the failed commit had in fact landed (its acknowledgement lost with the
+# connection): every recorder re-reads the execution under its row lock and does nothing unless it
+# is still running that very attempt (execution_finish, _finish_succeeded, _hand_back). The jobs a
+# landed commit would have placed after commit (a retry, a handed-back run) are then missing; the
+# reconcile places the job of every pending run that has none.
+OUTCOME_RETRY_ERRORS = (OperationalError, InterfaceError)
+OUTCOME_RETRY_FIRST_DELAY_SECONDS = 0.25
+OUTCOME_RETRY_MAX_DELAY_SECONDS = 1.0
+
+
+def _drop_connection() -> None:
+    """Close the connection an error broke, so that the next query opens a new one."""
+    # Closing a connection the server already dropped can fail too: it is gone either way.
+    with suppress(DatabaseError):
+        connection.close()
+
+
+def record_until_recorded(record: Callable[[], T], *, what: str) -> T:
+    """record() (a transaction recording outcomes), retried on a database-unavailable error with a
+    capped backoff for up to ORDER_OUTCOME_RETRY_SECONDS, which ends before the job's timeout and the
+    runs' lease (see above). One warning when the outage begins and one when it ends. Inside a
+    transaction of the caller there is nothing to retry (that transaction is lost): it raises."""
+    failed_at = deadline = 0.0
+    delay = OUTCOME_RETRY_FIRST_DELAY_SECONDS
+    tries = 0
+    while True:
+        try:
+            result = record()
+        except OUTCOME_RETRY_ERRORS as exc:
+            if connection.in_atomic_block:
+                raise
+            tries += 1
+            now = time.monotonic()
+            if tries == 1:
+                failed_at, deadline = now, now + float(settings.ORDER_OUTCOME_RETRY_SECONDS)
+                logger.warning("could not record %s (%s); retrying until the database answers", what, exc)
+            _drop_connection()
+            if now >= deadline:
+                logger.error("gave up recording %s after %d tries: %s", what, tries, exc)
+                raise
+            time.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, OUTCOME_RETRY_MAX_DELAY_SECONDS)
+            continue
+        if tries:
+            logger.warning("recorded %s after %d failed tries (%.1f s)", what, tries, time.monotonic() - failed_at)
+        return result
+
+
 def _finish(outcome: Outcome) -> None:
     taken = outcome.taken
     execution_finish(
@@ -441,7 +502,8 @@ def _finish(outcome: Outcome) -> None:
 
 def execute(taken: Taken) -> None:
     """Run the configured executor for a taken attempt and record its outcome."""
-    _finish(_run_executor(taken))
+    outcome = _run_executor(taken)
+    record_until_recorded(lambda: _finish(outcome), what=f"the outcome of execution {taken.execution_id}")
 
 
 # --- execution batches ------------------------------------------------------------------------------
@@ -503,7 +565,7 @@ def run_occurrence_batch(first: Taken) -> int:
         try:
             leftover = changed + companions[dealt_with:]
             if leftover:
-                _hand_back(leftover)
+                record_until_recorded(lambda: _hand_back(leftover), what=f"{len(leftover)} unrun companion(s)")
         finally:
             executions_finish(outcomes)
             if len(outcomes) > 1:
@@ -549,7 +611,7 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
             ran = {o.taken.execution_id for o in outcomes}
             leftover = [t for t in companions if t.execution_id not in ran]
             if leftover:
-                _hand_back(leftover)
+                record_until_recorded(lambda: _hand_back(leftover), what=f"{len(leftover)} unrun companion(s)")
         finally:
             executions_finish(outcomes)
     return len(outcomes)
@@ -679,12 +741,12 @@ def executions_finish(outcomes: list[Outcome]) -> None:
     with retries to schedule)."""
     succeeded = [o for o in outcomes if not o.error]
     if len(succeeded) == 1:
-        _finish(succeeded[0])
+        record_until_recorded(lambda: _finish(succeeded[0]), what="1 outcome")
     elif succeeded:
-        _finish_succeeded(succeeded)
+        record_until_recorded(lambda: _finish_succeeded(succeeded), what=f"{len(succeeded)} outcomes")
     for outcome in outcomes:
         if outcome.error:
-            _finish(outcome)
+            record_until_recorded(partial(_finish, outcome), what="a failed attempt's outcome")
 
 
 @transaction.atomic
