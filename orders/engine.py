@@ -442,6 +442,11 @@ def _execution_span(taken: Taken) -> AbstractContextManager[None]:
 # is still running that very attempt (execution_finish, _finish_succeeded, _hand_back). The jobs a
 # landed commit would have placed after commit (a retry, a handed-back run) are then missing; the
 # reconcile places the job of every pending run that has none.
+#
+# A job's take waits through an outage too (occurrence_take_through_outage and
+# execution_take_through_outage, with its due-time read): a worker between jobs would
+# otherwise fail every job it dequeued while the database was away, in milliseconds each, and
+# their orders would wait for the reconcile (60 s by default).
 OUTCOME_RETRY_ERRORS = (OperationalError, InterfaceError)
 OUTCOME_RETRY_FIRST_DELAY_SECONDS = 0.25
 OUTCOME_RETRY_MAX_DELAY_SECONDS = 1.0
@@ -454,8 +459,8 @@ def _drop_connection() -> None:
         connection.close()
 
 
-def record_until_recorded(record: Callable[[], T], *, what: str) -> T:
-    """record() (a transaction recording outcomes), retried on a database-unavailable error with a
+def retry_through_outage(record: Callable[[], T], *, what: str) -> T:
+    """record() (a transaction recording outcomes, or a take), retried on a database-unavailable error with a
     capped backoff for up to ORDER_OUTCOME_RETRY_SECONDS, which ends before the job's timeout and the
     runs' lease (see above). One warning when the outage begins and one when it ends. Inside a
     transaction of the caller there is nothing to retry (that transaction is lost): it raises."""
@@ -472,17 +477,63 @@ def record_until_recorded(record: Callable[[], T], *, what: str) -> T:
             now = time.monotonic()
             if tries == 1:
                 failed_at, deadline = now, now + float(settings.ORDER_OUTCOME_RETRY_SECONDS)
-                logger.warning("could not record %s (%s); retrying until the database answers", what, exc)
+                logger.warning("database unavailable for %s (%s); retrying until it answers", what, exc)
             _drop_connection()
             if now >= deadline:
-                logger.error("gave up recording %s after %d tries: %s", what, tries, exc)
+                logger.error("gave up on %s after %d tries: %s", what, tries, exc)
                 raise
             time.sleep(min(delay, deadline - now))
             delay = min(delay * 2, OUTCOME_RETRY_MAX_DELAY_SECONDS)
             continue
         if tries:
-            logger.warning("recorded %s after %d failed tries (%.1f s)", what, tries, time.monotonic() - failed_at)
+            logger.warning("database back for %s after %d tries (%.1f s)", what, tries, time.monotonic() - failed_at)
         return result
+
+
+def occurrence_take_through_outage(*, order_id: int, version: int, grid_index: int) -> Taken | None:
+    """occurrence_take, waiting for the database while it is unavailable (see above)."""
+    return _take_through_outage(
+        partial(occurrence_take, order_id=order_id, version=version, grid_index=grid_index),
+        Q(order_id=order_id, schedule_version=version, grid_index=grid_index, attempts=1),
+        what=f"order {order_id}'s slot {grid_index}",
+    )
+
+
+def execution_take_through_outage(*, execution_id: int, attempt: int) -> Taken | None:
+    """execution_take, waiting for the database while it is unavailable (see above)."""
+    return _take_through_outage(
+        partial(execution_take, execution_id=execution_id, attempt=attempt),
+        Q(pk=execution_id, attempts=attempt),
+        what=f"execution {execution_id} attempt {attempt}",
+    )
+
+
+def _take_through_outage(take: Callable[[], Taken | None], slot: Q, *, what: str) -> Taken | None:
+    failed = False
+
+    def take_noting_failures() -> Taken | None:
+        nonlocal failed
+        try:
+            return take()
+        except OUTCOME_RETRY_ERRORS:
+            failed = True
+            raise
+
+    taken = retry_through_outage(take_noting_failures, what=f"taking {what}")
+    if taken is not None or not failed:
+        return taken
+    # The retry found the slot taken: perhaps by the take that failed, committed with its answer
+    # lost. This worker then holds the run, and only this job can be running it (a worker runs
+    # one job at a time), so it runs it; nobody else would until its lease ran out.
+    execution = (
+        Execution.objects.select_related("order")
+        .filter(slot, status=ExecutionStatus.RUNNING, holder=worker_holder())
+        .first()
+    )
+    if execution is None:
+        return None
+    logger.warning("the take of %s had committed, its answer lost: running it", what)
+    return Taken(execution.pk, execution.attempts, _context(execution.order, execution))
 
 
 def _finish(outcome: Outcome) -> None:
@@ -503,7 +554,7 @@ def _finish(outcome: Outcome) -> None:
 def execute(taken: Taken) -> None:
     """Run the configured executor for a taken attempt and record its outcome."""
     outcome = _run_executor(taken)
-    record_until_recorded(lambda: _finish(outcome), what=f"the outcome of execution {taken.execution_id}")
+    retry_through_outage(lambda: _finish(outcome), what=f"recording the outcome of execution {taken.execution_id}")
 
 
 # --- execution batches ------------------------------------------------------------------------------
@@ -565,7 +616,7 @@ def run_occurrence_batch(first: Taken) -> int:
         try:
             leftover = changed + companions[dealt_with:]
             if leftover:
-                record_until_recorded(lambda: _hand_back(leftover), what=f"{len(leftover)} unrun companion(s)")
+                retry_through_outage(lambda: _hand_back(leftover), what=f"handing back {len(leftover)} companion(s)")
         finally:
             executions_finish(outcomes)
             if len(outcomes) > 1:
@@ -611,7 +662,7 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
             ran = {o.taken.execution_id for o in outcomes}
             leftover = [t for t in companions if t.execution_id not in ran]
             if leftover:
-                record_until_recorded(lambda: _hand_back(leftover), what=f"{len(leftover)} unrun companion(s)")
+                retry_through_outage(lambda: _hand_back(leftover), what=f"handing back {len(leftover)} companion(s)")
         finally:
             executions_finish(outcomes)
     return len(outcomes)
@@ -741,12 +792,12 @@ def executions_finish(outcomes: list[Outcome]) -> None:
     with retries to schedule)."""
     succeeded = [o for o in outcomes if not o.error]
     if len(succeeded) == 1:
-        record_until_recorded(lambda: _finish(succeeded[0]), what="1 outcome")
+        retry_through_outage(lambda: _finish(succeeded[0]), what="recording 1 outcome")
     elif succeeded:
-        record_until_recorded(lambda: _finish_succeeded(succeeded), what=f"{len(succeeded)} outcomes")
+        retry_through_outage(lambda: _finish_succeeded(succeeded), what=f"recording {len(succeeded)} outcomes")
     for outcome in outcomes:
         if outcome.error:
-            record_until_recorded(partial(_finish, outcome), what="a failed attempt's outcome")
+            retry_through_outage(partial(_finish, outcome), what="recording a failed attempt's outcome")
 
 
 @transaction.atomic

@@ -262,9 +262,10 @@ ORDER_EXECUTION_TIMEOUT_SECONDS = env.int("ORDER_EXECUTION_TIMEOUT_SECONDS", def
 # (orders/jobqueue.py), is the job timeout plus 5 s.
 ORDER_JOB_TIMEOUT_MARGIN_SECONDS = env.int("ORDER_JOB_TIMEOUT_MARGIN_SECONDS", default=30)
 # How long a worker whose executors have run keeps retrying to record their outcomes while the
-# database is unavailable (orders/engine.py, record_until_recorded) instead of leaving the runs to their
-# lease and a second run. The executor may have used its whole timeout, so the retry must fit in the
-# margin: it then ends before RQ's job timeout, and 10 s before the lease.
+# database is unavailable (orders/engine.py, retry_through_outage) instead of leaving the runs to
+# their lease and a second run; a job's take waits as long. The executor may have used its whole
+# timeout, so the retry must fit in the margin: it then ends before RQ's job timeout, and 10 s
+# before the lease.
 ORDER_OUTCOME_RETRY_SECONDS = env.float(
     "ORDER_OUTCOME_RETRY_SECONDS", default=max(1.0, ORDER_JOB_TIMEOUT_MARGIN_SECONDS - 5.0)
 )

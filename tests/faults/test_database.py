@@ -244,7 +244,7 @@ def test_mariadb_cut_mid_batch_keeps_the_outcomes_and_records_them_once_it_is_ba
 ) -> None:
     """Scenario 14: the database goes away for a few seconds while both workers run batches of a
     large set of one-time orders due together. The workers keep the outcomes of the executors that
-    ran and record them once it is back (orders/engine.py, record_until_recorded), instead of leaving
+    ran and record them once it is back (orders/engine.py, retry_through_outage), instead of leaving
     those runs to their lease and running them a second time."""
     db_port = int(connection.settings_dict.get("PORT") or 3306)
     proxy = TcpProxy(db_port)
@@ -252,8 +252,8 @@ def test_mariadb_cut_mid_batch_keeps_the_outcomes_and_records_them_once_it_is_ba
     try:
         # Only the workers go through the proxy. FAULT_ENV's job margin (10 s) would leave 5 s of
         # retry by default (ORDER_OUTCOME_RETRY_SECONDS = margin - 5); 12 s still ends before the
-        # runs' 20 s lease. Jobs that a worker between batches took during the cut fail at their
-        # take and are placed again by the reconcile, every 5 s here as in scenario 7.
+        # runs' 20 s lease. A worker between batches waits in its next job's take; a job that
+        # failed anyway is placed again by the reconcile, every 5 s here as in scenario 7.
         back = stacks(RECONCILE_EVERY_SECONDS="5")
         back.start_scheduler()
         workers = stacks(
