@@ -595,7 +595,13 @@ def run_occurrence_batch(first: Taken) -> int:
                 break
             if time.monotonic() - checked_at > RECHECK_SECONDS:
                 checked_at = time.monotonic()
-                current = _still_current_companions(companions[i:])
+                try:
+                    current = _still_current_companions(companions[i:])
+                except DatabaseError:
+                    # The rest go back as pending runs below, once the database answers; the
+                    # outcomes so far are recorded then too, and the job ends as a success.
+                    logger.warning("could not re-read the companions' orders; handing the rest back", exc_info=True)
+                    break
             if taken.execution_id not in current:
                 changed.append(taken)
                 dealt_with += 1
@@ -694,12 +700,35 @@ def _still_current_companions(takens: list[Taken]) -> set[int]:
 
 def companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
     """Take up to `limit` other orders that are due now, not misfired and idle (see above)."""
+    called_at = timezone.now()
     try:
         return _companions_take(exclude_order_id=exclude_order_id, limit=limit)
-    except DatabaseError:
+    except DatabaseError as exc:
         # A deadlock or lock timeout here costs nothing: each of those orders still has its own job.
         logger.warning("could not take companion orders; each keeps its own job", exc_info=True)
+        if isinstance(exc, OUTCOME_RETRY_ERRORS):
+            # A lost connection may have lost the answer to a take that committed: those companions
+            # are this worker's, running but never begun, and nobody would run them before their
+            # lease ran out. Once the database answers, they go back as pending runs, uncharged.
+            retry_through_outage(
+                partial(_return_companions_taken_since, called_at), what="returning companions a lost answer took"
+            )
         return []
+
+
+def _return_companions_taken_since(called_at: datetime) -> int:
+    """Give back the runs this worker took since `called_at` whose executors never began: only the
+    take whose answer was lost can have taken any (its leases date from then; a batch's companions
+    noted as begun in Redis only, which must not go back uncharged, are older)."""
+    ids = list(
+        Execution.objects.filter(
+            holder=worker_holder(),
+            status=ExecutionStatus.RUNNING,
+            began_at__isnull=True,
+            lease_expires_at__gte=_lease_deadline(called_at),
+        ).values_list("pk", flat=True)
+    )
+    return executions_return(execution_ids=ids, reason="taken by a batch whose answer was lost") if ids else 0
 
 
 @transaction.atomic

