@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -82,6 +84,9 @@ MAX_SKIPPED_ROWS = 1000
 # Why a slot was skipped, shown in the history.
 MISFIRE_SKIP_REASON = "missed: it fell due while the service was down or the order paused"
 OVERLAP_SKIP_REASON = "the previous run (#{occurrence}) was still running"
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -424,6 +429,113 @@ def _execution_span(taken: Taken) -> AbstractContextManager[None]:
     )
 
 
+# --- recording outcomes through a database outage ---------------------------------------------------
+#
+# An executor that has run has had its effect; if its outcome cannot be recorded (MariaDB restarted,
+# failed over, a network cut; or a deadlock or lock wait timeout), the worker is still alive, so its
+# heartbeat keeps repair from taking the runs back, and they would stay `running` until their
+# last-resort lease ran out (65 s by default) and then run a second time. Instead the worker keeps
+# the outcomes it has and records them once the database answers again.
+#
+# A retry is harmless when the failed commit had in fact landed (its acknowledgement lost with the
+# connection): every recorder re-reads the execution under its row lock and does nothing unless it
+# is still running that very attempt (execution_finish, _finish_succeeded, _hand_back). The jobs a
+# landed commit would have placed after commit (a retry, a handed-back run) are then missing; the
+# reconcile places the job of every pending run that has none.
+#
+# A job's take waits through an outage too (occurrence_take_through_outage and
+# execution_take_through_outage, with its due-time read): a worker between jobs would
+# otherwise fail every job it dequeued while the database was away, in milliseconds each, and
+# their orders would wait for the reconcile (60 s by default).
+OUTCOME_RETRY_ERRORS = (OperationalError, InterfaceError)
+OUTCOME_RETRY_FIRST_DELAY_SECONDS = 0.25
+OUTCOME_RETRY_MAX_DELAY_SECONDS = 1.0
+
+
+def _drop_connection() -> None:
+    """Close the connection an error broke, so that the next query opens a new one."""
+    # Closing a connection the server already dropped can fail too: it is gone either way.
+    with suppress(DatabaseError):
+        connection.close()
+
+
+def retry_through_outage(record: Callable[[], T], *, what: str) -> T:
+    """record() (a transaction recording outcomes, or a take), retried on a database-unavailable error with a
+    capped backoff for up to ORDER_OUTCOME_RETRY_SECONDS, which ends before the job's timeout and the
+    runs' lease (see above). One warning when the outage begins and one when it ends. Inside a
+    transaction of the caller there is nothing to retry (that transaction is lost): it raises."""
+    failed_at = deadline = 0.0
+    delay = OUTCOME_RETRY_FIRST_DELAY_SECONDS
+    tries = 0
+    while True:
+        try:
+            result = record()
+        except OUTCOME_RETRY_ERRORS as exc:
+            if connection.in_atomic_block:
+                raise
+            tries += 1
+            now = time.monotonic()
+            if tries == 1:
+                failed_at, deadline = now, now + float(settings.ORDER_OUTCOME_RETRY_SECONDS)
+                logger.warning("database unavailable for %s (%s); retrying until it answers", what, exc)
+            _drop_connection()
+            if now >= deadline:
+                logger.error("gave up on %s after %d tries: %s", what, tries, exc)
+                raise
+            time.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, OUTCOME_RETRY_MAX_DELAY_SECONDS)
+            continue
+        if tries:
+            logger.warning("database back for %s after %d tries (%.1f s)", what, tries, time.monotonic() - failed_at)
+        return result
+
+
+def occurrence_take_through_outage(*, order_id: int, version: int, grid_index: int) -> Taken | None:
+    """occurrence_take, waiting for the database while it is unavailable (see above)."""
+    return _take_through_outage(
+        partial(occurrence_take, order_id=order_id, version=version, grid_index=grid_index),
+        Q(order_id=order_id, schedule_version=version, grid_index=grid_index, attempts=1),
+        what=f"order {order_id}'s slot {grid_index}",
+    )
+
+
+def execution_take_through_outage(*, execution_id: int, attempt: int) -> Taken | None:
+    """execution_take, waiting for the database while it is unavailable (see above)."""
+    return _take_through_outage(
+        partial(execution_take, execution_id=execution_id, attempt=attempt),
+        Q(pk=execution_id, attempts=attempt),
+        what=f"execution {execution_id} attempt {attempt}",
+    )
+
+
+def _take_through_outage(take: Callable[[], Taken | None], slot: Q, *, what: str) -> Taken | None:
+    failed = False
+
+    def take_noting_failures() -> Taken | None:
+        nonlocal failed
+        try:
+            return take()
+        except OUTCOME_RETRY_ERRORS:
+            failed = True
+            raise
+
+    taken = retry_through_outage(take_noting_failures, what=f"taking {what}")
+    if taken is not None or not failed:
+        return taken
+    # The retry found the slot taken: perhaps by the take that failed, committed with its answer
+    # lost. This worker then holds the run, and only this job can be running it (a worker runs
+    # one job at a time), so it runs it; nobody else would until its lease ran out.
+    execution = (
+        Execution.objects.select_related("order")
+        .filter(slot, status=ExecutionStatus.RUNNING, holder=worker_holder())
+        .first()
+    )
+    if execution is None:
+        return None
+    logger.warning("the take of %s had committed, its answer lost: running it", what)
+    return Taken(execution.pk, execution.attempts, _context(execution.order, execution))
+
+
 def _finish(outcome: Outcome) -> None:
     taken = outcome.taken
     execution_finish(
@@ -441,7 +553,8 @@ def _finish(outcome: Outcome) -> None:
 
 def execute(taken: Taken) -> None:
     """Run the configured executor for a taken attempt and record its outcome."""
-    _finish(_run_executor(taken))
+    outcome = _run_executor(taken)
+    retry_through_outage(lambda: _finish(outcome), what=f"recording the outcome of execution {taken.execution_id}")
 
 
 # --- execution batches ------------------------------------------------------------------------------
@@ -482,7 +595,13 @@ def run_occurrence_batch(first: Taken) -> int:
                 break
             if time.monotonic() - checked_at > RECHECK_SECONDS:
                 checked_at = time.monotonic()
-                current = _still_current_companions(companions[i:])
+                try:
+                    current = _still_current_companions(companions[i:])
+                except DatabaseError:
+                    # The rest go back as pending runs below, once the database answers; the
+                    # outcomes so far are recorded then too, and the job ends as a success.
+                    logger.warning("could not re-read the companions' orders; handing the rest back", exc_info=True)
+                    break
             if taken.execution_id not in current:
                 changed.append(taken)
                 dealt_with += 1
@@ -503,7 +622,7 @@ def run_occurrence_batch(first: Taken) -> int:
         try:
             leftover = changed + companions[dealt_with:]
             if leftover:
-                _hand_back(leftover)
+                retry_through_outage(lambda: _hand_back(leftover), what=f"handing back {len(leftover)} companion(s)")
         finally:
             executions_finish(outcomes)
             if len(outcomes) > 1:
@@ -549,7 +668,7 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
             ran = {o.taken.execution_id for o in outcomes}
             leftover = [t for t in companions if t.execution_id not in ran]
             if leftover:
-                _hand_back(leftover)
+                retry_through_outage(lambda: _hand_back(leftover), what=f"handing back {len(leftover)} companion(s)")
         finally:
             executions_finish(outcomes)
     return len(outcomes)
@@ -581,12 +700,35 @@ def _still_current_companions(takens: list[Taken]) -> set[int]:
 
 def companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
     """Take up to `limit` other orders that are due now, not misfired and idle (see above)."""
+    called_at = timezone.now()
     try:
         return _companions_take(exclude_order_id=exclude_order_id, limit=limit)
-    except DatabaseError:
+    except DatabaseError as exc:
         # A deadlock or lock timeout here costs nothing: each of those orders still has its own job.
         logger.warning("could not take companion orders; each keeps its own job", exc_info=True)
+        if isinstance(exc, OUTCOME_RETRY_ERRORS):
+            # A lost connection may have lost the answer to a take that committed: those companions
+            # are this worker's, running but never begun, and nobody would run them before their
+            # lease ran out. Once the database answers, they go back as pending runs, uncharged.
+            retry_through_outage(
+                partial(_return_companions_taken_since, called_at), what="returning companions a lost answer took"
+            )
         return []
+
+
+def _return_companions_taken_since(called_at: datetime) -> int:
+    """Give back the runs this worker took since `called_at` whose executors never began: only the
+    take whose answer was lost can have taken any (its leases date from then; a batch's companions
+    noted as begun in Redis only, which must not go back uncharged, are older)."""
+    ids = list(
+        Execution.objects.filter(
+            holder=worker_holder(),
+            status=ExecutionStatus.RUNNING,
+            began_at__isnull=True,
+            lease_expires_at__gte=_lease_deadline(called_at),
+        ).values_list("pk", flat=True)
+    )
+    return executions_return(execution_ids=ids, reason="taken by a batch whose answer was lost") if ids else 0
 
 
 @transaction.atomic
@@ -679,12 +821,12 @@ def executions_finish(outcomes: list[Outcome]) -> None:
     with retries to schedule)."""
     succeeded = [o for o in outcomes if not o.error]
     if len(succeeded) == 1:
-        _finish(succeeded[0])
+        retry_through_outage(lambda: _finish(succeeded[0]), what="recording 1 outcome")
     elif succeeded:
-        _finish_succeeded(succeeded)
+        retry_through_outage(lambda: _finish_succeeded(succeeded), what=f"recording {len(succeeded)} outcomes")
     for outcome in outcomes:
         if outcome.error:
-            _finish(outcome)
+            retry_through_outage(partial(_finish, outcome), what="recording a failed attempt's outcome")
 
 
 @transaction.atomic

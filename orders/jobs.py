@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.db import close_old_connections
 
 from common import tracing
@@ -28,8 +30,10 @@ def _run_occurrence(order_id: int, version: int, grid_index: int) -> str:
     # the database broke (restart, failover, network cut): without this every later job fails with
     # "server has gone away" until the worker is restarted (fault scenario 7).
     close_old_connections()
-    engine.wait_until_due(order_id, version, grid_index)
-    taken = engine.occurrence_take(order_id=order_id, version=version, grid_index=grid_index)
+    engine.retry_through_outage(
+        partial(engine.wait_until_due, order_id, version, grid_index), what=f"reading order {order_id}'s due time"
+    )
+    taken = engine.occurrence_take_through_outage(order_id=order_id, version=version, grid_index=grid_index)
     if taken is None:
         return "skipped: stale, early, overlapping or not runnable"
     ran = engine.run_occurrence_batch(taken)
@@ -52,7 +56,7 @@ def run_execution(execution_id: int, attempt: int) -> str:
 
 def _run_execution(execution_id: int, attempt: int) -> str:
     close_old_connections()  # see run_occurrence
-    taken = engine.execution_take(execution_id=execution_id, attempt=attempt)
+    taken = engine.execution_take_through_outage(execution_id=execution_id, attempt=attempt)
     if taken is None:
         return "skipped: stale or not runnable"
     engine.execute(taken)

@@ -261,6 +261,14 @@ ORDER_EXECUTION_TIMEOUT_SECONDS = env.int("ORDER_EXECUTION_TIMEOUT_SECONDS", def
 # takes and records); an attempt's lease, the last-resort backstop behind worker liveness
 # (orders/jobqueue.py), is the job timeout plus 5 s.
 ORDER_JOB_TIMEOUT_MARGIN_SECONDS = env.int("ORDER_JOB_TIMEOUT_MARGIN_SECONDS", default=30)
+# How long a worker whose executors have run keeps retrying to record their outcomes while the
+# database is unavailable (orders/engine.py, retry_through_outage) instead of leaving the runs to
+# their lease and a second run; a job's take waits as long. The executor may have used its whole
+# timeout, so the retry must fit in the margin: it then ends before RQ's job timeout, and 10 s
+# before the lease.
+ORDER_OUTCOME_RETRY_SECONDS = env.float(
+    "ORDER_OUTCOME_RETRY_SECONDS", default=max(1.0, ORDER_JOB_TIMEOUT_MARGIN_SECONDS - 5.0)
+)
 ORDER_MISFIRE_GRACE_SECONDS = env.float("ORDER_MISFIRE_GRACE_SECONDS", default=5.0)
 ORDER_MIN_INTERVAL_SECONDS = env.int("ORDER_MIN_INTERVAL_SECONDS", default=1)
 ORDER_MAX_ACTIVE_PER_USER = env.int("ORDER_MAX_ACTIVE_PER_USER", default=1000)
