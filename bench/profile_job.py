@@ -19,7 +19,7 @@ from typing import Any
 
 
 def main() -> None:
-    from bench.__main__ import WORK_DIR, bench_env, setup
+    from bench.environment import WORK_DIR, bench_env, setup
 
     env = bench_env()
     setup(env)

@@ -8,7 +8,7 @@ orders are removed between repetitions, so every create run starts on the same t
 medians per endpoint, the ratio product / floor, p99, and the web CPU per request. --profile adds
 a py-spy recording of the product's web workers under each endpoint's load (bench/ANALYSIS.md).
 
-Uses the benchmark's own database and Redis index (bench/__main__.py: BENCH_DATABASE_URL,
+Uses the benchmark's own database and Redis index (bench/environment.py: BENCH_DATABASE_URL,
 BENCH_REDIS_URL; the Redis index is flushed).
 """
 
@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import WORK_DIR, bench_env, setup
+from bench.environment import WORK_DIR, bench_env, setup
 
 CREATE_USERS = 16
 LIST_ORDERS = 10_000
