@@ -36,7 +36,10 @@ ACTIVE = (OrderStatus.SCHEDULED, OrderStatus.RUNNING)
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    # Read while processes still append: a last line without its newline is still being written.
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def order_log() -> list[dict[str, Any]]:
