@@ -186,18 +186,25 @@ class SchedulerGuard:
         self.holding = False
 
 
-def rebuild_schedule(*, force: bool = False) -> repair.ReconcileReport | None:
-    """Reconcile now, unless another reconcile started since the loss (it holds the reconcile lease,
-    which a loss of data removes with everything else); `force`: whatever the lease says."""
+def reconcile_under_lease(*, force: bool = False) -> repair.ReconcileReport | None:
+    """One reconcile pass, unless another scheduler holds the reconcile lease for this period
+    (`force`: whatever the lease says). Shared by the periodic pass and the rebuild after a loss."""
     token = jobqueue.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1), force=force)
     if token is None:
         return None
-    began = time.monotonic()
     try:
         close_old_connections()
-        report = repair.reconcile()
+        return repair.reconcile()
     except BaseException:
         jobqueue.release_reconcile_lease(token)
         raise
-    logger.warning("rebuilt the schedule in %.2fs: %s", time.monotonic() - began, report)
+
+
+def rebuild_schedule(*, force: bool = False) -> repair.ReconcileReport | None:
+    """Reconcile now, unless another reconcile started since the loss (it holds the reconcile lease,
+    which a loss of data removes with everything else); `force`: whatever the lease says."""
+    began = time.monotonic()
+    report = reconcile_under_lease(force=force)
+    if report is not None:
+        logger.warning("rebuilt the schedule in %.2fs: %s", time.monotonic() - began, report)
     return report

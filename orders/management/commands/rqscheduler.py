@@ -31,7 +31,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
 from orders import jobqueue, repair
-from orders.scheduler_guard import SchedulerGuard
+from orders.scheduler_guard import SchedulerGuard, reconcile_under_lease
 
 logger = logging.getLogger("orders.scheduler")
 
@@ -137,16 +137,9 @@ class RepairLoop(threading.Thread):
         self.stop_event = stop_event
 
     def repair_once(self, *, force: bool = False) -> None:
-        token = jobqueue.acquire_reconcile_lease(ttl=max(1, settings.RECONCILE_EVERY_SECONDS - 1), force=force)
-        if token is None:
-            return  # another scheduler reconciles this period
-        try:
-            close_old_connections()
-            report = repair.reconcile()
-        except BaseException:
-            jobqueue.release_reconcile_lease(token)
-            raise
-        logger.info("reconcile: %s", report)
+        report = reconcile_under_lease(force=force)
+        if report is not None:  # None: another scheduler reconciles this period
+            logger.info("reconcile: %s", report)
 
     def run(self) -> None:
         next_reconcile = 0.0
