@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -100,6 +100,55 @@ def postpone_occurrence(order: Order, seconds: float) -> None:
     job = occurrence_job_for(order, due=timezone.now() + timedelta(seconds=seconds))
     order.save(update_fields=["job_id"])
     transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrence, job))
+
+
+# --- the early hand-off (orders/engine.py, wait_until_due) ------------------------------------------
+
+
+def current_job_id() -> str:
+    return jobqueue.current_job_id()
+
+
+def note_waiting_if_early(job_id: str, *, order_id: int, version: int, grid_index: int) -> datetime | None:
+    """The instant of `job_id` if the scheduler moved it ahead of it and it is still to come, with
+    this process named as the one waiting for it (a worker killed in its wait is then noticed like
+    one killed in a run: repair.recover_abandoned). None: due now, or Redis could not tell (the take
+    still refuses a run before its instant)."""
+    try:
+        due = jobqueue.note_waiting_if_early(
+            job_id, jobqueue.Wait(jobqueue.worker_holder(), order_id, version, grid_index)
+        )
+    except Exception:
+        logger.warning("could not read an early job's instant in Redis; taking it without waiting", exc_info=True)
+        return None
+    return datetime.fromtimestamp(due, UTC) if due is not None else None
+
+
+def forget_waiting(job_id: str) -> None:
+    redis_safely(jobqueue.forget_waiting, job_id)
+
+
+def due_work_waiting() -> str | None:
+    """The due job at the head of the queue, if one waits there (None also when Redis cannot tell)."""
+    try:
+        return jobqueue.due_work_waiting()
+    except Exception:  # noqa: BLE001 - the wait goes on; the take and its lock decide anyway
+        return None
+
+
+def hand_back_occurrence(*, order_id: int, version: int, grid_index: int, due: datetime, behind: str) -> bool:
+    """Give the occurrence this worker waits for back to the queue, as a new job right behind the due
+    job `behind`, so that job does not wait for this one's instant. The order's own job_id is left as
+    it is: a job is only a pointer at (version, grid index), and whichever of the two runs first
+    takes the slot under the row lock; the other finds it taken. False: Redis refused; keep waiting."""
+    job_id = jobqueue.new_job_id(order_id, f"v{version}-k{grid_index}-back")
+    job = OccurrenceJob(job_id, order_id, version, grid_index, due)
+    try:
+        jobqueue.hand_back(job, behind=behind)
+    except Exception:
+        logger.warning("could not hand a job back to the queue; waiting for its instant", exc_info=True)
+        return False
+    return True
 
 
 def place_occurrence_jobs(jobs: list[OccurrenceJob]) -> None:

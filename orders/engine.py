@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from functools import partial
 from typing import Any, TypeVar
 
@@ -36,9 +37,14 @@ from common import tracing
 from orders import metrics, sql
 from orders.dispatch import (
     OccurrenceJob,
+    current_job_id,
     discard_jobs_after_commit,
+    due_work_waiting,
     forget_companions_began,
+    forget_waiting,
+    hand_back_occurrence,
     note_companion_began,
+    note_waiting_if_early,
     place_occurrence_jobs,
     postpone_occurrence,
     schedule_execution_job,
@@ -74,6 +80,11 @@ logger = logging.getLogger(__name__)
 # A job that arrives this little ahead of its due time (rq-scheduler's whole-second storage) waits
 # in place; one that arrives earlier is put back in the schedule.
 EARLY_WAIT_LIMIT_SECONDS = 2.0
+# While waiting for an early job, look this often for a due job waiting behind it (wait_until_due).
+HANDOFF_CHECK_SECONDS = 0.02
+# Sleep this much past an instant: time.sleep can return a hair early on some clocks, and the take
+# refuses a run before its instant (it would put the job back in the schedule).
+WAKE_MARGIN_SECONDS = 0.0005
 # How long an occurrence waits when the previous run of the same order is still going.
 OVERLAP_POSTPONE_SECONDS = 1.0
 # A batch companion starts at most this long after a read found its order unchanged (see
@@ -1091,15 +1102,50 @@ def executions_return(*, execution_ids: list[int], reason: str) -> int:
     return len(returned)  # one running attempt per order at most: one per execution returned
 
 
-def wait_until_due(order_id: int, version: int, grid_index: int) -> None:
-    """rq-scheduler can hand a job out up to a second early: wait here rather than start early."""
-    order = Order.objects.filter(pk=order_id, schedule_version=version, next_grid_index=grid_index).first()
-    if order is None:
-        return
-    try:
-        due = occurrence_due(order.grid, grid_index)
-    except ScheduleOverflow:
-        return
+class Wait(Enum):
+    """What wait_until_due did with a job that may have come before its instant."""
+
+    NONE = "due"  # due already (or not ours to wait for): take it now
+    WAITED = "waited"  # waited in place until its instant; the caller forgets the wait note after the take
+    HANDED_BACK = "handed back"  # due work waited behind it: given back to the queue, not taken here
+
+
+def wait_until_due(order_id: int, version: int, grid_index: int) -> Wait:
+    """Wait here, in the worker, for the instant of a job that came early, and return at the instant.
+
+    Jobs come early by design (the early hand-off: the scheduler moves a job up to
+    ORDER_HANDOFF_LEAD_SECONDS ahead, and writes its instant into it), so the worker has fetched the
+    job before the instant and only the take is left for after it: a busy worker or a slow hop from
+    the scheduler no longer makes the run late. Jobs arrive in due order, so a worker waiting here
+    holds up no job due sooner, except one enqueued to run at once (a run-now, a retry): when such a
+    job is seen waiting at the head of the queue twice in a row, this one is given back right behind
+    it and the worker moves on to it. A job due further ahead than EARLY_WAIT_LIMIT_SECONDS, or one
+    that came early some other way (clock skew between hosts), is not waited for: the take refuses it
+    before its instant and puts it back in the schedule."""
+    job_id = current_job_id()
+    due = note_waiting_if_early(job_id, order_id=order_id, version=version, grid_index=grid_index) if job_id else None
+    if due is None:
+        return Wait.NONE
     wait = (due - timezone.now()).total_seconds()
-    if 0 < wait <= EARLY_WAIT_LIMIT_SECONDS:
-        time.sleep(wait + 0.001)
+    if wait > EARLY_WAIT_LIMIT_SECONDS:
+        return Wait.WAITED  # the take postpones it; the note is forgotten after the take all the same
+    seen: str | None = None
+    while (left := (due - timezone.now()).total_seconds()) > HANDOFF_CHECK_SECONDS:
+        head = due_work_waiting()
+        if (
+            head is not None
+            and head == seen
+            and hand_back_occurrence(order_id=order_id, version=version, grid_index=grid_index, due=due, behind=head)
+        ):
+            logger.info("order %s: job %s handed back behind due job %s (due %s)", order_id, job_id, head, due)
+            return Wait.HANDED_BACK
+        seen = head
+        time.sleep(min(HANDOFF_CHECK_SECONDS, left - HANDOFF_CHECK_SECONDS))
+    if left > 0:
+        time.sleep(left + WAKE_MARGIN_SECONDS)
+    return Wait.WAITED
+
+
+def forget_wait() -> None:
+    """The run is taken (or was not ours to take): this worker no longer waits for its job."""
+    forget_waiting(current_job_id())

@@ -324,11 +324,15 @@ end
 local moved = 0
 local more = 0
 if held > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
-  for _, id in ipairs(ids) do
+  local found = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[5], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[6]))
+  for i = 1, #found, 2 do
+    local id = found[i]
     local key = 'rq:job:' .. id
     if redis.call('EXISTS', key) == 1 then
       redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[8])
+      if tonumber(found[i + 1]) > tonumber(ARGV[3]) then
+        redis.call('HSET', key, 'orders_due', found[i + 1])
+      end
       redis.call('RPUSH', KEYS[5], id)
       moved = moved + 1
     end
@@ -337,13 +341,18 @@ if held > 0 then
   if moved > 0 then
     redis.call('SADD', KEYS[6], KEYS[5])
   end
-  if #ids == tonumber(ARGV[6]) then
+  if #found == 2 * tonumber(ARGV[6]) then
     more = 1
   end
 end
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 return {held, sentinel or false, moved, first[2] or false, more, lease or false}
 """
+
+
+# The field of a job's hash that holds its due instant when the scheduler moved it early (the early
+# hand-off; the poll script writes it); a queued job without it is due now.
+HANDOFF_DUE_FIELD = "orders_due"
 
 
 class PollResult(NamedTuple):
@@ -364,10 +373,13 @@ def poll_schedule(
     take_over_from: str = "",
     limit: int = 1000,
     now: float | None = None,
+    lead: float = 0.0,
 ) -> PollResult:
     """The scheduler's whole poll in one script: renew or take the lease, check (and write a missing)
     sentinel, write the heartbeat, and, holding the lease, move every job due by `now` into the
     queue as rq-scheduler's enqueue_job does (status queued, enqueued_at, pushed to the queue).
+    `lead`: also move the jobs due within this many seconds (the early hand-off); each of those
+    carries its due instant in its hash (HANDOFF_DUE_FIELD), so a worker knows it holds work not yet due.
 
     An empty `owner` moves without the lease (and writes no heartbeat): move_due_jobs.
     `take_over_from`: a lease value the caller knows is stale (its own previous process) and may
@@ -388,7 +400,7 @@ def poll_schedule(
         lease_ms,
         repr(at),
         new_sentinel,
-        repr(at),
+        repr(at + max(0.0, lead)),
         limit,
         take_over_from,
         enqueued_at,
@@ -617,3 +629,127 @@ def order_id_of_job(job_id: str) -> int | None:
     except Exception:  # noqa: BLE001 - a job gone meanwhile belongs to no one
         return None
     return int(job.args[0]) if job.func_name == OCCURRENCE_FUNC and job.args else None
+
+
+# --- the early hand-off: a worker waiting in place for a job that is not due yet ---------------------
+#
+# The scheduler moves jobs up to settings.ORDER_HANDOFF_LEAD_SECONDS before their instant; the worker
+# that pops one waits for it (orders/engine.py, wait_until_due). While it waits, WAITING_KEY names
+# it as the holder of that job, so a worker killed in the wait is noticed by the abandoned-run check
+# (its heartbeat is gone) and the order gets a new job within seconds (repair.recover_abandoned),
+# as a run taken by a dead worker does.
+WAITING_KEY = "orders:handoff:waiting"
+
+_DUE_WORK_SCRIPT = """
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then
+  return false
+end
+local due = redis.call('HGET', 'rq:job:' .. head, ARGV[2])
+if due and tonumber(due) > tonumber(ARGV[1]) then
+  return false
+end
+return head
+"""
+
+_HAND_BACK_SCRIPT = """
+if ARGV[2] ~= '' and redis.call('LINDEX', KEYS[1], 0) == ARGV[2] then
+  redis.call('LINSERT', KEYS[1], 'AFTER', ARGV[2], ARGV[1])
+else
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+end
+redis.call('SADD', KEYS[2], KEYS[1])
+return 1
+"""
+
+
+def current_job_id() -> str:
+    """The id of the job this worker is running ("" outside a job)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.id if job is not None else ""
+
+
+def due_work_waiting() -> str | None:
+    """The id of the job at the head of the queue if it is due now (a job moved early carries its due
+    instant, any other queued job is due), else None: one round trip."""
+    head = connection().eval(_DUE_WORK_SCRIPT, 1, queue().key, repr(time.time()), HANDOFF_DUE_FIELD)
+    return head.decode() if head is not None else None
+
+
+def hand_back(job: OccurrenceJob, *, behind: str) -> None:
+    """Give a job moved early back to the queue as a new job, right behind `behind` (the due job at the
+    head that the giving worker makes room for) or at the head if that one was taken meanwhile: it
+    stays ahead of the later jobs it was moved before."""
+    q = queue()
+    created = Job.create(
+        OCCURRENCE_FUNC,
+        args=(job.order_id, job.version, job.grid_index),
+        connection=connection(),
+        id=job.job_id,
+        timeout=job_timeout(),
+        result_ttl=RESULT_TTL_SECONDS,
+        failure_ttl=7 * 86400,
+        origin=q.name,
+        status=JobStatus.QUEUED,
+    )
+    created.enqueued_at = datetime.now(UTC)
+    pipe = connection().pipeline(transaction=False)
+    created.save(pipeline=pipe)
+    pipe.hset(created.key, HANDOFF_DUE_FIELD, repr(_due_score(job.due)))
+    pipe.eval(_HAND_BACK_SCRIPT, 2, q.key, QUEUES_SET_KEY, job.job_id, behind)
+    pipe.execute()
+
+
+class Wait(NamedTuple):
+    """A worker (holder) waiting for the instant of grid slot (version, grid_index) of an order."""
+
+    holder: str
+    order_id: int
+    version: int
+    grid_index: int
+
+
+_NOTE_WAITING_SCRIPT = """
+local due = redis.call('HGET', 'rq:job:' .. ARGV[1], ARGV[4])
+if (not due) or tonumber(due) <= tonumber(ARGV[3]) then
+  return false
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return due
+"""
+
+
+def note_waiting_if_early(job_id: str, wait: Wait) -> float | None:
+    """If the job was moved ahead of its instant and that instant is still to come, name `wait`'s
+    holder as the one waiting for it (WAITING_KEY) and return the instant (epoch seconds); else
+    None. One round trip, and no database read: the job carries its own instant."""
+    due = connection().eval(
+        _NOTE_WAITING_SCRIPT, 1, WAITING_KEY, job_id, " ".join(map(str, wait)), repr(time.time()), HANDOFF_DUE_FIELD
+    )
+    return float(due) if due is not None else None
+
+
+def note_waiting(job_id: str, wait: Wait) -> None:
+    connection().hset(WAITING_KEY, job_id, " ".join(map(str, wait)))
+
+
+def forget_waiting(job_id: str) -> None:
+    connection().hdel(WAITING_KEY, job_id)
+
+
+def waiting_jobs() -> dict[str, Wait]:
+    """Every job a worker waits for in place, by job id."""
+    raw: dict[bytes, bytes] = connection().hgetall(WAITING_KEY)  # type: ignore[assignment]
+    out: dict[str, Wait] = {}
+    for key, value in raw.items():
+        holder, order_id, version, grid_index = value.decode().rsplit(" ", 3)
+        out[key.decode()] = Wait(holder, int(order_id), int(version), int(grid_index))
+    return out
+
+
+def forget_waiting_jobs(job_ids: Iterable[str]) -> None:
+    ids = list(job_ids)
+    if ids:
+        connection().hdel(WAITING_KEY, *ids)

@@ -66,20 +66,27 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
             "id", "attempts", "holder", "began_at", "lease_expires_at"
         )[:limit]
     )
-    if not running:
+    try:
+        waiting = jobqueue.waiting_jobs()
+    except Exception:  # noqa: BLE001 - Redis down: nothing to tell about waits; the runs still count
+        waiting = {}
+    if not running and not waiting:
         return 0
     holders = {holder for _, _, holder, _, _ in running if holder}
+    holders.update(wait.holder for wait in waiting.values())
     gone = _gone(holders)
     if gone:
         time.sleep(HOLDER_RECHECK_SECONDS)
         gone &= _gone(gone)
+    replaced = _replace_lost_waits(waiting, gone)
     abandoned = [
         (execution_id, attempts, holder, began_at)
         for execution_id, attempts, holder, began_at, lease in running
         if holder in gone or (lease is not None and lease < now)
     ]
     if not abandoned:
-        return 0
+        metrics.count_recovered(replaced)
+        return replaced
     noted = jobqueue.began_noted(holder for _, _, holder, began_at in abandoned if began_at is None)
     unbegun = {pk for pk, attempts, _, began_at in abandoned if began_at is None and attempts == 1 and pk not in noted}
     recovered = executions_return(execution_ids=sorted(unbegun), reason=LOST_BEFORE_BEGIN) if unbegun else 0
@@ -99,8 +106,21 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
         recovered += 1
     for holder in gone:
         redis_safely(jobqueue.forget_began, holder)
-    metrics.count_recovered(recovered)
-    return recovered
+    metrics.count_recovered(recovered + replaced)
+    return recovered + replaced
+
+
+def _replace_lost_waits(waiting: dict[str, jobqueue.Wait], gone: set[str]) -> int:
+    """Give a new job to each order whose early job a dead worker was waiting for (the early
+    hand-off, engine.wait_until_due): that job is "started" in rq and would never run. An order that
+    moved on meanwhile (another version or grid slot) is left alone. Returns how many got one."""
+    lost = {job_id: wait for job_id, wait in waiting.items() if wait.holder in gone}
+    if not lost:
+        return 0
+    slots = {(w.order_id, w.version, w.grid_index) for w in lost.values()}
+    placed = reschedule_orders(sorted({w.order_id for w in lost.values()}), slots=slots)
+    redis_safely(jobqueue.forget_waiting_jobs, lost)
+    return len(placed)
 
 
 @dataclass
@@ -171,13 +191,15 @@ def reconcile(*, batch_size: int = 2000) -> ReconcileReport:
 
 
 @transaction.atomic
-def reschedule_orders(order_ids: list[int]) -> list[str]:
+def reschedule_orders(order_ids: list[int], *, slots: set[tuple[int, int, int]] | None = None) -> list[str]:
     """Give each of these active orders that has no live job a new one for its pending occurrence,
     in one transaction and one Redis pipeline (after commit). Returns the new job ids. The repair of
     reconcile, also run at once for an order whose create is replayed (services.idempotency.order_create_once).
 
     The rows are locked in primary-key order, like everywhere else, and re-checked under the lock: an
-    order that was changed or got a live job meanwhile is left alone.
+    order that was changed or got a live job meanwhile is left alone. `slots`: (order id, version,
+    grid index) whose job a dead worker popped (Redis still shows it started, yet it will never run):
+    an order still at one of these gets a new job whatever its job looks like; any other is left alone.
     """
     orders = list(
         Order.objects.select_for_update()
@@ -189,7 +211,10 @@ def reschedule_orders(order_ids: list[int]) -> list[str]:
     changed: list[Order] = []
     jobs: list[OccurrenceJob] = []
     for order in orders:
-        if order.job_id in live:
+        if slots is not None:
+            if (order.pk, order.schedule_version, order.next_grid_index) not in slots:
+                continue
+        elif order.job_id in live:
             continue
         try:
             due = occurrence_due(order.grid, order.next_grid_index)

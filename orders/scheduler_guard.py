@@ -95,13 +95,14 @@ class SchedulerGuard:
         """One poll: renew or take the lease (moving due jobs when held), check the sentinel, write
         the heartbeat; start a rebuild when Redis lost its data."""
         candidate = uuid.uuid4().hex if self.rebuilds else ""
-        result = jobqueue.poll_schedule(owner=self.owner, lease_ms=self.lease_ms, new_sentinel=candidate)
+        lead = float(settings.ORDER_HANDOFF_LEAD_SECONDS)
+        result = jobqueue.poll_schedule(owner=self.owner, lease_ms=self.lease_ms, new_sentinel=candidate, lead=lead)
         if not result.held:
             stale = self.stale_lease(result.lease_holder)
             if stale:
                 # The sentinel as the first call found it (that call wrote a missing one).
                 result = jobqueue.poll_schedule(
-                    owner=self.owner, lease_ms=self.lease_ms, new_sentinel=candidate, take_over_from=stale
+                    owner=self.owner, lease_ms=self.lease_ms, new_sentinel=candidate, take_over_from=stale, lead=lead
                 )._replace(sentinel=result.sentinel)
         self._started = True
         if self._failing:

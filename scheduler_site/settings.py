@@ -291,6 +291,11 @@ RQ_QUEUES = {
 ORDER_BATCH_SIZE = env.int("ORDER_BATCH_SIZE", default=50)
 ORDER_BATCH_SECONDS = env.float("ORDER_BATCH_SECONDS", default=0.5)
 SCHEDULER_POLL_INTERVAL_SECONDS = env.float("SCHEDULER_POLL_INTERVAL_SECONDS", default=0.2)
+# Early hand-off: the scheduler moves a job into the queue up to this long before its due time, and
+# the worker that pops it does its reading ahead, waits, and takes the run at the instant itself, so
+# a busy worker or a slow hop from the scheduler no longer makes it late (orders/engine.py,
+# wait_until_due; it gives the job back when due work waits behind it). 0 moves jobs at their instant.
+ORDER_HANDOFF_LEAD_SECONDS = env.float("ORDER_HANDOFF_LEAD_SECONDS", default=0.25)
 # The lease of the scheduler that moves due jobs (orders/scheduler_guard.py), renewed on every poll: a
 # standby takes over this long after the active scheduler's last poll (plus its own poll interval).
 SCHEDULER_LEASE_MS = env.int("SCHEDULER_LEASE_MS", default=1500)

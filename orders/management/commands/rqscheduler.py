@@ -1,8 +1,9 @@
 """`manage.py rqscheduler`: rq-scheduler's poll loop, with what the stock command lacks.
 
 - due times to the microsecond: jobs are scored with their exact due instant (orders/jobqueue.py), and
-  the loop sleeps until the earliest one (or until a placement announces an earlier one), so a job
-  is moved at its instant, never before it; rq-scheduler's own loop compares whole seconds;
+  the loop sleeps until the earliest one (or until a placement announces an earlier one), and moves
+  it ORDER_HANDOFF_LEAD_SECONDS before its instant (the early hand-off: the worker waits for the
+  instant and takes the run then, never before it); rq-scheduler's own loop compares whole seconds;
 - a fractional --interval for the regular poll that catches what no placement announced, aligned
   to the wall clock just after each fraction;
 - reconcile at start and every RECONCILE_EVERY_SECONDS, and a cheap check for abandoned runs every
@@ -104,7 +105,8 @@ class Command(BaseCommand):
                     continue
                 wait = interval - (time.time() % interval) + 0.005
                 if poll.held and poll.next_due_in is not None:
-                    wait = min(wait, poll.next_due_in)
+                    # The early hand-off: a job is moved this long before its instant.
+                    wait = min(wait, poll.next_due_in - settings.ORDER_HANDOFF_LEAD_SECONDS)
                 if not poll.held:
                     # A standby must not block on the wake-up list: it would take the signal meant
                     # for the scheduler that moves jobs.
