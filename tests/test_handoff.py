@@ -21,7 +21,7 @@ from rq_scheduler import Scheduler
 from orders import jobqueue, repair, services
 from orders.models import Execution, ExecutionStatus, Order
 from tests.conftest import make_user
-from tests.processes import running_stack
+from tests.processes import Stack, running_stack
 
 DEAD = "worker-host:4242:deadbeef0000"
 
@@ -102,7 +102,15 @@ def test_an_order_whose_job_a_dead_worker_waited_for_gets_a_new_job() -> None:
     assert jobqueue.waiting_jobs() == {}
 
 
-def _wait_noted(stack: object, timeout: float = 20) -> None:
+def _ready(stack: Stack) -> None:
+    """Judge the hand-off, not process start-up: the worker is registered, the scheduler has polled."""
+    ready_by = time.monotonic() + 60
+    while not (jobqueue.read_heartbeat() and jobqueue.live_worker_count() >= 1):
+        assert time.monotonic() < ready_by, stack.read_log("scheduler") + stack.read_log("worker1")
+        time.sleep(0.1)
+
+
+def _wait_noted(stack: Stack, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not jobqueue.waiting_jobs():
         assert time.monotonic() < deadline, "no worker began waiting for the early job"
@@ -118,10 +126,7 @@ def test_a_waiting_worker_gives_its_early_job_back_for_a_run_now_and_still_start
     far = timezone.now() + timedelta(days=1)
     other = services.order_create(user=user, definition=services.OrderDefinition(order_name="o", schedule_time=far))
     with running_stack(tmp_path, web=False, workers=1, ORDER_HANDOFF_LEAD_SECONDS="1.8") as stack:
-        ready_by = time.monotonic() + 60
-        while not (jobqueue.read_heartbeat() and jobqueue.live_worker_count() >= 1):
-            assert time.monotonic() < ready_by, stack.read_log("scheduler") + stack.read_log("worker1")
-            time.sleep(0.1)
+        _ready(stack)
         due = timezone.now() + timedelta(seconds=2.5)
         early = services.order_create(user=user, definition=services.OrderDefinition(order_name="e", schedule_time=due))
         _wait_noted(stack)  # the one worker now waits about 1.8 s for `early`
@@ -145,10 +150,7 @@ def test_a_waiting_worker_gives_its_early_job_back_for_a_run_now_and_still_start
 def test_a_worker_killed_while_waiting_for_an_early_job_loses_no_run(tmp_path: Path) -> None:
     user = make_user()
     with running_stack(tmp_path, web=False, workers=1, ORDER_HANDOFF_LEAD_SECONDS="1.8") as stack:
-        ready_by = time.monotonic() + 60
-        while not (jobqueue.read_heartbeat() and jobqueue.live_worker_count() >= 1):
-            assert time.monotonic() < ready_by, stack.read_log("scheduler") + stack.read_log("worker1")
-            time.sleep(0.1)
+        _ready(stack)
         due = timezone.now() + timedelta(seconds=2.5)
         order = services.order_create(user=user, definition=services.OrderDefinition(order_name="k", schedule_time=due))
         _wait_noted(stack)
