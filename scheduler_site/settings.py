@@ -227,7 +227,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["common.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["common.api.renderers.ORJSONRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "common.api.negotiation.FastContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "common.api.pagination.PagePagination",
     "EXCEPTION_HANDLER": "scheduler_site.api_errors.exception_handler",
