@@ -168,6 +168,56 @@ def _positions(columns: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ..
     return datetimes, booleans, jsons
 
 
+@cache
+def _page_statement(
+    columns: tuple[str, ...],
+    using: str,
+    *,
+    by_status: bool,
+    by_recurring: bool,
+    by_search: bool,
+    ordering: str | None,
+) -> tuple[str, bool]:
+    """order_page_rows' statement up to its LIMIT, for one shape of filters (built once per shape:
+    the text depends only on which filters are present, never on their values), and whether its
+    total is a COUNT over the same filters (True) or the user's orders_total (False)."""
+    datetime_positions = _positions(columns)[0]
+    db = connections[using]
+    ops = db.ops
+    meta = Order._meta
+
+    names = {key: str(field.column) for field in meta.concrete_fields for key in (field.name, field.attname)}
+
+    def column(name: str) -> str:
+        return ops.quote_name(names[name])
+
+    where: list[str] = [f"{column('user')} = %s"]
+    if by_status:
+        where.append(f"{column('status')} = %s")
+    if by_recurring:
+        where.append(f"{column('is_recurring')} = %s")
+    if by_search:
+        # The SQL and pattern of Django's icontains lookup on this backend.
+        lhs = ops.lookup_cast("icontains", "CharField") % column("order_name")
+        operators: dict[str, str] = db.operators  # type: ignore[attr-defined]  # every backend has it
+        where.append(f"{lhs} {operators['icontains']}")
+    order_by = [ordering, "-id"] if ordering is not None else [str(name) for name in meta.ordering or ()]
+    order_sql = ", ".join(f"{column(f.lstrip('-'))} {'DESC' if f.startswith('-') else 'ASC'}" for f in order_by)
+    selected = ", ".join(
+        f"CAST({column(name)} AS CHAR)" if i in datetime_positions else column(name) for i, name in enumerate(columns)
+    )
+    table = ops.quote_name(meta.db_table)
+    condition = " AND ".join(where)
+    if len(where) == 1:
+        # Unfiltered: the user's orders_total, kept exact by triggers (orders/active_counts.py), is
+        # the total; a COUNT would walk every one of the user's orders on every page.
+        total_sql = f"SELECT {ops.quote_name('orders_total')} FROM {ops.quote_name(User._meta.db_table)} WHERE {ops.quote_name('id')} = %s"  # noqa: S608, E501
+    else:
+        total_sql = f"SELECT COUNT(*) FROM {table} WHERE {condition}"  # noqa: S608
+    statement = f"SELECT {selected}, ({total_sql}) FROM {table} WHERE {condition} ORDER BY {order_sql}"  # noqa: S608
+    return statement, len(where) > 1
+
+
 def order_page_rows(
     *,
     columns: Sequence[str],
@@ -189,48 +239,25 @@ def order_page_rows(
     columns = tuple(columns)
     datetime_positions, boolean_positions, json_positions = _positions(columns)
     db = connections[using]
-    ops = db.ops
-    meta = Order._meta
-
-    names = {key: str(field.column) for field in meta.concrete_fields for key in (field.name, field.attname)}
-
-    def column(name: str) -> str:
-        return ops.quote_name(names[name])
-
-    where: list[str] = [f"{column('user')} = %s"]
     params: list[Any] = [user_id]
     if status:
-        where.append(f"{column('status')} = %s")
         params.append(status)
     if is_recurring is not None:
-        where.append(f"{column('is_recurring')} = %s")
         params.append(is_recurring)
     if search:
-        # The SQL and pattern of Django's icontains lookup on this backend.
-        lhs = ops.lookup_cast("icontains", "CharField") % column("order_name")
-        operators: dict[str, str] = db.operators  # type: ignore[attr-defined]  # every backend has it
-        where.append(f"{lhs} {operators['icontains']}")
-        params.append(f"%{ops.prep_for_like_query(search)}%")
-    order_by = [ordering, "-id"] if ordering in ORDERINGS else [str(name) for name in meta.ordering or ()]
-    order_sql = ", ".join(f"{column(f.lstrip('-'))} {'DESC' if f.startswith('-') else 'ASC'}" for f in order_by)
-    selected = ", ".join(
-        f"CAST({column(name)} AS CHAR)" if i in datetime_positions else column(name) for i, name in enumerate(columns)
+        params.append(f"%{db.ops.prep_for_like_query(search)}%")
+    statement, filtered = _page_statement(
+        columns,
+        using,
+        by_status=bool(status),
+        by_recurring=is_recurring is not None,
+        by_search=bool(search),
+        ordering=ordering if ordering in ORDERINGS else None,
     )
-    table = ops.quote_name(meta.db_table)
-    condition = " AND ".join(where)
-    # Identifiers are the model's, quoted by the backend; ordering is one of ORDERINGS; every value
-    # is a query parameter.
-    if len(where) == 1:
-        # Unfiltered: the user's orders_total, kept exact by triggers (orders/active_counts.py), is
-        # the total; a COUNT would walk every one of the user's orders on every page.
-        total_sql = f"SELECT {ops.quote_name('orders_total')} FROM {ops.quote_name(User._meta.db_table)} WHERE {ops.quote_name('id')} = %s"  # noqa: S608, E501
-        total_params = [user_id]
-    else:
-        total_sql, total_params = f"SELECT COUNT(*) FROM {table} WHERE {condition}", list(params)  # noqa: S608
-    sql = (
-        f"SELECT {selected}, ({total_sql}) "  # noqa: S608
-        f"FROM {table} WHERE {condition} ORDER BY {order_sql} LIMIT {int(limit)} OFFSET {int(offset)}"
-    )
+    # Identifiers are the model's, quoted by the backend; ordering is one of ORDERINGS; limit and
+    # offset are integers; every value is a query parameter.
+    sql = f"{statement} LIMIT {int(limit)} OFFSET {int(offset)}"
+    total_params = list(params) if filtered else [user_id]
     with db.cursor() as cursor:
         cursor.execute(sql, total_params + params)
         raw_rows = cursor.fetchall()

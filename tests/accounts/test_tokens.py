@@ -71,6 +71,20 @@ def test_an_expired_access_token_is_rejected(alice: Any) -> None:
         assert me_status(tokens["access"]) == 401
 
 
+def test_a_token_that_expires_after_it_was_used_gets_the_same_answer_as_one_never_seen(alice: Any) -> None:
+    """Tokens that passed are remembered (accounts/authentication.py); expiry is still checked on every
+    request, and a remembered token that expired answers exactly as an expired one seen for the first time."""
+    used, unseen = login("alice@example.com")["access"], login("alice@example.com")["access"]
+    lifetime = settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
+    assert me_status(used) == 200
+
+    with time_machine.travel(timezone.now() + lifetime + timedelta(seconds=1), tick=False):
+        answers = [bearer(token).get("/api/auth/me") for token in (used, unseen)]
+
+    assert [a.status_code for a in answers] == [401, 401]
+    assert answers[0].json() == answers[1].json()
+
+
 def test_an_expired_refresh_token_is_rejected(alice: Any) -> None:
     tokens = login("alice@example.com")
     lifetime = settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"]

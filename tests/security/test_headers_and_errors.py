@@ -160,3 +160,23 @@ def test_a_requested_indent_cannot_inflate_responses(alice: Any, alice_api: APIC
 def test_trace_is_not_allowed(alice_api: APIClient) -> None:
     response = alice_api.generic("TRACE", "/api/orders/")
     assert response.status_code == 405
+
+
+def test_the_policy_header_is_the_one_django_csp_builds_and_follows_the_settings(alice: Any) -> None:
+    """StaticPolicyCSPMiddleware builds the text once; it is django-csp's text, and a changed setting
+    (report-only included) changes it."""
+    from csp.utils import build_policy
+    from django.test import override_settings
+
+    client = APIClient()
+    client.force_authenticate(alice)
+    response = client.get("/api/orders/")
+    assert response["Content-Security-Policy"] == build_policy()
+    assert "Content-Security-Policy-Report-Only" not in response
+
+    stricter = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    with override_settings(CONTENT_SECURITY_POLICY=stricter, CONTENT_SECURITY_POLICY_REPORT_ONLY=stricter):
+        changed = client.get("/api/orders/")
+    assert changed["Content-Security-Policy"] == "default-src 'none'"
+    assert changed["Content-Security-Policy-Report-Only"] == "default-src 'none'"
+    assert client.get("/api/orders/")["Content-Security-Policy"] == build_policy()
