@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +248,60 @@ def test_the_body_is_the_signed_execution_message(receiver: Receiver) -> None:
     send_webhook(delivery(receiver.url("/ok")))
     body = json.loads(receiver.requests[0].body)
     assert set(body) == {"type", "timestamp", "data"} and body["timestamp"].endswith("Z")
+
+
+class RawServer:
+    """One connection at a time on 127.0.0.1: reads the request's head, then writes `answer` verbatim
+    (b"" closes without answering). For answers the receiver does not make."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(65536)):
+                    head += chunk
+                self.heads.append(head)
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("answer", [b"", b"not http at all\r\n\r\n"])
+def test_a_connection_closed_or_garbled_before_the_answer_is_retryable(answer: bytes) -> None:
+    server = RawServer(answer)
+    try:
+        result = send_webhook(delivery(f"http://127.0.0.1:{server.port}/in"))
+    finally:
+        server.close()
+    assert result.outcome == Outcome.RETRYABLE and result.status_code is None
+    assert result.error.startswith("ConnectionError") and result.address == "127.0.0.1"
+    assert len(server.heads) == 1 and server.heads[0].startswith(b"POST /in HTTP/1.1\r\n")
+
+
+def test_a_chunked_answer_after_a_100_continue_is_read_as_its_status_and_body() -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    server = RawServer(answer)
+    try:
+        result = send_webhook(delivery(f"http://127.0.0.1:{server.port}/in"))
+    finally:
+        server.close()
+    assert result.outcome == Outcome.SUCCEEDED and result.status_code == 202
+    assert result.response_excerpt == "abcde"
+    head = server.heads[0].decode("latin-1").lower()
+    assert f"\r\nhost: 127.0.0.1:{server.port}\r\n" in head
