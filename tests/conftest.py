@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test.utils import override_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -53,6 +54,24 @@ def _no_dns_for_webhooks() -> None:
     # (a fuzzer's PATCH followed by a test delivery, say).
     os.environ["WEBHOOK_EGRESS_NETWORKS"] = "127.0.0.0/8"
     settings.WEBHOOK_EGRESS_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher() -> Iterator[None]:
+    """Every test user's password is hashed with the cheap MD5 hasher (FAST_PASSWORD_HASHER, see
+    settings.py), in the test process and in every process it starts (tests/processes.py passes the
+    environment on), whether or not the caller exported it: Django's PBKDF2 costs about 0.3 s of CPU
+    per sign-up, login or make_user() here, and the suite does thousands. No test is about the
+    hasher's cost; what a hash is checked against (right, wrong, unknown email) is the same."""
+    previous = os.environ.get("FAST_PASSWORD_HASHER")
+    os.environ["FAST_PASSWORD_HASHER"] = "true"
+    # override_settings sends setting_changed, which clears django.contrib.auth's cached hashers.
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+    if previous is None:
+        os.environ.pop("FAST_PASSWORD_HASHER", None)
+    else:
+        os.environ["FAST_PASSWORD_HASHER"] = previous
 
 
 @pytest.fixture(autouse=True, scope="session")
