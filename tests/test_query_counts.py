@@ -73,12 +73,16 @@ def redis_commands() -> Iterator[list[str]]:
 
 @contextmanager
 def redis_round_trips() -> Iterator[list[int]]:
-    """How many times any Redis connection of this process sent something (a pipeline sends once)."""
+    """How many times a Redis connection sent something from this thread (a pipeline sends once).
+    Other threads are left out: the metrics flusher writes its counts every METRICS_FLUSH_SECONDS
+    from a thread of its own, and a flush that fell inside a request was counted as the request's."""
     sent: list[int] = []
     original = redis.connection.AbstractConnection.send_packed_command
+    mine = threading.get_ident()
 
     def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        sent.append(1)
+        if threading.get_ident() == mine:
+            sent.append(1)
         original(self, command, check_health)
 
     redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
