@@ -116,7 +116,7 @@ def note_waiting_if_early(job_id: str, *, order_id: int, version: int, grid_inde
     still refuses a run before its instant)."""
     try:
         due = jobqueue.note_waiting_if_early(
-            job_id, jobqueue.Wait(jobqueue.worker_holder(), order_id, version, grid_index)
+            job_id, jobqueue.WaitNote(jobqueue.worker_holder(), order_id, version, grid_index)
         )
     except Exception:
         logger.warning("could not read an early job's instant in Redis; taking it without waiting", exc_info=True)
@@ -138,23 +138,28 @@ def due_work_waiting() -> str | None:
 
 def hand_back_occurrence(*, order_id: int, version: int, grid_index: int, due: datetime, behind: str) -> bool:
     """Give the occurrence this worker waits for back to the queue, as a new job right behind the due
-    job `behind`, so that job does not wait for this one's instant. The order's own job_id is left as
-    it is: a job is only a pointer at (version, grid index), and whichever of the two runs first
-    takes the slot under the row lock; the other finds it taken. False: Redis refused; keep waiting."""
+    job `behind`, so that job does not wait for this one's instant. The order points at the new job
+    first (one conditional UPDATE: reconcile's orphan sweep drops a job no row names); an order that
+    moved on meanwhile needs nothing given back. False: Redis refused; keep waiting (the order then
+    names a job that is not there, which reconcile replaces; whichever job runs first takes the slot
+    under the row lock, the other finds it taken)."""
     job_id = jobqueue.new_job_id(order_id, f"v{version}-k{grid_index}-back")
-    job = OccurrenceJob(job_id, order_id, version, grid_index, due)
+    pending = Order.objects.filter(pk=order_id, schedule_version=version, next_grid_index=grid_index)
+    if not pending.update(job_id=job_id):
+        return True
     try:
-        jobqueue.hand_back(job, behind=behind)
+        jobqueue.hand_back(OccurrenceJob(job_id, order_id, version, grid_index, due), behind=behind)
     except Exception:
         logger.warning("could not hand a job back to the queue; waiting for its instant", exc_info=True)
         return False
     return True
 
 
-def place_occurrence_jobs(jobs: list[OccurrenceJob]) -> None:
-    """Write these occurrence jobs to Redis in one pipeline after commit."""
+def place_occurrence_jobs(jobs: list[OccurrenceJob], *, at_front: bool = False) -> None:
+    """Write these occurrence jobs to Redis in one pipeline after commit (`at_front`: those due go
+    ahead of the jobs waiting, as a run taken back from a dead worker does)."""
     if jobs:
-        transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrences, jobs))
+        transaction.on_commit(lambda: redis_safely(jobqueue.schedule_occurrences, jobs, at_front=at_front))
 
 
 def schedule_execution_job(execution: Execution, *, due: datetime | None, at_front: bool = False) -> None:

@@ -98,10 +98,18 @@ def _due_score(due: datetime) -> float:
 
 
 def _write_scheduled(
-    pipe: redis.client.Pipeline, job_id: str, func: str, args: tuple[object, ...], due: datetime
+    pipe: redis.client.Pipeline,
+    job_id: str,
+    func: str,
+    args: tuple[object, ...],
+    due: datetime,
+    *,
+    early: bool = False,
 ) -> None:
     """Write a future job exactly as rq-scheduler's enqueue_at does (a job hash with status
-    "scheduled" and an entry in its sorted set), with the exact due instant as its score."""
+    "scheduled" and an entry in its sorted set), with the exact due instant as its score.
+    `early`: the scheduler may move it ahead of its instant (the early hand-off: only occurrence
+    jobs, whose worker waits for the instant; a retry or a postponed run must not start before it)."""
     job = Job.create(
         func,
         args=args,
@@ -113,6 +121,8 @@ def _write_scheduled(
     )
     job.origin = settings.ORDER_QUEUE
     job.save(pipeline=pipe)
+    if early:
+        pipe.hset(job.key, HANDOFF_EARLY_FIELD, "1")
     score = _due_score(due)
     pipe.zadd(Scheduler.scheduled_jobs_key, {job_id: score})
     if score - time.time() < WAKE_HORIZON_SECONDS:
@@ -133,7 +143,9 @@ def _enqueue_now(job_id: str, func: str, args: tuple[object, ...], *, at_front: 
     )
 
 
-def _enqueue_now_in(pipe: redis.client.Pipeline, job_id: str, func: str, args: tuple[object, ...]) -> None:
+def _enqueue_now_in(
+    pipe: redis.client.Pipeline, job_id: str, func: str, args: tuple[object, ...], *, at_front: bool = False
+) -> None:
     """_enqueue_now written into a pipeline: many due jobs (a rebuild after Redis lost its data) reach
     the queue in one round trip instead of one enqueue each."""
     q = queue()
@@ -147,7 +159,7 @@ def _enqueue_now_in(pipe: redis.client.Pipeline, job_id: str, func: str, args: t
         failure_ttl=7 * 86400,
         origin=q.name,
     )
-    q.enqueue_job(job, pipeline=pipe)
+    q.enqueue_job(job, pipeline=pipe, at_front=at_front)
 
 
 def _place(job_id: str, func: str, args: tuple[object, ...], due: datetime | None, *, at_front: bool = False) -> None:
@@ -176,7 +188,7 @@ def schedule_occurrence(job: OccurrenceJob) -> None:
     schedule_occurrences([job])
 
 
-def schedule_occurrences(jobs: list[OccurrenceJob]) -> None:
+def schedule_occurrences(jobs: list[OccurrenceJob], *, at_front: bool = False) -> None:
     """Many schedule_occurrence calls in one round trip (reconcile rebuilding a lost schedule);
     due ones go to the queue at once."""
     now = datetime.now(UTC)
@@ -187,9 +199,9 @@ def schedule_occurrences(jobs: list[OccurrenceJob]) -> None:
     for p in jobs:
         args = (p.order_id, p.version, p.grid_index)
         if p.due <= now:
-            _enqueue_now_in(due_pipe, p.job_id, OCCURRENCE_FUNC, args)
+            _enqueue_now_in(due_pipe, p.job_id, OCCURRENCE_FUNC, args, at_front=at_front)
         else:
-            _write_scheduled(pipe, p.job_id, OCCURRENCE_FUNC, args, p.due)
+            _write_scheduled(pipe, p.job_id, OCCURRENCE_FUNC, args, p.due, early=True)
     if len(due_pipe):
         due_pipe.execute()
     if len(pipe):
@@ -323,36 +335,57 @@ if ARGV[1] ~= '' then
 end
 local moved = 0
 local more = 0
+local wake = nil
 if held > 0 then
   local found = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[5], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[6]))
   for i = 1, #found, 2 do
     local id = found[i]
+    local score = tonumber(found[i + 1])
     local key = 'rq:job:' .. id
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[8])
-      if tonumber(found[i + 1]) > tonumber(ARGV[3]) then
-        redis.call('HSET', key, 'orders_due', found[i + 1])
+    local early = score > tonumber(ARGV[3])
+    if early and redis.call('HGET', key, 'orders_lead') ~= '1' then
+      -- Not an occurrence (a retry, a postponed run): it moves at its instant, not before.
+      if (not wake) or score < wake then
+        wake = score
       end
-      redis.call('RPUSH', KEYS[5], id)
-      moved = moved + 1
+    else
+      if redis.call('EXISTS', key) == 1 then
+        redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[8])
+        if early then
+          redis.call('HSET', key, 'orders_due', found[i + 1])
+        end
+        redis.call('RPUSH', KEYS[5], id)
+        moved = moved + 1
+      end
+      redis.call('ZREM', KEYS[4], id)
     end
-    redis.call('ZREM', KEYS[4], id)
   end
   if moved > 0 then
     redis.call('SADD', KEYS[6], KEYS[5])
   end
-  if #found == 2 * tonumber(ARGV[6]) then
+  if #found == 2 * tonumber(ARGV[6]) and moved > 0 then
     more = 1
   end
 end
-local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-return {held, sentinel or false, moved, first[2] or false, more, lease or false}
+local beyond = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[5], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if beyond[1] then
+  local at = tonumber(beyond[2])
+  if redis.call('HGET', 'rq:job:' .. beyond[1], 'orders_lead') == '1' then
+    at = at - tonumber(ARGV[9])
+  end
+  if (not wake) or at < wake then
+    wake = at
+  end
+end
+return {held, sentinel or false, moved, wake and tostring(wake) or false, more, lease or false}
 """
 
 
 # The field of a job's hash that holds its due instant when the scheduler moved it early (the early
-# hand-off; the poll script writes it); a queued job without it is due now.
+# hand-off; the poll script writes it); a queued job without it is due now. HANDOFF_EARLY_FIELD marks
+# the jobs that may be moved early at all (occurrence jobs). _POLL_SCRIPT spells both out.
 HANDOFF_DUE_FIELD = "orders_due"
+HANDOFF_EARLY_FIELD = "orders_lead"
 
 
 class PollResult(NamedTuple):
@@ -361,7 +394,9 @@ class PollResult(NamedTuple):
     sentinel: str | None  # the sentinel found; None: it was missing (written now if a value was given)
     moved: int
     more_due: bool  # the move stopped at its limit: poll again at once
-    next_due_in: float | None  # seconds until the earliest scheduled job (negative: overdue)
+    # Seconds until the next job is to be moved (an occurrence's instant less the lead, any other
+    # job's instant; negative: overdue); None when nothing is scheduled.
+    next_due_in: float | None
     lease_holder: str | None  # the lease's value before this poll
 
 
@@ -404,6 +439,7 @@ def poll_schedule(
         limit,
         take_over_from,
         enqueued_at,
+        repr(max(0.0, lead)),
     )
     held, sentinel, moved, first_score, more, holder = reply
     return PollResult(
@@ -702,7 +738,7 @@ def hand_back(job: OccurrenceJob, *, behind: str) -> None:
     pipe.execute()
 
 
-class Wait(NamedTuple):
+class WaitNote(NamedTuple):
     """A worker (holder) waiting for the instant of grid slot (version, grid_index) of an order."""
 
     holder: str
@@ -721,7 +757,7 @@ return due
 """
 
 
-def note_waiting_if_early(job_id: str, wait: Wait) -> float | None:
+def note_waiting_if_early(job_id: str, wait: WaitNote) -> float | None:
     """If the job was moved ahead of its instant and that instant is still to come, name `wait`'s
     holder as the one waiting for it (WAITING_KEY) and return the instant (epoch seconds); else
     None. One round trip, and no database read: the job carries its own instant."""
@@ -731,7 +767,7 @@ def note_waiting_if_early(job_id: str, wait: Wait) -> float | None:
     return float(due) if due is not None else None
 
 
-def note_waiting(job_id: str, wait: Wait) -> None:
+def note_waiting(job_id: str, wait: WaitNote) -> None:
     connection().hset(WAITING_KEY, job_id, " ".join(map(str, wait)))
 
 
@@ -739,13 +775,13 @@ def forget_waiting(job_id: str) -> None:
     connection().hdel(WAITING_KEY, job_id)
 
 
-def waiting_jobs() -> dict[str, Wait]:
+def waiting_jobs() -> dict[str, WaitNote]:
     """Every job a worker waits for in place, by job id."""
     raw: dict[bytes, bytes] = connection().hgetall(WAITING_KEY)  # type: ignore[assignment]
-    out: dict[str, Wait] = {}
+    out: dict[str, WaitNote] = {}
     for key, value in raw.items():
         holder, order_id, version, grid_index = value.decode().rsplit(" ", 3)
-        out[key.decode()] = Wait(holder, int(order_id), int(version), int(grid_index))
+        out[key.decode()] = WaitNote(holder, int(order_id), int(version), int(grid_index))
     return out
 
 

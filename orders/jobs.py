@@ -28,16 +28,15 @@ def _run_occurrence(order_id: int, version: int, grid_index: int) -> str:
     # the database broke (restart, failover, network cut): without this every later job fails with
     # "server has gone away" until the worker is restarted (fault scenario 7).
     close_old_connections()
-    waited = engine.wait_until_due(order_id, version, grid_index)
-    if waited is engine.Wait.HANDED_BACK:
-        engine.forget_wait()
-        return "handed back: a due job was waiting behind it"
     try:
+        waited = engine.wait_until_due(order_id, version, grid_index)
+        if waited is engine.Wait.HANDED_BACK:
+            return "handed back: a due job was waiting behind it"
         taken = engine.occurrence_take_through_outage(order_id=order_id, version=version, grid_index=grid_index)
     finally:
-        if waited is engine.Wait.WAITED:
-            # From the take on, a lost worker is noticed by its run's holder (or the slot was not ours).
-            engine.forget_wait()
+        # Taken (a lost worker is then noticed by its run's holder), given back, stale or failed:
+        # this worker no longer waits for the job. Idempotent, so also after a wait never noted.
+        engine.forget_wait()
     if taken is None:
         return "skipped: stale, early, overlapping or not runnable"
     ran = engine.run_occurrence_batch(taken)

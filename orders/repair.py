@@ -110,7 +110,7 @@ def recover_abandoned(now: datetime | None = None, *, limit: int = 5000) -> int:
     return recovered + replaced
 
 
-def _replace_lost_waits(waiting: dict[str, jobqueue.Wait], gone: set[str]) -> int:
+def _replace_lost_waits(waiting: dict[str, jobqueue.WaitNote], gone: set[str]) -> int:
     """Give a new job to each order whose early job a dead worker was waiting for (the early
     hand-off, engine.wait_until_due): that job is "started" in rq and would never run. An order that
     moved on meanwhile (another version or grid slot) is left alone. Returns how many got one."""
@@ -224,7 +224,8 @@ def reschedule_orders(order_ids: list[int], *, slots: set[tuple[int, int, int]] 
         jobs.append(occurrence_job_for(order, due=due))
         changed.append(order)
     sql.bulk_update(changed, ["job_id", "next_run_at"])
-    place_occurrence_jobs(jobs)
+    # A slot a dead worker popped is late already: its job goes ahead of any backlog.
+    place_occurrence_jobs(jobs, at_front=slots is not None)
     return [job.job_id for job in jobs]
 
 

@@ -300,6 +300,10 @@ SCHEDULER_POLL_INTERVAL_SECONDS = env.float("SCHEDULER_POLL_INTERVAL_SECONDS", d
 # a busy worker or a slow hop from the scheduler no longer makes it late (orders/engine.py,
 # wait_until_due; it gives the job back when due work waits behind it). 0 moves jobs at their instant.
 ORDER_HANDOFF_LEAD_SECONDS = env.float("ORDER_HANDOFF_LEAD_SECONDS", default=0.25)
+# A job that comes more than 2 s early is put back in the schedule rather than waited for
+# (orders/engine.py, EARLY_WAIT_LIMIT_SECONDS): a longer lead would move it, put it back, move it...
+if not 0 <= ORDER_HANDOFF_LEAD_SECONDS < 2:
+    raise ImproperlyConfigured("ORDER_HANDOFF_LEAD_SECONDS must be at least 0 and under 2 seconds")
 # The lease of the scheduler that moves due jobs (orders/scheduler_guard.py), renewed on every poll: a
 # standby takes over this long after the active scheduler's last poll (plus its own poll interval).
 SCHEDULER_LEASE_MS = env.int("SCHEDULER_LEASE_MS", default=1500)

@@ -51,6 +51,29 @@ def test_a_poll_with_a_lead_moves_the_jobs_due_within_it_each_marked_with_its_in
     assert _due_field(later.job_id) is None
 
 
+def test_a_retry_within_the_lead_is_moved_at_its_instant_not_before() -> None:
+    """Only occurrence jobs are moved early (their worker waits for the instant); a retry or a
+    postponed run has no such wait, and a receiver's Retry-After must be honoured to the instant."""
+    now = time.time()
+    retry_due = datetime.fromtimestamp(now + 0.2, UTC)
+    jobqueue.schedule_execution(job_id="order-2-x1-a2", execution_id=99, attempt=2, due=retry_due)
+    occurrence = _job(datetime.fromtimestamp(now + 3, UTC), order_id=1)
+    jobqueue.schedule_occurrence(occurrence)
+    result = jobqueue.poll_schedule(owner="", lease_ms=0, now=now, lead=0.5)
+    assert result.moved == 0
+    assert jobqueue.queue().get_job_ids() == []
+    # The scheduler is told to wake at the retry's instant, which comes before the occurrence's
+    # instant less the lead.
+    assert result.next_due_in is not None
+    assert result.next_due_in == pytest.approx(retry_due.timestamp() - time.time(), abs=0.01)
+    assert jobqueue.poll_schedule(owner="", lease_ms=0, now=retry_due.timestamp(), lead=0.5).moved == 1
+    assert jobqueue.queue().get_job_ids() == ["order-2-x1-a2"]
+    assert _due_field("order-2-x1-a2") is None
+    # With the retry gone, the next wake-up is the occurrence's instant less the lead.
+    result = jobqueue.poll_schedule(owner="", lease_ms=0, now=retry_due.timestamp(), lead=0.5)
+    assert result.next_due_in == pytest.approx(occurrence.due.timestamp() - 0.5 - time.time(), abs=0.01)
+
+
 def test_only_a_job_that_is_due_counts_as_due_work_waiting() -> None:
     now = time.time()
     early = _job(datetime.fromtimestamp(now + 1.5, UTC), order_id=1)
@@ -87,9 +110,9 @@ def test_an_order_whose_job_a_dead_worker_waited_for_gets_a_new_job() -> None:
     due = timezone.now() + timedelta(seconds=30)
     waited = services.order_create(user=user, definition=services.OrderDefinition(order_name="w", schedule_time=due))
     moved_on = services.order_create(user=user, definition=services.OrderDefinition(order_name="m", schedule_time=due))
-    jobqueue.note_waiting(waited.job_id, jobqueue.Wait(DEAD, waited.pk, waited.schedule_version, 1))
+    jobqueue.note_waiting(waited.job_id, jobqueue.WaitNote(DEAD, waited.pk, waited.schedule_version, 1))
     # This one was redefined after the wait began: the slot waited for is not its pending one.
-    jobqueue.note_waiting(moved_on.job_id, jobqueue.Wait(DEAD, moved_on.pk, moved_on.schedule_version + 1, 1))
+    jobqueue.note_waiting(moved_on.job_id, jobqueue.WaitNote(DEAD, moved_on.pk, moved_on.schedule_version + 1, 1))
     # Redis just came up in this test: a missing heartbeat means death only once live workers
     # had the time to beat (see jobqueue.LIVENESS_SINCE_KEY).
     assert repair.recover_abandoned() == 0
@@ -142,6 +165,9 @@ def test_a_waiting_worker_gives_its_early_job_back_for_a_run_now_and_still_start
     assert manual.started_at is not None and manual.started_at < due, log
     assert scheduled.started_at is not None and scheduled.started_at >= scheduled.scheduled_for == due
     assert "handed back" in log
+    # The order named the job given back while it waited (reconcile's orphan sweep keeps a job a
+    # row names), and the run was taken through that job.
+    assert "-back-" in scheduled.job_id
     assert jobqueue.waiting_jobs() == {}
 
 

@@ -105,8 +105,8 @@ class Command(BaseCommand):
                     continue
                 wait = interval - (time.time() % interval) + 0.005
                 if poll.held and poll.next_due_in is not None:
-                    # The early hand-off: a job is moved this long before its instant.
-                    wait = min(wait, poll.next_due_in - settings.ORDER_HANDOFF_LEAD_SECONDS)
+                    # The poll counted the early hand-off in: an occurrence moves its lead ahead.
+                    wait = min(wait, poll.next_due_in)
                 if not poll.held:
                     # A standby must not block on the wake-up list: it would take the signal meant
                     # for the scheduler that moves jobs.
