@@ -311,6 +311,23 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return summary
 
 
+def _load_note(results: dict[str, Any], load: str) -> str:
+    """What the load averages say about the run: a machine busy at the start was shared with other work
+    throughout; a quiet start's later load includes the run's own (wrk, servers, MariaDB, Redis)."""
+    if results["load_average_at_start"][0] >= 2:  # this machine's 2 cores all busy before the run began
+        return (
+            f"Load average at start {load}: the 2 cores were shared with other test suites (and callgrind runs) "
+            "the whole time, so the absolute rates are a fraction of a quiet machine's and only the ratios "
+            "within a row are comparable."
+        )
+    end = ", ".join(f"{x:.1f}" for x in results.get("load_average_at_end", []))
+    return (
+        f"Load average at start {load}{f', at end {end}' if end else ''}: a quiet machine at the start; the "
+        "load during the run includes the run's own (wrk, the servers, MariaDB and Redis share the 2 cores). "
+        "The rows' absolute rates are comparable with each other, not with a run on another machine."
+    )
+
+
 def markdown(results: dict[str, Any], source: str = "") -> str:
     """The run as docs/BENCHMARKS.md shows it (bench/report.py includes the newest ratio results)."""
     load = ", ".join(f"{x:.1f}" for x in results["load_average_at_start"])
@@ -319,9 +336,7 @@ def markdown(results: dict[str, Any], source: str = "") -> str:
         f"product and then bench/floor.py, {len(next(iter(results['servers'].values()))['runs']) // 4} times "
         f"each, wrk -t2 -c{results['connections']} for {results['seconds']:.0f} s per endpoint; create spread over "
         f"{results['create_users']} users, list = page 1 of a user with {results['list_user_orders']:,} orders. "
-        f"Medians; ratio = product / floor. Load average at start {load}: the 2 cores were shared with other "
-        "test suites (and callgrind runs) the whole time, so the absolute rates are a fraction of a quiet "
-        "machine's and only the ratios within a row are comparable.",
+        f"Medians; ratio = product / floor. {_load_note(results, load)}",
         "",
         "| server | endpoint | product req/s | p99 ms | web CPU ms/req | floor req/s | p99 ms | web CPU ms/req "
         "| ratio |",

@@ -198,7 +198,7 @@ def _api_section(api: dict[str, Any]) -> str:
         )
     memory = api.get("memory", {})
     return (
-        f"gunicorn: `{api.get('web_command', '')}`; list = `GET /api/orders?page=1` (page of "
+        f"{web_server(api)}: `{api.get('web_command', '')}`; list = `GET /api/orders?page=1` (page of "
         f"{api.get('list_page_orders', 50)}) for a user with a few hundred orders; create = `POST /api/orders` "
         "with a JWT (users rotated per request), a one-time order in 2031.\n\n"
         + _table(
@@ -249,7 +249,7 @@ def _floor_section(api: dict[str, Any]) -> str:
             ]
         )
     return (
-        "\n**The floor** (`bench/floor.py`): the same gunicorn command and settings serving Django with no "
+        "\n**The floor** (`bench/floor.py`): the same web server command and settings serving Django with no "
         "middleware, no DRF, no authentication and no validation, only the statements each endpoint cannot "
         "avoid, at 16 connections, right after the product in the same run. No tuning of the application "
         "can take an endpoint past its floor on this machine.\n\n"
@@ -531,12 +531,20 @@ def _calendar_section(calendar: dict[str, Any]) -> str:
     return _table(["measure", "value"], rows) + f"\n\nExpressions: {mix}.\n"
 
 
+def web_server(api: dict[str, Any]) -> str:
+    """The server the API scenario ran under: its command line names it (granian's, scripts/web);
+    results older than scripts/web recorded gunicorn's options without its name."""
+    return "granian" if api.get("web_command", "").startswith("granian") else "gunicorn"
+
+
 def _memory_section(results: dict[str, Any]) -> str:
     rows = []
     api = results.get("api", {}).get("memory", {})
     if api:
-        rows.append(["web (gunicorn master + workers)", "at rest", _num(api.get("web_at_rest_mib"))])
-        rows.append(["web (gunicorn master + workers)", "after scenario 1", _num(api.get("web_after_load_mib"))])
+        parent = {"granian": "granian main process", "gunicorn": "gunicorn master"}[web_server(results["api"])]
+        web = f"web ({parent} + workers)"
+        rows.append([web, "at rest", _num(api.get("web_at_rest_mib"))])
+        rows.append([web, "after scenario 1", _num(api.get("web_after_load_mib"))])
     for entry in results.get("batch", {}).get("memory", []):
         rows.append([entry["process"], entry["state"], _num(entry["rss_mib"])])
     return _table(["process (tree)", "when", "RSS MiB"], rows) + "\n" if rows else "not measured\n"
@@ -800,6 +808,15 @@ def render(results: dict[str, Any], plots: dict[str, str], plot_prefix: str, sou
             ratio.markdown(json.loads(newest.read_text()), source=f"bench/results/{newest.name}"),
             "",
         ]
+        # A run without py-spy (--profile) keeps the newest profile in view, with its own run's figures.
+        profiled = [f for f in ratio_files if "profile" in json.loads(f.read_text())]
+        if profiled and profiled[-1] != newest:
+            parts += [
+                "### The newest run with a profile",
+                "",
+                ratio.markdown(json.loads(profiled[-1].read_text()), source=f"bench/results/{profiled[-1].name}"),
+                "",
+            ]
     if "api" in results:
         parts += ["## 1. API", "", _api_section(results["api"])]
         if "api" in plots:
