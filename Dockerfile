@@ -23,5 +23,7 @@ RUN DEBUG=false SECRET_KEY=build-only REDIS_URL=redis://build-only:6379/0 \
  && mkdir -p /app/logs /app/var && chown -R app:app /app/logs /app/var /app/staticfiles
 USER app
 EXPOSE 8000
-# The Procfile's web command (gunicorn 2 x 4, chosen by measurement: docs/BENCHMARKS.md, section 1a).
-CMD ["sh", "-c", "gunicorn scheduler_site.wsgi --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --threads ${WEB_THREADS:-4} --access-logfile -"]
+# The Procfile's web command, scripts/web (granian 2 x 2, chosen by measurement: docs/BENCHMARKS.md,
+# section 1a), listening on every interface of the container.
+ENV WEB_HOST=0.0.0.0
+CMD ["/app/scripts/web"]

@@ -88,9 +88,9 @@ lint: devdeps
 clean:
 	rm -rf var staticfiles
 
-# Benchmarks (not part of `make test`): real gunicorn, rqworker and rqscheduler against MariaDB and Redis,
-# load from wrk. They use their own database and Redis index (BENCH_DATABASE_URL, BENCH_REDIS_URL; see
-# bench/__main__.py) and flush that index. `bench` writes bench/results/<date>.json and docs/BENCHMARKS.md.
+# Benchmarks (not part of `make test`): the real web server (scripts/web), rqworker and rqscheduler against
+# MariaDB and Redis, load from wrk. They use their own database and Redis index (BENCH_DATABASE_URL,
+# BENCH_REDIS_URL; see bench/__main__.py) and flush that index. `bench` writes bench/results/<date>.json and docs/BENCHMARKS.md.
 .PHONY: wrk
 wrk:
 	@if ! command -v wrk >/dev/null; then \

@@ -1,6 +1,6 @@
 """The API's floor: what Django itself costs on this machine for the work each endpoint cannot avoid.
 
-Served by the same gunicorn command as the product (Procfile), against the same MariaDB and Redis,
+Served by the same web server command as the product (scripts/web), against the same MariaDB and Redis,
 with the project's settings but no middleware, no DRF, no authentication and no validation:
 - GET /floor/hello: an empty JSON response (Django's request cycle alone);
 - GET /floor/list?user=N: the 50 newest orders of user N, one raw SELECT dumped as JSON;

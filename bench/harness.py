@@ -263,7 +263,7 @@ def scenario_api(ctx: Context) -> dict[str, Any]:
                         f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms non-2xx {result['non_2xx']}"
                     )
         memory["web_after_load_mib"] = stack.rss_mib("web")
-        web_argv = stack.commands()["web"][3:]
+        web_command = stack.web_command()
     finally:
         stack.stop_all()
     floor = _api_floor(ctx, list_user.pk, users[0].pk)
@@ -271,13 +271,13 @@ def scenario_api(ctx: Context) -> dict[str, Any]:
         "runs": runs,
         "floor": floor,
         "memory": memory,
-        "web_command": " ".join(web_argv),
+        "web_command": web_command,
         "list_page_orders": 50,
     }
 
 
 def _api_floor(ctx: Context, list_user_id: int, create_user_id: int) -> list[dict[str, Any]]:
-    """The same gunicorn command serving bench/floor.py: Django plus only the statements each endpoint
+    """The same web server command serving bench/floor.py: Django plus only the statements each endpoint
     cannot avoid, at 16 connections, measured right after the product in the same run."""
     scripts = {}
     for endpoint, method, path in (
@@ -889,7 +889,7 @@ def machine_info() -> dict[str, Any]:
     from importlib.metadata import version
 
     import django
-    import gunicorn
+    import granian
     import redis as redis_py
     import rq
 
@@ -925,7 +925,7 @@ def machine_info() -> dict[str, Any]:
             "django": django.get_version(),
             "rq": rq.__version__,
             "rq-scheduler": version("rq-scheduler"),
-            "gunicorn": gunicorn.__version__,
+            "granian": granian.__version__,
             "redis-py": redis_py.__version__,
             "redis-server": jobqueue.connection().info("server")["redis_version"],
             "database": f"{connection.vendor} {db_version}",

@@ -31,7 +31,8 @@ CREATE_USERS = 16
 LIST_ORDERS = 10_000
 CONNECTIONS = 16
 
-# name -> web command (PORT and the app are filled in); the Procfile's web line is one of these.
+# name -> web command (PORT and the app are filled in); granian-2x2 is the production one, scripts/web
+# (the Procfile's web line), whose settings were chosen with this list.
 SERVERS: dict[str, list[str]] = {
     "granian-2x1": [
         "granian",
@@ -407,7 +408,7 @@ def resummarize(results: dict[str, Any], work_dir: Path = WORK_DIR) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ratio")
-    parser.add_argument("--servers", default="granian-2x1,gunicorn-2x1,gunicorn-2x4")
+    parser.add_argument("--servers", default="granian-2x2,granian-2x1,gunicorn-2x1,gunicorn-2x4")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--profile", action="store_true", help="py-spy the first server's product afterwards")

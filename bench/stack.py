@@ -1,8 +1,9 @@
-"""The real processes the benchmark drives: gunicorn, `manage.py rqworker`, `manage.py rqscheduler`.
+"""The real processes the benchmark drives: the web server (scripts/web), `manage.py rqworker`,
+`manage.py rqscheduler`.
 
 Command lines come from the Procfile (the same settings `make run` uses), with its ${VAR:-default}
-references expanded from the benchmark's environment, so a tuning change in the Procfile is what
-the next benchmark measures.
+references expanded from the benchmark's environment, so a tuning change in the Procfile or in
+scripts/web is what the next benchmark measures.
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ def procfile_commands(env: dict[str, str], path: Path = PROCFILE) -> dict[str, l
             continue
         name, command = line.split(":", 1)
         argv = shlex.split(_VAR.sub(expand, command))
-        # The venv's interpreter, whatever is first on PATH.
+        # The venv's interpreter, whatever is first on PATH; a script of this tree by its full path.
         if argv[0] in ("python", "python3"):
             argv[0] = PYTHON
         elif argv[0] in ("gunicorn", "granian"):
             argv[:1] = [PYTHON, "-m", argv[0]]
+        elif "/" in argv[0] and (ROOT / argv[0]).exists():
+            argv[0] = str(ROOT / argv[0])
         commands[name.strip()] = argv
     return commands
 
@@ -67,7 +70,7 @@ def set_option(argv: list[str], option: str, value: str) -> list[str]:
 
 
 def _tree(pid: int) -> list[int]:
-    """A process and all its live descendants (gunicorn workers, RQ work horses)."""
+    """A process and all its live descendants (web worker processes, RQ work horses)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -135,47 +138,38 @@ class BenchStack:
             start_new_session=True,
         )
 
-    def start_web(
-        self,
-        *,
-        workers: int | None = None,
-        threads: int | None = None,
-        access_log: bool = True,
-        app: str | None = None,
-        settings_module: str | None = None,
-    ) -> None:
-        """The Procfile's web command; `app` and `settings_module` swap in another WSGI application
-        (the API floor, bench/floor.py) under the very same server settings."""
-        self.start_web_command(
-            self.commands()["web"],
-            workers=workers,
-            threads=threads,
-            access_log=access_log,
-            app=app,
-            settings_module=settings_module,
-        )
+    def start_web(self, *, app: str | None = None, settings_module: str | None = None) -> None:
+        """The Procfile's web command (scripts/web); `app` and `settings_module` swap in another WSGI
+        application (the API floor, bench/floor.py) under the very same server settings."""
+        extra = {"PORT": str(self.port), **({"WEB_APP": app} if app else {})}
+        if settings_module:
+            extra["DJANGO_SETTINGS_MODULE"] = settings_module
+        # scripts/web runs `granian`: the one of this interpreter's venv.
+        extra["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{self.env.get('PATH', os.environ.get('PATH', ''))}"
+        self._spawn("web", [*self.commands()["web"]], extra)
+        self.wait_http("/healthz", accept=(200, 503))
+
+    def web_command(self) -> str:
+        """The running web server's command line as it was started (after the script's exec), without
+        the interpreter: what the benchmark measured."""
+        pid = self.pids("web")[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+        while argv and Path(argv[0]).name.startswith("python"):
+            argv.pop(0)
+        if argv:
+            argv[0] = Path(argv[0]).name
+        return " ".join(argv)
 
     def start_web_command(
         self,
         argv: list[str],
         *,
-        workers: int | None = None,
-        threads: int | None = None,
-        access_log: bool = True,
         app: str | None = None,
         settings_module: str | None = None,
     ) -> None:
-        """start_web with another web command line (gunicorn's or granian's options)."""
-        granian = "granian" in argv[:3]
+        """start_web with another web command line (bench/ratio.py's alternatives, gunicorn's or granian's)."""
         if app is not None:
             argv = [app if arg in ("scheduler_site.wsgi", "scheduler_site.wsgi:application") else arg for arg in argv]
-        if workers is not None:
-            argv = set_option(argv, "--workers", str(workers))
-        if threads is not None:
-            argv = set_option(argv, "--blocking-threads" if granian else "--threads", str(threads))
-        if not access_log and "--access-logfile" in argv:
-            i = argv.index("--access-logfile")
-            del argv[i : i + 2]
         self._spawn("web", argv, {"DJANGO_SETTINGS_MODULE": settings_module} if settings_module else None)
         self.wait_http("/healthz", accept=(200, 503))
 

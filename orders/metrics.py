@@ -1,6 +1,6 @@
 """The scheduler's Prometheus metrics: counted in every process, kept in Redis, read at scrape time.
 
-The system is many processes (gunicorn workers, several RQ workers, one or more schedulers), each
+The system is many processes (web server workers, several RQ workers, one or more schedulers), each
 restarted at will, possibly on different hosts. A counter kept in one process's memory would be
 reset by every restart and seen only by a scrape of that process; prometheus-client's multiprocess
 mode needs one shared directory on one host. So:

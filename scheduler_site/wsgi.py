@@ -1,4 +1,4 @@
-"""WSGI entry point for the web server (granian, or gunicorn: Procfile).
+"""WSGI entry point for the web server (granian: scripts/web, which the Procfile and the image run).
 
 Two Django handlers: /api/ runs settings.API_MIDDLEWARE, every other path the full MIDDLEWARE (see
 settings.py). Both share the settings, URLs and database connections; only the middleware differs.

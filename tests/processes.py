@@ -1,4 +1,4 @@
-"""Start the real processes (gunicorn, `manage.py rqworker`, `manage.py rqscheduler`) against the
+"""Start the real processes (scripts/web, `manage.py rqworker`, `manage.py rqscheduler`) against the
 test database and Redis, for end-to-end, browser and fault tests."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+WEB_COMMAND = ROOT / "scripts" / "web"
 
 
 def free_port() -> int:
@@ -77,24 +78,27 @@ class Stack:
         return proc
 
     def start_web(self, workers: int = 2) -> None:
+        # The production command itself (scripts/web, as the Procfile and the image run it), so the
+        # tests test what is deployed; granian from this interpreter's venv.
+        logged = len(self.read_log("web"))  # a restart appends to the same log
         self._spawn(
             "web",
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "scheduler_site.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                "4",
-                "--graceful-timeout",
-                "5",
-            ],
+            [str(WEB_COMMAND)],
+            env={
+                "PORT": str(self.port),
+                "WEB_CONCURRENCY": str(workers),
+                "PATH": f"{Path(PYTHON).parent}{os.pathsep}{self.env.get('PATH', '')}",
+            },
         )
         self.wait_http("/healthz", accept=(200, 503))
+        # /healthz answers once one process is up; wait for the others too, so a test sees the whole
+        # server, and a stop right after the start does not catch a process still importing Django
+        # (granian then waits for its kill timeout, 10 s, before it kills that process).
+        deadline = time.monotonic() + 30
+        while self.read_log("web")[logged:].count("Started worker-") < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} web processes did not start:\n{self.read_log('web')[-3000:]}")
+            time.sleep(0.1)
 
     def start_worker(self, name: str | None = None, worker_class: str = "rq.worker.SimpleWorker") -> str:
         self._counter += 1

@@ -45,7 +45,7 @@ def test_bench_batch_precision_and_report_run_end_to_end(tmp_path: Path, setting
         "profile": {"name": "smoke", "repeats": 1},
         "machine": harness.machine_info(),
         "settings": {
-            "procfile": ["web: gunicorn ..."],
+            "procfile": ["web: scripts/web"],
             "scheduler_poll_interval_s": 0.2,
             "executor": settings.ORDER_EXECUTOR,
             "conn_max_age": 0,

@@ -1,4 +1,4 @@
-"""The account pages in a real Chromium against real gunicorn/worker/scheduler processes.
+"""The account pages in a real Chromium against the real web server, worker and scheduler processes.
 
 Reuses the browser suite's module-scoped stack and browser (tests/browser/conftest.py).
 """

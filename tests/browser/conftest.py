@@ -1,4 +1,4 @@
-"""Browser suite: Playwright drives Debian's Chromium against real gunicorn, rqworker and rqscheduler
+"""Browser suite: Playwright drives Debian's Chromium against the real web server (scripts/web), rqworker, rqscheduler
 processes that share the test database and Redis.
 
 One stack and one browser serve the whole module (starting them is most of the cost); every test

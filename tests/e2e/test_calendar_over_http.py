@@ -1,4 +1,4 @@
-"""End to end: calendar orders created over HTTP and run by real gunicorn, rqworker and rqscheduler
+"""End to end: calendar orders created over HTTP and run by the real web server, rqworker and rqscheduler
 processes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""End to end: /metrics scraped from a real gunicorn while real rqworker and rqscheduler processes run
+"""End to end: /metrics scraped from the real web server (scripts/web) while real rqworker and rqscheduler processes run
 known orders (successes, a failure for good, a worker killed mid-run), and a real reconcile_orders
 repairs a lost job; every number is checked against what was run and against the database."""
 
@@ -189,7 +189,7 @@ def test_metrics_scraped_from_the_real_processes_count_what_ran(tmp_path: Path) 
         assert result.value("scheduler_start_lateness_seconds_bucket", le="2.5") == 8
         assert result.value("scheduler_start_lateness_seconds_sum") == pytest.approx(_lateness_in_database(), abs=0.01)
 
-        # HTTP: by view, across both gunicorn processes.
+        # HTTP: by view, across both web server processes.
         assert result.value("scheduler_http_requests_total", view=orders_view, method="POST", status="201") == 7
         assert result.value("scheduler_http_requests_total", view=signup_view, method="POST", status="201") == 1
         assert result.value("scheduler_http_requests_total", view=metrics_view, method="GET", status="401") == 2

@@ -1,4 +1,4 @@
-"""End to end: real gunicorn, rqworker and rqscheduler processes; the order is created over HTTP."""
+"""End to end: the real web server (scripts/web), rqworker and rqscheduler processes; the order is created over HTTP."""
 
 from __future__ import annotations
 

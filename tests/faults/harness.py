@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +244,9 @@ class Api:
 
     def exchange(
         self, method: str, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        """call() that also sends extra headers and returns the response's headers."""
+    ) -> tuple[int, Any, Message]:
+        """call() that also sends extra headers and returns the response's headers, looked up without
+        regard to case as HTTP means them (granian sends every header name in lower case)."""
         request = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode() if body is not None else None,
@@ -254,13 +256,13 @@ class Api:
         try:
             with urllib.request.urlopen(request, timeout=20) as resp:
                 raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None, dict(resp.headers)
+                return resp.status, json.loads(raw) if raw else None, resp.headers
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
-                return exc.code, json.loads(raw) if raw else None, dict(exc.headers)
+                return exc.code, json.loads(raw) if raw else None, exc.headers
             except ValueError:
-                return exc.code, raw.decode(errors="replace")[:500], dict(exc.headers)
+                return exc.code, raw.decode(errors="replace")[:500], exc.headers
 
 
 def record_measurement(scenario: str, **figures: Any) -> None:

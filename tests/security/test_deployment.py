@@ -1,4 +1,4 @@
-"""Production settings, for real: `check --deploy` in a subprocess, and gunicorn started with DEBUG off
+"""Production settings, for real: `check --deploy` in a subprocess, and the real web server (scripts/web) with DEBUG off
 behind a (simulated) TLS proxy: HSTS, HTTPS redirect, secure cookies, and errors that reveal nothing."""
 
 from __future__ import annotations

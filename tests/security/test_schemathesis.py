@@ -1,4 +1,4 @@
-"""Schemathesis fuzzes every API operation from /api/schema/ against a real gunicorn: no 5xx, and
+"""Schemathesis fuzzes every API operation from /api/schema/ against the real web server (scripts/web): no 5xx, and
 every response (status, content type, headers, body) conforms to the published schema."""
 
 from __future__ import annotations
