@@ -377,9 +377,13 @@ def test_a_companion_taken_ahead_and_paused_before_its_instant_does_not_start(se
 
 @pytest.mark.parametrize("ahead", ["-0.1", "0.5", "1"])
 def test_settings_refuse_a_batch_horizon_out_of_range(ahead: str, tmp_path: Any) -> None:
+    from django.conf import settings as live
+
     from tests.test_foundation import clean_env, run_manage
 
-    env = clean_env(DEBUG="true", VAR_DIR=str(tmp_path), ORDER_BATCH_AHEAD_SECONDS=ahead)
+    # The session's Redis URL: `check` does not connect to it, and without one the child would start
+    # an embedded redis-server of its own and leave it running.
+    env = clean_env(DEBUG="true", VAR_DIR=str(tmp_path), REDIS_URL=live.REDIS_URL, ORDER_BATCH_AHEAD_SECONDS=ahead)
     result = run_manage("check", env=env)
     assert result.returncode != 0
     assert "ORDER_BATCH_AHEAD_SECONDS must be at least 0, under 1 s and under ORDER_BATCH_SECONDS" in result.stderr
