@@ -90,6 +90,15 @@ OVERLAP_POSTPONE_SECONDS = 1.0
 # A batch companion starts at most this long after a read found its order unchanged (see
 # _still_current_companions).
 RECHECK_SECONDS = 0.005
+# How far ahead a batch takes companions: settings.ORDER_BATCH_AHEAD_SECONDS (read per batch).
+
+
+def _sleep_until(due: datetime) -> None:
+    """Return at `due` or later, never before it (a companion taken ahead starts at its instant)."""
+    while (left := (due - timezone.now()).total_seconds()) > 0:
+        time.sleep(left + WAKE_MARGIN_SECONDS)
+
+
 # Skipped occurrences recorded one by one per catch-up (the rest are summarised in the log).
 MAX_SKIPPED_ROWS = 1000
 # Why a slot was skipped, shown in the history.
@@ -575,7 +584,9 @@ def execute(taken: Taken) -> None:
 # that has run its own occurrence also takes other due orders ("companions") in one transaction, runs
 # their executors and records their outcomes in one transaction; their own jobs are dropped from
 # Redis, or find their slot taken if a worker already holds them. Every per-row check of
-# occurrence_take holds for a companion, and a companion is never taken before its due time.
+# occurrence_take holds for a companion. A companion is taken at most ORDER_BATCH_AHEAD_SECONDS
+# before its due time (orders due milliseconds apart then share a job) and its executor never
+# begins before that time: the batch waits for each instant, and re-reads the order right before.
 
 
 def run_occurrence_batch(first: Taken) -> int:
@@ -602,6 +613,8 @@ def run_occurrence_batch(first: Taken) -> int:
         current: set[int] = set()
         checked_at = -math.inf
         for i, taken in enumerate(companions):
+            # A companion taken ahead starts at its instant, never before; its checks follow the wait.
+            _sleep_until(taken.context.scheduled_for)
             if time.monotonic() - clock > budget:
                 break
             if time.monotonic() - checked_at > RECHECK_SECONDS:
@@ -651,29 +664,44 @@ def _run_batch_together(first: Taken, executor: Any) -> int:
     """The batch of an executor that runs many executions at once (run_many: the webhooks, sent
     concurrently). Its companions are taken at once, up to ORDER_BATCH_SIZE - 1, with no time budget:
     the executions overlap, each within its own timeout, so the batch takes about as long as its
-    slowest execution, not the sum. Otherwise as run_occurrence_batch: the same takes and checks, and
-    what is not run goes back as pending runs."""
+    slowest execution, not the sum. Those already due start together with the first run; those
+    taken ahead (due within ORDER_BATCH_AHEAD_SECONDS) start in groups, each group at its instant.
+    Otherwise as run_occurrence_batch: the same takes and checks, and what is not run goes back as
+    pending runs."""
     companions: list[Taken] = []
-    runnable: list[Taken] = []
     outcomes: list[Outcome] = []
     try:
         room = int(settings.ORDER_BATCH_SIZE) - 1
         if room > 0:
             companions = companions_take(exclude_order_id=first.context.order_id, limit=room)
-        current: set[int] = set()
-        if companions:
-            try:
-                current = _still_current_companions(companions)
-            except DatabaseError:
-                # The first run goes ahead alone; the companions go back as pending runs below.
-                logger.warning("could not re-read the companions' orders; handing them back", exc_info=True)
-        runnable = [t for t in companions if t.execution_id in current]
-        started_at = timezone.now()
-        if runnable:
-            mark_began(runnable, began_at=started_at)  # see run_occurrence_batch
-        for taken in runnable:
-            _log_started(taken, job_id=taken.job_id, started_at=started_at)
-        outcomes = _run_executors_together(executor, [first, *runnable], started_at=started_at)
+        waiting = list(companions)  # in due order (the take's ORDER BY)
+        group = [first]
+        while True:
+            now = timezone.now()
+            ready = [t for t in waiting if t.context.scheduled_for <= now]
+            waiting = waiting[len(ready) :]
+            runnable: list[Taken] = []
+            if ready:
+                try:
+                    current = _still_current_companions(ready)
+                except DatabaseError:
+                    # What has run is recorded; the rest go back as pending runs below.
+                    logger.warning("could not re-read the companions' orders; handing them back", exc_info=True)
+                    current = set()
+                    waiting = []
+                runnable = [t for t in ready if t.execution_id in current]
+            started_at = timezone.now()
+            if runnable:
+                mark_began(runnable, began_at=started_at)  # see run_occurrence_batch
+            for taken in runnable:
+                _log_started(taken, job_id=taken.job_id, started_at=started_at)
+            group += runnable
+            if group:
+                outcomes += _run_executors_together(executor, group, started_at=started_at)
+            group = []
+            if not waiting:
+                break
+            _sleep_until(waiting[0].context.scheduled_for)
     finally:
         try:
             ran = {o.taken.execution_id for o in outcomes}
@@ -710,7 +738,8 @@ def _still_current_companions(takens: list[Taken]) -> set[int]:
 
 
 def companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
-    """Take up to `limit` other orders that are due now, not misfired and idle (see above)."""
+    """Take up to `limit` other orders that are due now or within ORDER_BATCH_AHEAD_SECONDS, not
+    misfired and idle (see above); the batch starts each at its instant."""
     called_at = timezone.now()
     try:
         return _companions_take(exclude_order_id=exclude_order_id, limit=limit)
@@ -745,12 +774,16 @@ def _return_companions_taken_since(called_at: datetime) -> int:
 @transaction.atomic
 def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
     now = timezone.now()
+    # Taken a little ahead, so that a stream of orders due milliseconds apart costs one job, one
+    # take and one recording between them instead of one each (issue 19: under load those per-job
+    # costs were the lateness); each still starts at its instant, and is re-read right before.
+    horizon = now + timedelta(seconds=settings.ORDER_BATCH_AHEAD_SECONDS)
     grace = timedelta(seconds=settings.ORDER_MISFIRE_GRACE_SECONDS)
     # SKIP LOCKED: rows another worker or a user's edit holds are simply not companions; the lock
     # never waits, so it cannot deadlock with the key-ordered locks taken everywhere else.
     orders = list(
         Order.objects.select_for_update(skip_locked=True)
-        .filter(status=OrderStatus.SCHEDULED, next_run_at__lte=now)
+        .filter(status=OrderStatus.SCHEDULED, next_run_at__lte=horizon)
         # A recurring slot past the grace may be a misfire: its own job applies the order's policy.
         # A one-time order never misfires, so a backlog of them still batches.
         .filter(Q(is_recurring=False) | Q(next_run_at__gte=now - grace))
@@ -775,7 +808,7 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
             due = occurrence_due(order.grid, order.next_grid_index)
         except ScheduleOverflow:
             continue
-        if due != order.next_run_at or due > now:
+        if due != order.next_run_at or due > horizon:
             continue  # not the state a scheduled slot leaves: its own job sorts it out
         dropped.append(order.job_id)
         execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now, began=False)

@@ -294,6 +294,13 @@ RQ_QUEUES = {
 # measured against 50: a batch of 100 webhooks to a 100 ms receiver takes 180 ms, two of 50 take 300 ms.
 ORDER_BATCH_SIZE = env.int("ORDER_BATCH_SIZE", default=100)
 ORDER_BATCH_SECONDS = env.float("ORDER_BATCH_SECONDS", default=0.5)
+# A batch also takes companions due within this many seconds and starts each at its instant, so a
+# stream of orders due milliseconds apart shares one job instead of paying one job each (the per-job
+# cost was the lateness under load, issue 19); a worker waits at most this long on a batch's last
+# companion. 0 takes only orders already due.
+ORDER_BATCH_AHEAD_SECONDS = env.float("ORDER_BATCH_AHEAD_SECONDS", default=0.1)
+if not 0 <= ORDER_BATCH_AHEAD_SECONDS < min(1.0, ORDER_BATCH_SECONDS):
+    raise ImproperlyConfigured("ORDER_BATCH_AHEAD_SECONDS must be at least 0, under 1 s and under ORDER_BATCH_SECONDS")
 SCHEDULER_POLL_INTERVAL_SECONDS = env.float("SCHEDULER_POLL_INTERVAL_SECONDS", default=0.2)
 # Early hand-off: the scheduler moves a job into the queue up to this long before its due time, and
 # the worker that pops it does its reading ahead, waits, and takes the run at the instant itself, so

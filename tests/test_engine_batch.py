@@ -304,3 +304,88 @@ def test_a_backlog_of_one_time_orders_past_the_grace_still_batches(settings: Any
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(schedule_time=past, next_run_at=past)
     taken = take_first(orders[0])
     assert engine.run_occurrence_batch(taken) == 5
+
+
+class _MeddlingMany:
+    """meddling_executor with run_many, so that its batches take the default executor's path."""
+
+    def __call__(self, context: ExecutionContext) -> str:
+        return meddling_executor(context)
+
+    def run_many(self, contexts: list[ExecutionContext]) -> list[str]:
+        return [meddling_executor(c) for c in contexts]
+
+
+meddling_many = _MeddlingMany()
+BOTH_PATHS = ["tests.test_engine_batch.meddling_many", "tests.test_engine_batch.meddling_executor"]
+
+
+@pytest.mark.parametrize("executor", BOTH_PATHS)
+def test_companions_due_within_the_horizon_join_the_batch_and_each_starts_at_its_instant(
+    settings: Any, executor: str
+) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    settings.ORDER_BATCH_AHEAD_SECONDS = 0.3
+    settings.ORDER_EXECUTOR = executor
+    at = due_in(1)
+    offsets_ms = [0, 40, 90, 150]
+    user = make_user()
+    stream = [create_many(1, at + timedelta(milliseconds=ms), user=user)[0] for ms in offsets_ms]
+    [beyond] = create_many(1, at + timedelta(seconds=2), user=user)
+    wait_past(at)
+    assert engine.run_occurrence_batch(take_first(stream[0])) == len(stream)
+    rows = {e.order_id: e for e in Execution.objects.all()}
+    assert set(rows) == {o.pk for o in stream}
+    starts = []
+    for order, ms in zip(stream, offsets_ms, strict=True):
+        execution = rows[order.pk]
+        assert execution.status == ExecutionStatus.SUCCEEDED
+        assert execution.scheduled_for == at + timedelta(milliseconds=ms)
+        assert execution.started_at is not None and execution.started_at >= execution.scheduled_for  # never early
+        starts.append(execution.started_at)
+    # Each began at its own instant, not all at the first's: the batch waited for them.
+    assert starts == sorted(starts) and starts[-1] >= at + timedelta(milliseconds=offsets_ms[-1])
+    beyond.refresh_from_db()
+    assert beyond.status == OrderStatus.SCHEDULED and not Execution.objects.filter(order=beyond).exists()
+    # The companions' own jobs were dropped (the first's is the one "run" by hand here); the beyond
+    # order keeps its own.
+    companion_jobs = {o.job_id for o in stream[1:]}
+    assert jobqueue.live_job_ids([*companion_jobs, beyond.job_id]) == {beyond.job_id}
+
+
+@pytest.mark.parametrize("executor", BOTH_PATHS)
+def test_a_companion_taken_ahead_and_paused_before_its_instant_does_not_start(settings: Any, executor: str) -> None:
+    settings.ORDER_BATCH_SIZE = 50
+    settings.ORDER_BATCH_AHEAD_SECONDS = 0.3
+    settings.ORDER_EXECUTOR = executor
+    at = due_in(1)
+    user = make_user()
+    [first] = create_many(1, at, user=user)
+    [meddler] = create_many(1, at + timedelta(milliseconds=50), user=user)
+    [victim] = create_many(1, at + timedelta(milliseconds=150), user=user)
+    Order.objects.filter(pk=meddler.pk).update(order_name="pause")
+    Order.objects.filter(pk=victim.pk).update(order_name="victim")
+    wait_past(at)
+    # The meddler, a companion taken ahead, pauses the victim after the batch took it too and
+    # before the victim's instant.
+    assert engine.run_occurrence_batch(take_first(first)) == 2
+    assert victim.pk not in {line["order_id"] for line in log_lines() if line["event"] == "started"}
+    execution = Execution.objects.get(order_id=victim.pk)
+    assert execution.status == ExecutionStatus.PENDING and execution.attempts == 0 and execution.started_at is None
+    assert Order.objects.get(pk=victim.pk).status == OrderStatus.PAUSED
+
+
+@pytest.mark.parametrize("ahead", ["-0.1", "0.5", "1"])
+def test_settings_refuse_a_batch_horizon_out_of_range(ahead: str, tmp_path: Any) -> None:
+    from django.conf import settings as live
+
+    from tests.test_foundation import clean_env, run_manage
+
+    # The session's Redis URL: `check` does not connect to it, and without one the child would start
+    # an embedded redis-server of its own and leave it running.
+    env = clean_env(DEBUG="true", VAR_DIR=str(tmp_path), REDIS_URL=live.REDIS_URL, ORDER_BATCH_AHEAD_SECONDS=ahead)
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "ORDER_BATCH_AHEAD_SECONDS must be at least 0, under 1 s and under ORDER_BATCH_SECONDS" in result.stderr
+    # In range it starts.
+    assert run_manage("check", env={**env, "ORDER_BATCH_AHEAD_SECONDS": "0.05"}).returncode == 0
