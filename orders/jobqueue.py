@@ -799,13 +799,28 @@ def forget_waiting(job_id: str) -> None:
     connection().hdel(WAITING_KEY, job_id)
 
 
+def _parse_wait_note(value: bytes) -> WaitNote:
+    holder, order_id, version, grid_index = value.decode().rsplit(" ", 3)
+    if not holder:
+        raise ValueError("no holder")
+    return WaitNote(holder, int(order_id), int(version), int(grid_index))
+
+
 def waiting_jobs() -> dict[str, WaitNote]:
-    """Every job a worker waits for in place, by job id."""
+    """Every job a worker waits for in place, by job id. An entry that is not a wait note (written by
+    something else, or by another version) is logged and removed: it names no holder whose death could
+    be seen, and would otherwise stay for ever; the others are read all the same."""
     raw: dict[bytes, bytes] = connection().hgetall(WAITING_KEY)  # type: ignore[assignment]
     out: dict[str, WaitNote] = {}
+    malformed: list[bytes] = []
     for key, value in raw.items():
-        holder, order_id, version, grid_index = value.decode().rsplit(" ", 3)
-        out[key.decode()] = WaitNote(holder, int(order_id), int(version), int(grid_index))
+        try:
+            out[key.decode()] = _parse_wait_note(value)
+        except ValueError:  # UnicodeDecodeError is one too
+            logger.warning("removing a malformed wait note for job %s: %r", key.decode(errors="replace"), value)
+            malformed.append(key)
+    if malformed:
+        connection().hdel(WAITING_KEY, *malformed)
     return out
 
 

@@ -168,6 +168,32 @@ def test_an_order_whose_job_a_dead_worker_waited_for_gets_a_new_job() -> None:
     assert jobqueue.waiting_jobs() == {}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_malformed_wait_note_is_dropped_and_the_others_are_still_recovered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user = make_user()
+    due = timezone.now() + timedelta(seconds=30)
+    waited = services.order_create(user=user, definition=services.OrderDefinition(order_name="w", schedule_time=due))
+    jobqueue.note_waiting(waited.job_id, jobqueue.WaitNote(DEAD, waited.pk, waited.schedule_version, 1))
+    conn = jobqueue.connection()
+    malformed: dict[str, str | bytes] = {
+        "order-9-bad-words": "not a wait note",
+        "order-9-bad-number": f"{DEAD} 9 one 1",
+        "order-9-bad-bytes": b"\xff\xfe 9 1 1",
+        "order-9-no-holder": " 9 1 1",
+    }
+    for job_id, value in malformed.items():
+        conn.hset(jobqueue.WAITING_KEY, job_id, value)
+    assert repair.recover_abandoned() == 0  # Redis just came up: see the test above
+    with time_machine.travel(timezone.now() + timedelta(seconds=jobqueue.WORKER_ALIVE_SECONDS + 1), tick=True):
+        assert repair.recover_abandoned() == 1
+    assert Order.objects.get(pk=waited.pk).job_id != waited.job_id
+    assert conn.hgetall(jobqueue.WAITING_KEY) == {}
+    for job_id in malformed:
+        assert f"malformed wait note for job {job_id}" in caplog.text
+
+
 def _ready(stack: Stack) -> None:
     """Judge the hand-off, not process start-up: the worker is registered, the scheduler has polled."""
     ready_by = time.monotonic() + 60
