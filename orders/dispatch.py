@@ -129,7 +129,8 @@ def forget_waiting(job_id: str) -> None:
 
 
 def due_work_waiting() -> str | None:
-    """The due job at the head of the queue, if one waits there (None also when Redis cannot tell)."""
+    """A due job waiting in the queue, at its head or behind jobs moved early (None also when Redis
+    cannot tell)."""
     try:
         return jobqueue.due_work_waiting()
     except Exception:  # noqa: BLE001 - the wait goes on; the take and its lock decide anyway
@@ -138,7 +139,7 @@ def due_work_waiting() -> str | None:
 
 def hand_back_occurrence(*, order_id: int, version: int, grid_index: int, due: datetime, behind: str) -> bool:
     """Give the occurrence this worker waits for back to the queue, as a new job right behind the due
-    job `behind`, so that job does not wait for this one's instant. The order points at the new job
+    job `behind`, which goes to the head: that job does not wait for this one's instant. The order points at the new job
     first (one conditional UPDATE: reconcile's orphan sweep drops a job no row names); an order that
     moved on meanwhile needs nothing given back. False: Redis refused; keep waiting (the order then
     names a job that is not there, which reconcile replaces; whichever job runs first takes the slot

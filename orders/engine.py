@@ -1151,8 +1151,9 @@ def wait_until_due(order_id: int, version: int, grid_index: int) -> Wait:
     job before the instant and only the take is left for after it: a busy worker or a slow hop from
     the scheduler no longer makes the run late. Jobs arrive in due order, so a worker waiting here
     holds up no job due sooner, except one enqueued to run at once (a run-now, a retry): when such a
-    job is seen waiting at the head of the queue twice in a row, this one is given back right behind
-    it and the worker moves on to it. A job due further ahead than EARLY_WAIT_LIMIT_SECONDS, or one
+    job is seen waiting in the queue (at its head, or behind other jobs moved early: within
+    jobqueue.handoff_scan_depth()) twice in a row, it is brought to the head, this one is given back
+    right behind it, and the worker moves on to it. A job due further ahead than EARLY_WAIT_LIMIT_SECONDS, or one
     that came early some other way (clock skew between hosts), is not waited for: the take refuses it
     before its instant and puts it back in the schedule."""
     job_id = current_job_id()
@@ -1164,15 +1165,15 @@ def wait_until_due(order_id: int, version: int, grid_index: int) -> Wait:
         return Wait.WAITED  # the take postpones it; the note is forgotten after the take all the same
     seen: str | None = None
     while (left := (due - timezone.now()).total_seconds()) > HANDOFF_CHECK_SECONDS:
-        head = due_work_waiting()
+        due_job = due_work_waiting()
         if (
-            head is not None
-            and head == seen
-            and hand_back_occurrence(order_id=order_id, version=version, grid_index=grid_index, due=due, behind=head)
+            due_job is not None
+            and due_job == seen
+            and hand_back_occurrence(order_id=order_id, version=version, grid_index=grid_index, due=due, behind=due_job)
         ):
-            logger.info("order %s: job %s handed back behind due job %s (due %s)", order_id, job_id, head, due)
+            logger.info("order %s: job %s handed back behind due job %s (due %s)", order_id, job_id, due_job, due)
             return Wait.HANDED_BACK
-        seen = head
+        seen = due_job
         time.sleep(min(HANDOFF_CHECK_SECONDS, left - HANDOFF_CHECK_SECONDS))
     if left > 0:
         time.sleep(left + WAKE_MARGIN_SECONDS)

@@ -676,27 +676,47 @@ def order_id_of_job(job_id: str) -> int | None:
 # as a run taken by a dead worker does.
 WAITING_KEY = "orders:handoff:waiting"
 
+# The first due job within the first ARGV[3] entries of the queue: one without a due instant (a
+# run-now, a retry, a postponed run, a job moved at its instant) or whose instant has come.
 _DUE_WORK_SCRIPT = """
-local head = redis.call('LINDEX', KEYS[1], 0)
-if not head then
-  return false
+local ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local now = tonumber(ARGV[1])
+for i = 1, #ids do
+  local due = redis.call('HGET', 'rq:job:' .. ids[i], ARGV[2])
+  if (not due) or tonumber(due) <= now then
+    return ids[i]
+  end
 end
-local due = redis.call('HGET', 'rq:job:' .. head, ARGV[2])
-if due and tonumber(due) > tonumber(ARGV[1]) then
-  return false
-end
-return head
+return false
 """
 
+# The due job ARGV[2] is brought to the head (rq pops from there) and the job given back, ARGV[1],
+# goes right behind it; if the due job was taken meanwhile, the job given back goes to the head.
 _HAND_BACK_SCRIPT = """
-if ARGV[2] ~= '' and redis.call('LINDEX', KEYS[1], 0) == ARGV[2] then
-  redis.call('LINSERT', KEYS[1], 'AFTER', ARGV[2], ARGV[1])
-else
-  redis.call('LPUSH', KEYS[1], ARGV[1])
+local found = 0
+if ARGV[2] ~= '' then
+  found = redis.call('LREM', KEYS[1], 1, ARGV[2])
+end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+if found > 0 then
+  redis.call('LPUSH', KEYS[1], ARGV[2])
 end
 redis.call('SADD', KEYS[2], KEYS[1])
 return 1
 """
+
+
+def handoff_scan_depth() -> int:
+    """How many entries from the queue's head the check for due work reads (due_work_waiting).
+
+    Bounded, since the check runs every 20 ms in each waiting worker and reads one hash field per
+    entry: at the default 200 (2 x ORDER_BATCH_SIZE) a check that finds nothing due took about
+    0.25 ms a round trip, against 0.06-0.1 ms reading the head alone (measured on the 2-core
+    reference machine; only a queue that deep, in a burst, pays the whole of it). Two batches'
+    worth, because the jobs moved early that sit in front of a due job fall due within the lead and
+    are then taken by batches of up to ORDER_BATCH_SIZE (a worker drops its companions' jobs): a due
+    job deeper than that waits at most the lead more than it would have, behind work due by then."""
+    return max(1, 2 * int(settings.ORDER_BATCH_SIZE))
 
 
 def current_job_id() -> str:
@@ -708,16 +728,20 @@ def current_job_id() -> str:
 
 
 def due_work_waiting() -> str | None:
-    """The id of the job at the head of the queue if it is due now (a job moved early carries its due
-    instant, any other queued job is due), else None: one round trip."""
-    head = connection().eval(_DUE_WORK_SCRIPT, 1, queue().key, repr(time.time()), HANDOFF_DUE_FIELD)
-    return head.decode() if head is not None else None
+    """The id of the first job due now among the first handoff_scan_depth() entries of the queue (a
+    job moved early carries its due instant, any other queued job is due), else None: one round trip.
+    It need not be at the head: a run-now enqueued while jobs moved early wait there sits behind them."""
+    due = connection().eval(
+        _DUE_WORK_SCRIPT, 1, queue().key, repr(time.time()), HANDOFF_DUE_FIELD, handoff_scan_depth()
+    )
+    return due.decode() if due is not None else None
 
 
 def hand_back(job: OccurrenceJob, *, behind: str) -> None:
-    """Give a job moved early back to the queue as a new job, right behind `behind` (the due job at the
-    head that the giving worker makes room for) or at the head if that one was taken meanwhile: it
-    stays ahead of the later jobs it was moved before."""
+    """Give a job moved early back to the queue as a new job, right behind `behind` (the due job the
+    giving worker makes room for, brought to the head in the same script, so it is the next job popped
+    wherever it was), or at the head if that one was taken meanwhile. Either way it stays ahead of
+    the jobs moved early after it, which are due no sooner (the scheduler moves jobs in due order)."""
     q = queue()
     created = Job.create(
         OCCURRENCE_FUNC,
@@ -775,13 +799,28 @@ def forget_waiting(job_id: str) -> None:
     connection().hdel(WAITING_KEY, job_id)
 
 
+def _parse_wait_note(value: bytes) -> WaitNote:
+    holder, order_id, version, grid_index = value.decode().rsplit(" ", 3)
+    if not holder:
+        raise ValueError("no holder")
+    return WaitNote(holder, int(order_id), int(version), int(grid_index))
+
+
 def waiting_jobs() -> dict[str, WaitNote]:
-    """Every job a worker waits for in place, by job id."""
+    """Every job a worker waits for in place, by job id. An entry that is not a wait note (written by
+    something else, or by another version) is logged and removed: it names no holder whose death could
+    be seen, and would otherwise stay for ever; the others are read all the same."""
     raw: dict[bytes, bytes] = connection().hgetall(WAITING_KEY)  # type: ignore[assignment]
     out: dict[str, WaitNote] = {}
+    malformed: list[bytes] = []
     for key, value in raw.items():
-        holder, order_id, version, grid_index = value.decode().rsplit(" ", 3)
-        out[key.decode()] = WaitNote(holder, int(order_id), int(version), int(grid_index))
+        try:
+            out[key.decode()] = _parse_wait_note(value)
+        except ValueError:  # UnicodeDecodeError is one too
+            logger.warning("removing a malformed wait note for job %s: %r", key.decode(errors="replace"), value)
+            malformed.append(key)
+    if malformed:
+        connection().hdel(WAITING_KEY, *malformed)
     return out
 
 

@@ -39,6 +39,15 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-when-DEBUG-is-on-0123456789"
 
+# Tests hash passwords with a cheap hasher (PASSWORD_HASHERS below). Refused with DEBUG off, before
+# anything starts: in production it would store every password as one salted MD5 round.
+_FAST_PASSWORD_HASHER = env.bool("FAST_PASSWORD_HASHER", default=False)
+if _FAST_PASSWORD_HASHER and not DEBUG:
+    raise ImproperlyConfigured(
+        "FAST_PASSWORD_HASHER is for tests only (it hashes passwords with MD5) and is refused when DEBUG is off. "
+        "Unset it (or set DEBUG=true for local development and tests)."
+    )
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -185,8 +194,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Tests set a cheap hasher through the environment; production keeps Django's PBKDF2 default.
-if env.bool("FAST_PASSWORD_HASHER", default=False):
+# Tests set a cheap hasher through the environment (refused with DEBUG off, above); production keeps
+# Django's PBKDF2 default.
+if _FAST_PASSWORD_HASHER:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 ACCESS_TOKEN_LIFETIME = timedelta(seconds=env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=15 * 60))

@@ -62,7 +62,9 @@ def _fast_password_hasher() -> Iterator[None]:
     settings.py), in the test process and in every process it starts (tests/processes.py passes the
     environment on), whether or not the caller exported it: Django's PBKDF2 costs about 0.3 s of CPU
     per sign-up, login or make_user() here, and the suite does thousands. No test is about the
-    hasher's cost; what a hash is checked against (right, wrong, unknown email) is the same."""
+    hasher's cost; what a hash is checked against (right, wrong, unknown email) is the same. A process
+    started with DEBUG off, as production runs, goes without it (settings.py refuses it there;
+    tests/processes.py, for_production_like)."""
     previous = os.environ.get("FAST_PASSWORD_HASHER")
     os.environ["FAST_PASSWORD_HASHER"] = "true"
     # override_settings sends setting_changed, which clears django.contrib.auth's cached hashers.

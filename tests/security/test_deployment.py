@@ -19,7 +19,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.conftest import make_user
-from tests.processes import ROOT, Stack, free_port, running_stack, test_database_url
+from tests.processes import ROOT, Stack, for_production_like, free_port, running_stack, test_database_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -42,7 +42,7 @@ def _production_env(**extra: str) -> dict[str, str]:
         }
     )
     env.update(extra)
-    return env
+    return for_production_like(env)
 
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
