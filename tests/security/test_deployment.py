@@ -18,8 +18,9 @@ import jwt
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
+from tests import processes
 from tests.conftest import make_user
-from tests.processes import ROOT, Stack, for_production_like, free_port, running_stack, test_database_url
+from tests.processes import ROOT, Stack, for_production_like, free_port, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +37,8 @@ def _production_env(**extra: str) -> dict[str, str]:
             "DEBUG": "false",
             "SECRET_KEY": SECRET_KEY,
             "ALLOWED_HOSTS": "scheduler.example.com,127.0.0.1",
-            "DATABASE_URL": test_database_url(),
+            # Through the module: imported by name, pytest would collect test_database_url as a test.
+            "DATABASE_URL": processes.test_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "LOG_DIR": str(settings.LOG_DIR),
         }
