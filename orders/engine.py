@@ -90,15 +90,6 @@ OVERLAP_POSTPONE_SECONDS = 1.0
 # A batch companion starts at most this long after a read found its order unchanged (see
 # _still_current_companions).
 RECHECK_SECONDS = 0.005
-# How far ahead a batch takes companions: settings.ORDER_BATCH_AHEAD_SECONDS (read per batch).
-
-
-def _sleep_until(due: datetime) -> None:
-    """Return at `due` or later, never before it (a companion taken ahead starts at its instant)."""
-    while (left := (due - timezone.now()).total_seconds()) > 0:
-        time.sleep(left + WAKE_MARGIN_SECONDS)
-
-
 # Skipped occurrences recorded one by one per catch-up (the rest are summarised in the log).
 MAX_SKIPPED_ROWS = 1000
 # Why a slot was skipped, shown in the history.
@@ -107,6 +98,13 @@ OVERLAP_SKIP_REASON = "the previous run (#{occurrence}) was still running"
 
 
 T = TypeVar("T")
+
+
+def _sleep_until(due: datetime) -> None:
+    """Return at `due` or later, never before it (the take refuses a run before its instant, and a
+    companion taken ahead must not start before it either)."""
+    while (left := (due - timezone.now()).total_seconds()) > 0:
+        time.sleep(left + WAKE_MARGIN_SECONDS)
 
 
 @dataclass
@@ -811,7 +809,8 @@ def _companions_take(*, exclude_order_id: int, limit: int) -> list[Taken]:
         if due != order.next_run_at or due > horizon:
             continue  # not the state a scheduled slot leaves: its own job sorts it out
         dropped.append(order.job_id)
-        execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=now, began=False)
+        # Taken ahead, its run counts from its instant: the order's last_run_at is never before it.
+        execution = _start_occurrence(order, grid_index=order.next_grid_index, due=due, now=max(now, due), began=False)
         _advance(order, next_index=order.next_grid_index + 1, jobs=jobs)
         order.status = OrderStatus.RUNNING
         order.updated_at = now
@@ -1175,8 +1174,7 @@ def wait_until_due(order_id: int, version: int, grid_index: int) -> Wait:
             return Wait.HANDED_BACK
         seen = due_job
         time.sleep(min(HANDOFF_CHECK_SECONDS, left - HANDOFF_CHECK_SECONDS))
-    if left > 0:
-        time.sleep(left + WAKE_MARGIN_SECONDS)
+    _sleep_until(due)
     return Wait.WAITED
 
 

@@ -343,6 +343,8 @@ def test_companions_due_within_the_horizon_join_the_batch_and_each_starts_at_its
         assert execution.scheduled_for == at + timedelta(milliseconds=ms)
         assert execution.started_at is not None and execution.started_at >= execution.scheduled_for  # never early
         starts.append(execution.started_at)
+        order.refresh_from_db()
+        assert order.last_run_at is not None and order.last_run_at >= execution.scheduled_for
     # Each began at its own instant, not all at the first's: the batch waited for them.
     assert starts == sorted(starts) and starts[-1] >= at + timedelta(milliseconds=offsets_ms[-1])
     beyond.refresh_from_db()

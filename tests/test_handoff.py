@@ -202,6 +202,15 @@ def _ready(stack: Stack) -> None:
         time.sleep(0.1)
 
 
+def _until_succeeded(stack: Stack, count: int, timeout: float = 30) -> str:
+    """Wait until `count` executions succeeded; the worker's log."""
+    deadline = time.monotonic() + timeout
+    while Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() < count:
+        assert time.monotonic() < deadline, stack.read_log("worker1") + stack.read_log("scheduler")
+        time.sleep(0.1)
+    return stack.read_log("worker1")
+
+
 def _wait_noted(stack: Stack, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not jobqueue.waiting_jobs():
@@ -223,11 +232,7 @@ def test_a_waiting_worker_gives_its_early_job_back_for_a_run_now_and_still_start
         early = services.order_create(user=user, definition=services.OrderDefinition(order_name="e", schedule_time=due))
         _wait_noted(stack)  # the one worker now waits about 1.8 s for `early`
         services.order_run_now(order=other)
-        deadline = time.monotonic() + 30
-        while Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() < 2:
-            assert time.monotonic() < deadline, stack.read_log("worker1") + stack.read_log("scheduler")
-            time.sleep(0.1)
-        log = stack.read_log("worker1")
+        log = _until_succeeded(stack, 2)
     manual = Execution.objects.get(order=other)
     scheduled = Execution.objects.get(order=early)
     # Without the hand-back, the run-now would have waited for the early job's instant.
@@ -260,11 +265,7 @@ def test_a_run_now_behind_an_early_job_in_the_queue_does_not_wait_for_their_inst
             assert time.monotonic() < queued_by, "the second early job did not reach the queue"
             time.sleep(0.01)
         services.order_run_now(order=other)  # enqueued behind `second`, which waits for its instant
-        deadline = time.monotonic() + 30
-        while Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() < 3:
-            assert time.monotonic() < deadline, stack.read_log("worker1") + stack.read_log("scheduler")
-            time.sleep(0.1)
-        log = stack.read_log("worker1")
+        log = _until_succeeded(stack, 3)
     manual = Execution.objects.get(order=other)
     # Not seen behind `second`, the run-now would have waited for both early jobs' instants.
     assert manual.started_at is not None and manual.started_at < due, log

@@ -94,3 +94,26 @@ def test_make_run_ends_its_start_up_with_the_url_and_next_steps_and_ctrl_c_stops
     assert not _live_members(proc.pid), f"still running after Ctrl-C: {_live_members(proc.pid)}\n{shutdown}"
     assert "stopped the embedded redis-server" in shutdown, shutdown
     assert not _redis_answers(var / "redis" / "redis.sock"), f"the embedded redis-server outlived it:\n{shutdown}"
+
+
+def test_the_procfile_the_image_and_compose_all_start_the_one_web_command() -> None:
+    """The server chosen by measurement (scripts/web) is what every way of deploying runs, and what
+    the tests start (tests/processes.py): none of them keeps a web command line of its own."""
+    import json
+
+    import yaml
+
+    from tests.processes import WEB_COMMAND
+
+    script = ROOT / "scripts" / "web"
+    assert script == WEB_COMMAND and os.access(script, os.X_OK)
+    assert "exec granian --interface wsgi" in script.read_text()
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    procfile = dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
+    assert procfile["web"].strip() == "scripts/web"
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    [cmd] = [line for line in dockerfile if line.startswith("CMD ")]
+    assert json.loads(cmd.removeprefix("CMD ")) == ["/app/scripts/web"]
+    assert "ENV WEB_HOST=0.0.0.0" in dockerfile  # in a container it listens on every interface
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["web"]["command"] == ["/app/scripts/web"]
