@@ -41,15 +41,21 @@ def is_retryable(exc: OperationalError) -> bool:
 def atomic_with_retry(func: Callable[P, R]) -> Callable[P, R]:
     """Run func in a transaction (transaction.atomic), again up to ATTEMPTS times in all when
     the database rolled it back to break a deadlock or a lock wait ran out."""
-    atomic_func = transaction.atomic(func)
+    return with_retry(transaction.atomic(func))
+
+
+def with_retry(func: Callable[P, R]) -> Callable[P, R]:
+    """Run func again, up to ATTEMPTS times in all, when the database refused it with a deadlock or a
+    lock wait that ran out. func is a transaction of its own: atomic, or one statement in autocommit
+    (a create's INSERT). Inside a caller's atomic block it runs once (see the module docstring)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if transaction.get_connection().in_atomic_block:
-            return atomic_func(*args, **kwargs)
+            return func(*args, **kwargs)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return atomic_func(*args, **kwargs)
+                return func(*args, **kwargs)
             except OperationalError as exc:
                 if not is_retryable(exc) or attempt == ATTEMPTS:
                     raise

@@ -13,6 +13,14 @@ counter is at least the number of active orders, never fewer; the cap (orders/sq
 the counter is below it and recounts exactly before it refuses, and `manage.py
 repair_active_order_counts` sets every counter exactly.
 
+The insert trigger is also the create's cap check: a row that carries active_cap (the create service
+sets it to ORDER_MAX_ACTIVE_PER_USER) is refused with CAP_REACHED when its user's counter is already
+at the cap, so a create is one INSERT with no transaction of its own. On MariaDB the check is the
+counter's UPDATE itself (`... WHERE active_orders < cap`): an UPDATE waits for the user's row lock
+and decides on the newest committed counter, so concurrent creates take turns and the cap is exact.
+The counter can be above the true number, so a refusal is not final: the service recounts under
+the row lock and inserts again when there is room (orders/services/orders.py, order_create).
+
 SQLite drops a table's triggers when a migration rebuilds the table, so install() runs after every
 migrate (orders/apps.py), not only in the migration that introduced them.
 """
@@ -32,20 +40,46 @@ def _active_list() -> str:
     return "(" + ", ".join(f"'{status.value}'" for status in ACTIVE_ORDER_STATUSES) + ")"
 
 
-TRIGGER_NAMES = ("orders_order_counters_insert", "orders_order_active_update", "orders_order_total_delete")
+TRIGGER_NAMES = (
+    "orders_order_counters_insert",
+    "orders_order_cap_insert",
+    "orders_order_active_update",
+    "orders_order_total_delete",
+)
+CAP_REACHED = sql.CAP_REACHED  # the trigger's refusal, which sql.insert_order turns into ActiveCapReached
 
 
-def trigger_statements(vendor: str) -> list[str]:
+def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
+    """The triggers' CREATE statements; with_cap=False: as migration 0009 made them, before the
+    active_cap column existed (a trigger naming a missing column cannot be created)."""
     active = _active_list()
     user = "UPDATE accounts_user SET"
     if vendor == "mysql":
+        counters = (
+            f"{user} orders_total = orders_total + 1, "
+            f"active_orders = active_orders + IF(NEW.status IN {active}, 1, 0) WHERE id = NEW.user_id"
+        )
+        if with_cap:
+            # ROW_COUNT() is the rows the UPDATE matched (Django connects with CLIENT.FOUND_ROWS; it
+            # changes every row it matches anyway). None matched with a cap: at the cap, or no such user
+            # (the foreign key then answers when the service inserts again).
+            insert_trigger = (
+                "CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert BEFORE INSERT ON orders_order "
+                f"FOR EACH ROW BEGIN {counters} AND (NEW.active_cap IS NULL OR NEW.status NOT IN {active} "
+                "OR active_orders < NEW.active_cap); "
+                "IF NEW.active_cap IS NOT NULL AND ROW_COUNT() = 0 THEN "
+                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{CAP_REACHED}'; END IF; END"
+            )
+        else:
+            insert_trigger = (
+                f"CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert BEFORE INSERT ON orders_order "
+                f"FOR EACH ROW {counters}"
+            )
         return [
             # BEFORE, not AFTER: the user's row is locked for the update before the INSERT's foreign-key
             # check takes its shared lock, so two INSERTs for one user queue instead of deadlocking on
             # the upgrade from shared to exclusive.
-            "CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert BEFORE INSERT ON orders_order FOR EACH ROW "
-            f"{user} orders_total = orders_total + 1, "
-            f"active_orders = active_orders + IF(NEW.status IN {active}, 1, 0) WHERE id = NEW.user_id",
+            insert_trigger,
             "CREATE TRIGGER IF NOT EXISTS orders_order_active_update AFTER UPDATE ON orders_order FOR EACH ROW "
             f"BEGIN IF NEW.status IN {active} AND OLD.status NOT IN {active} THEN "
             f"{user} active_orders = active_orders + 1 WHERE id = NEW.user_id; END IF; END",
@@ -54,7 +88,19 @@ def trigger_statements(vendor: str) -> list[str]:
             f"IF(OLD.status IN {active} AND active_orders > 0, 1, 0) WHERE id = OLD.user_id",
         ]
     if vendor == "sqlite":
+        # One writer at a time: a BEFORE trigger reading the counter is as exact as MariaDB's UPDATE.
+        cap = (
+            [
+                "CREATE TRIGGER IF NOT EXISTS orders_order_cap_insert BEFORE INSERT ON orders_order "  # noqa: S608
+                f"WHEN NEW.active_cap IS NOT NULL AND NEW.status IN {active} AND "
+                "(SELECT active_orders FROM accounts_user WHERE id = NEW.user_id) >= NEW.active_cap "
+                f"BEGIN SELECT RAISE(ABORT, '{CAP_REACHED}'); END"
+            ]
+            if with_cap
+            else []
+        )
         return [
+            *cap,
             "CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert AFTER INSERT ON orders_order BEGIN "
             f"{user} orders_total = orders_total + 1, "
             f"active_orders = active_orders + (NEW.status IN {active}) WHERE id = NEW.user_id; END",
@@ -69,11 +115,15 @@ def trigger_statements(vendor: str) -> list[str]:
     raise RuntimeError(f"no active-order triggers written for {vendor}")
 
 
-def install(using: str = "default") -> None:
-    """Create the triggers where they are missing (idempotent)."""
+def install(using: str = "default", *, with_cap: bool = True, replace: bool = False) -> None:
+    """Create the triggers where they are missing (idempotent); replace: drop them first, for a
+    migration that changes one."""
     connection = connections[using]
     with connection.cursor() as cursor:
-        for statement in trigger_statements(connection.vendor):
+        if replace:
+            for name in TRIGGER_NAMES:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for statement in trigger_statements(connection.vendor, with_cap=with_cap):
             cursor.execute(statement)
 
 

@@ -3,9 +3,10 @@
 Each statement is built from the model's own metadata (table and column names quoted by the
 backend) and takes every value as a parameter. tests/test_sql.py compares each one's answer with
 the ORM's. The measurements (bench/ANALYSIS.md, docs/BENCHMARKS.md):
-- count_active_orders_locking_user: a create's active-order cap. Compiling the ORM's two queries
-  cost more CPU than the database spends running them, on every create ("the active-order cap in
-  two plain statements", part of create's web CPU going from 12.4 to 5.8-7.5 ms).
+- count_active_orders_locking_user: a resume's active-order cap (a create's is its INSERT's trigger,
+  orders/active_counts.py). Compiling the ORM's two queries cost more CPU than the database spends
+  running them ("the active-order cap in two plain statements", part of create's web CPU going from
+  12.4 to 5.8-7.5 ms).
 - order_page_rows: the API's order list, page and total in one statement (an unfiltered list's
   total is the user's orders_total, not a COUNT), times read as text
   (MySQLdb's DATETIME conversion cost as much as the query); part of the list's web CPU going
@@ -24,7 +25,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection, connections, models, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, models, transaction
 from django.db.transaction import TransactionManagementError
 
 from accounts.models import User
@@ -75,32 +76,9 @@ def count_active_orders_locking_user(user: User, *, exclude_order_id: int | None
     return int(row[0])
 
 
-def active_order_room_locking_user(user_id: int, *, cap: int) -> bool:
-    """Lock the user's row and say whether one more active order fits under `cap` (exact).
-
-    One statement on the normal path: the lock and the counter kept by triggers (orders/active_counts.py),
-    which is never below the true number. Only a counter at the cap is recounted (and corrected), so
-    a refusal is always decided on the exact number. Called inside the caller's transaction; one
-    user's creates take turns on the lock.
-    """
-    db = transaction.get_connection()
-    if not db.in_atomic_block:
-        raise TransactionManagementError("active_order_room_locking_user must run inside a transaction.")
-    quote = db.ops.quote_name
-    lock = " FOR UPDATE" if db.features.has_select_for_update else ""
-    with db.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {quote('active_orders')} FROM {quote(User._meta.db_table)} WHERE {quote('id')} = %s{lock}",  # noqa: S608
-            [user_id],
-        )
-        row = cursor.fetchone()
-    if row is not None and int(row[0]) < cap:
-        return True
-    return recount_active_orders_locked(user_id)[0] < cap
-
-
 def recount_active_orders_locked(user_id: int, *, using: str | None = None) -> tuple[int, bool]:
     """Count the user's active orders and store the count as their counter: (count, whether it changed).
+    A create refused by the insert trigger's cap calls it before it refuses (the counter may be high).
 
     The caller holds the user's row lock (or takes it here, in its transaction): a concurrent change
     that makes an order active waits for it in its trigger, and adds its one after this count.
@@ -143,16 +121,34 @@ def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], .
     return f"INSERT INTO {quote(Order._meta.db_table)} ({columns}) VALUES ({placeholders})", fields  # noqa: S608
 
 
+# The message of the insert trigger's refusal (orders/active_counts.py writes the trigger).
+CAP_REACHED = "orders: active-order cap reached"
+
+
+class ActiveCapReached(Exception):
+    """The insert trigger refused an order row that asked for a cap (Order.active_cap): its user's
+    counter is at the cap. The counter can be above the true number: recount before refusing."""
+
+
 def insert_order(order: Order) -> None:
     """order.save(force_insert=True) for a new order, in one precompiled statement: the values are
     prepared by each field exactly as save() prepares them (pre_save: auto_now times, then
     get_db_prep_save), but the INSERT is not compiled through the ORM on every create (about as
-    much CPU as the rest of the service). No signals are sent: nothing listens to Order's."""
+    much CPU as the rest of the service). No signals are sent: nothing listens to Order's.
+
+    Raises ActiveCapReached when order.active_cap is set and the user's counter is at it (the
+    trigger's refusal, orders/active_counts.py); the statement then changed nothing."""
     db = transaction.get_connection()
     sql, fields = _insert_statement(db.vendor)
     values = [f.get_db_prep_save(f.pre_save(order, True), db) for f in fields]
     with db.cursor() as cursor:
-        cursor.execute(sql, values)
+        try:
+            cursor.execute(sql, values)
+        except (OperationalError, IntegrityError) as exc:
+            # MariaDB: SIGNAL (1644, text); SQLite: RAISE(ABORT, text), a constraint error.
+            if CAP_REACHED in str(exc):
+                raise ActiveCapReached from exc
+            raise
         order.pk = db.ops.last_insert_id(cursor, Order._meta.db_table, Order._meta.pk.column)
     order._state.adding = False
     order._state.db = db.alias

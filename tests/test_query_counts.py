@@ -162,7 +162,7 @@ def _statements(sql: list[str]) -> list[str]:
     return [q for q in sql if not q.upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE SAVEPOINT"))]
 
 
-def test_a_create_is_a_locked_counter_read_and_one_insert_carrying_its_job_id() -> None:
+def test_a_create_is_one_insert_carrying_its_job_id_and_its_cap() -> None:
     client = _signed_in_client(make_user())
 
     with redis_commands() as commands, redis_round_trips() as trips, CaptureQueriesContext(connection) as queries:
@@ -171,15 +171,38 @@ def test_a_create_is_a_locked_counter_read_and_one_insert_carrying_its_job_id() 
     assert response.status_code == 201, response.content
     order = Order.objects.get(pk=response.json()["order_id"])
     statements = _statements(_sql(queries))
-    assert len(statements) <= 3, statements
-    inserts = [q for q in statements if q.upper().startswith("INSERT")]
-    assert len(inserts) == 1 and order.job_id in inserts[0]
-    assert not [q for q in statements if q.upper().startswith("UPDATE")]
-    # The request's Redis: authentication's MGET, then the job written in one pipeline after commit.
+    # The cap is the INSERT's trigger's: no locked read of the counter before it.
+    assert len(statements) == 1 and statements[0].upper().startswith("INSERT"), statements
+    assert order.job_id in statements[0]
+    assert order.active_cap == settings.ORDER_MAX_ACTIVE_PER_USER
+    # The request's Redis: authentication's MGET, then the job written in one pipeline after the INSERT.
     assert len(trips) == 2, commands
     assert commands[0] == "MGET" and "ZADD" in commands
     assert jobqueue.order_id_of_job(order.job_id) == order.pk
     assert order.job_id in jobqueue.all_order_job_ids()
+
+
+def _statements_sent() -> int:
+    """MariaDB's count of the statements this connection sent (Questions: transaction control and
+    autocommit switches included, a trigger's own statements not), less the SHOW that reads it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+        return int(cursor.fetchone()[1])
+
+
+@pytest.mark.mysql(reason="counts the statements MariaDB received")
+def test_a_create_sends_mariadb_one_statement_and_no_transaction() -> None:
+    client = _signed_in_client(make_user())
+    client.post("/api/orders/", _payload(), format="json")  # a first request opens the connection
+    idle = -_statements_sent() + _statements_sent()  # what reading the count costs
+
+    before = _statements_sent()
+    response = client.post("/api/orders/", _payload(), format="json")
+    sent = _statements_sent() - before - idle
+
+    assert response.status_code == 201, response.content
+    # A transaction would add SET autocommit=0, COMMIT and SET autocommit=1.
+    assert sent == 1
 
 
 def test_the_counter_follows_every_way_an_order_becomes_active(settings: Any) -> None:

@@ -10,7 +10,8 @@ from django.db import migrations, models
 def create_triggers(apps: Any, schema_editor: Any) -> None:
     from orders import active_counts
 
-    active_counts.install(schema_editor.connection.alias)
+    # As they were then: the cap check (migration 0010) names a column this migration predates.
+    active_counts.install(schema_editor.connection.alias, with_cap=False)
     statuses = ", ".join(f"'{s}'" for s in ("scheduled", "running"))  # ACTIVE_ORDER_STATUSES at this migration
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
@@ -22,7 +23,12 @@ def create_triggers(apps: Any, schema_editor: Any) -> None:
 
 def drop_triggers(apps: Any, schema_editor: Any) -> None:
     with schema_editor.connection.cursor() as cursor:
-        for name in ("orders_order_counters_insert", "orders_order_active_update", "orders_order_total_delete"):
+        for name in (
+            "orders_order_counters_insert",
+            "orders_order_cap_insert",
+            "orders_order_active_update",
+            "orders_order_total_delete",
+        ):
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 

@@ -15,16 +15,23 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
 from common import tracing
 from common.timezones import is_valid_time_zone
-from common.transactions import atomic_with_retry
+from common.transactions import atomic_with_retry, with_retry
 from orders import sql
 from orders.calendar_rules import cron_problems, normalize_cron
-from orders.dispatch import cancel_job_after_commit, schedule_execution_job, schedule_next_occurrence
+from orders.dispatch import (
+    OccurrenceJob,
+    cancel_job_after_commit,
+    place_occurrence_jobs,
+    schedule_execution_job,
+    schedule_next_occurrence,
+)
 from orders.events import log_event
 from orders.models import (
     ACTIVE_ORDER_STATUSES,
@@ -200,19 +207,17 @@ def with_field_errors(errors: dict[str, list[str]], validate: Callable[..., None
         raise ValidationError(errors)
 
 
-def check_active_cap(user: User, *, exclude_order_id: int | None = None) -> None:
-    """Refuse one more active order past ORDER_MAX_ACTIVE_PER_USER. Called inside the caller's
-    transaction; it locks the user's row, so one user's creates and resumes take turns."""
+def check_active_cap(user: User, *, exclude_order_id: int) -> None:
+    """Refuse making an order active again (a resume) past ORDER_MAX_ACTIVE_PER_USER. Called inside
+    the caller's transaction; it locks the user's row, so one user's creates and resumes take turns.
+    A create's own check is its INSERT's (_insert_under_cap)."""
     cap = settings.ORDER_MAX_ACTIVE_PER_USER
-    if exclude_order_id is None:
-        # A create: the user's counter under the row lock, exact where it matters (orders/sql.py).
-        room = sql.active_order_room_locking_user(user.pk, cap=cap)
-    else:
-        room = sql.count_active_orders_locking_user(user, exclude_order_id=exclude_order_id) < cap
-    if not room:
-        raise ValidationError(
-            {"non_field_errors": [f"You can have at most {settings.ORDER_MAX_ACTIVE_PER_USER} active orders."]}
-        )
+    if sql.count_active_orders_locking_user(user, exclude_order_id=exclude_order_id) >= cap:
+        raise active_cap_error(cap)
+
+
+def active_cap_error(cap: int) -> ValidationError:
+    return ValidationError({"non_field_errors": [f"You can have at most {cap} active orders."]})
 
 
 def _apply_limit(order: Order, *, now: datetime) -> None:
@@ -280,7 +285,6 @@ def lock_order(order: Order) -> Order:
     return locked
 
 
-@atomic_with_retry
 def order_create(
     *,
     user: User,
@@ -297,7 +301,6 @@ def order_create(
         definition.cron = normalize_cron(definition.cron)
     with_field_errors(webhook_errors, validate_definition, definition, now=now, schedule_time_changed=True)
     assert definition.schedule_time is not None  # validated above
-    check_active_cap(user)
     order = Order(
         user=user,
         order_name=definition.order_name,
@@ -320,10 +323,16 @@ def order_create(
         idempotency_key=idempotency_key,
         idempotency_fingerprint=idempotency_fingerprint,
         trace_context=tracing.current_traceparent(),
+        # The insert trigger holds the row to the cap (orders/active_counts.py).
+        active_cap=settings.ORDER_MAX_ACTIVE_PER_USER,
     )
     # Before the INSERT, so that the one INSERT already carries the job id and next run.
-    schedule_next_occurrence(order, grid_index=1)
-    sql.insert_order(order)
+    jobs: list[OccurrenceJob] = []
+    schedule_next_occurrence(order, grid_index=1, jobs=jobs)
+    _insert_under_cap(order)
+    # After the INSERT: outside a transaction the row is committed by now and the job is written at
+    # once; inside a caller's, after its commit.
+    place_occurrence_jobs([job._replace(order_id=order.pk) for job in jobs])
     log_event(
         "created",
         order_id=order.pk,
@@ -333,6 +342,37 @@ def order_create(
         schedule=order.schedule_description,
     )
     return order
+
+
+@with_retry
+def _insert_under_cap(order: Order) -> None:
+    """The create's one statement: the INSERT, refused by its trigger at the cap. Outside a
+    transaction it commits by itself (no BEGIN, no COMMIT: three round trips fewer than a
+    transaction); inside a caller's, a savepoint keeps a refusal from spoiling the caller's work."""
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                sql.insert_order(order)
+        else:
+            sql.insert_order(order)
+    except sql.ActiveCapReached:
+        _insert_after_recount(order)
+
+
+@atomic_with_retry
+def _insert_after_recount(order: Order) -> None:
+    """The trigger found the user's counter at the cap. The counter may be above the true number
+    (finishing an order does not lower it): recount under the user's row lock and insert after all
+    when there is room, so a refusal is always decided on the exact number."""
+    assert order.active_cap is not None
+    count = sql.recount_active_orders_locked(order.user_id)[0]
+    try:
+        if count >= order.active_cap:
+            raise sql.ActiveCapReached
+        # Under the lock just taken, on the corrected counter: the trigger lets it in.
+        sql.insert_order(order)
+    except sql.ActiveCapReached:
+        raise active_cap_error(order.active_cap) from None
 
 
 def order_definition_errors(*, changes: dict[str, Any], order: Order | None = None) -> dict[str, list[str]]:
