@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -23,8 +24,11 @@ import django_rq
 import redis
 from django.conf import settings
 from rq import Queue, Worker
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, validate_job_id
 from rq.registry import StartedJobRegistry
+from rq.serializers import DefaultSerializer
+from rq.utils import get_call_string, utcformat
+from rq.utils import now as rq_now
 from rq_scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -97,6 +101,55 @@ def _due_score(due: datetime) -> float:
     return due.astimezone(UTC).timestamp()
 
 
+# A scheduled job's hash as rq 2.12's Job.create(func, args=..., id=..., timeout=..., result_ttl=...,
+# status="scheduled") with its origin set and then save() writes it: to_dict's fields in to_dict's
+# order, the empty ones included as to_dict includes them (a job with no kwargs, callbacks, group,
+# dependencies, meta, retry or ttl writes no more). Written directly because building a Job and its
+# to_dict on every create cost more CPU than the write itself; tests/test_jobqueue_write.py holds
+# this shape to rq's own save field by field, so an rq upgrade that changes it fails there.
+_SCHEDULED_JOB_EMPTY_FIELDS: tuple[bytes, ...] = tuple(
+    part
+    for name in (
+        "success_callback_name",
+        "failure_callback_name",
+        "stopped_callback_name",
+        "started_at",
+        "ended_at",
+        "last_heartbeat",
+        "worker_name",
+        "group_id",
+    )
+    for part in (name.encode(), b"")
+)
+
+
+def _scheduled_job_fields(func: str, args: tuple[object, ...], *, early: bool) -> list[object]:
+    """The HSET arguments (field, value, ...) of a scheduled job's hash; the values of `data`,
+    `created_at` and `description` come from rq's own serializer and formatters, so a worker reads
+    the job as one rq wrote."""
+    fields: list[object] = [
+        b"created_at",
+        utcformat(rq_now()),
+        b"data",
+        zlib.compress(DefaultSerializer.dumps((func, None, args, {}))),
+        *_SCHEDULED_JOB_EMPTY_FIELDS,
+        b"origin",
+        settings.ORDER_QUEUE,
+        b"description",
+        get_call_string(func, args, {}, max_length=75),
+        b"timeout",
+        job_timeout(),
+        b"result_ttl",
+        RESULT_TTL_SECONDS,
+        b"status",
+        JobStatus.SCHEDULED.value,
+    ]
+    if early:
+        # rq-scheduler's job plus the hand-off's mark, in the same HSET (HANDOFF_EARLY_FIELD).
+        fields += (HANDOFF_EARLY_FIELD, b"1")
+    return fields
+
+
 def _write_scheduled(
     pipe: redis.client.Pipeline,
     job_id: str,
@@ -110,19 +163,8 @@ def _write_scheduled(
     "scheduled" and an entry in its sorted set), with the exact due instant as its score.
     `early`: the scheduler may move it ahead of its instant (the early hand-off: only occurrence
     jobs, whose worker waits for the instant; a retry or a postponed run must not start before it)."""
-    job = Job.create(
-        func,
-        args=args,
-        connection=connection(),
-        id=job_id,
-        timeout=job_timeout(),
-        result_ttl=RESULT_TTL_SECONDS,
-        status=JobStatus.SCHEDULED,
-    )
-    job.origin = settings.ORDER_QUEUE
-    job.save(pipeline=pipe)
-    if early:
-        pipe.hset(job.key, HANDOFF_EARLY_FIELD, "1")
+    validate_job_id(job_id)  # as Job.create does: a bad id raises before anything is written
+    pipe.execute_command("HSET", Job.key_for(job_id), *_scheduled_job_fields(func, args, early=early))
     score = _due_score(due)
     pipe.zadd(Scheduler.scheduled_jobs_key, {job_id: score})
     if score - time.time() < WAKE_HORIZON_SECONDS:
@@ -192,19 +234,25 @@ def schedule_occurrences(jobs: list[OccurrenceJob], *, at_front: bool = False) -
     """Many schedule_occurrence calls in one round trip (reconcile rebuilding a lost schedule);
     due ones go to the queue at once."""
     now = datetime.now(UTC)
-    pipe = connection().pipeline(transaction=False)
-    # rq's enqueue_job into a pipeline wants it in MULTI mode from the start: a second one.
-    due_pipe = connection().pipeline()
-    due_pipe.multi()
+    conn = connection()
+    # Each pipeline is built only when a job needs it: a create places one future job.
+    pipe: redis.client.Pipeline | None = None
+    due_pipe: redis.client.Pipeline | None = None
     for p in jobs:
         args = (p.order_id, p.version, p.grid_index)
         if p.due <= now:
+            if due_pipe is None:
+                # rq's enqueue_job into a pipeline wants it in MULTI mode from the start.
+                due_pipe = conn.pipeline()
+                due_pipe.multi()
             _enqueue_now_in(due_pipe, p.job_id, OCCURRENCE_FUNC, args, at_front=at_front)
         else:
+            if pipe is None:
+                pipe = conn.pipeline(transaction=False)
             _write_scheduled(pipe, p.job_id, OCCURRENCE_FUNC, args, p.due, early=True)
-    if len(due_pipe):
+    if due_pipe is not None:
         due_pipe.execute()
-    if len(pipe):
+    if pipe is not None:
         pipe.execute()
 
 

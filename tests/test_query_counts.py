@@ -178,6 +178,8 @@ def test_a_create_is_one_insert_carrying_its_job_id_and_its_cap() -> None:
     # The request's Redis: authentication's MGET, then the job written in one pipeline after the INSERT.
     assert len(trips) == 2, commands
     assert commands[0] == "MGET" and "ZADD" in commands
+    # The job's hash (rq's fields and the hand-off mark) in one HSET, then its entry in the schedule.
+    assert [c for c in commands if c in {"HSET", "ZADD"}] == ["HSET", "ZADD"], commands
     assert jobqueue.order_id_of_job(order.job_id) == order.pk
     assert order.job_id in jobqueue.all_order_job_ids()
 
