@@ -102,12 +102,15 @@ def order_page_for_user(
     search: str | None = None,
     ordering: str | None = None,
     using: str = "default",
+    times_as_text: bool = False,
 ) -> tuple[list[tuple[Any, ...]], int | None]:
     """One page of order_list_for_user(...) as ORDER_ROW_COLUMNS tuples, and the total number of
     matching orders (None when the page is empty: the total rides along with the rows).
 
     The same rows, order and total as the queryset (tests/test_order_page.py compares them for
-    every filter and ordering), in one hand-written statement (orders/sql.py says why)."""
+    every filter and ordering), in one hand-written statement (orders/sql.py says why). With
+    times_as_text the time columns are the database's text in connections[using].timezone (read
+    by orders.sql.datetime_from_db_text), for a caller that formats them without a datetime."""
     return sql.order_page_rows(
         columns=ORDER_ROW_COLUMNS,
         user_id=user.pk,
@@ -118,6 +121,7 @@ def order_page_for_user(
         search=search,
         ordering=ordering,
         using=using,
+        times_as_text=times_as_text,
     )
 
 
