@@ -31,39 +31,29 @@ CREATE_USERS = 16
 LIST_ORDERS = 10_000
 CONNECTIONS = 16
 
-# name -> web command (PORT and the app are filled in); granian-2x2 is the production one, scripts/web
-# (the Procfile's web line), whose settings were chosen with this list.
+
+def _granian(workers: int, threads: int) -> list[str]:
+    return [
+        "granian",
+        "--interface",
+        "wsgi",
+        "scheduler_site.wsgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        "--access-log",
+    ]
+
+
+# name -> web command (PORT and the app are filled in); the production one is scripts/web (the
+# Procfile's web line), whose settings were chosen with this list.
 SERVERS: dict[str, list[str]] = {
-    "granian-2x1": [
-        "granian",
-        "--interface",
-        "wsgi",
-        "scheduler_site.wsgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--workers",
-        "2",
-        "--blocking-threads",
-        "1",
-        "--access-log",
-    ],
-    "granian-2x2": [
-        "granian",
-        "--interface",
-        "wsgi",
-        "scheduler_site.wsgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--workers",
-        "2",
-        "--blocking-threads",
-        "2",
-        "--access-log",
-    ],
+    **{f"granian-{w}x{t}": _granian(w, t) for w, t in ((2, 1), (2, 2), (2, 4), (3, 2), (4, 1))},
     "gunicorn-2x1": [
         "gunicorn",
         "scheduler_site.wsgi",
