@@ -117,7 +117,9 @@ def test_a_flushed_redis_is_noticed_at_the_next_poll_and_every_order_gets_its_jo
     guard = SchedulerGuard(rebuilds=True)
     guard.poll()  # the first poll: finds (or writes) the sentinel
     assert guard.sentinel is not None
-    jobqueue.connection().flushall()
+    # FLUSHDB, not FLUSHALL: the loss is this database's; the server's other databases may belong to
+    # another suite or to a developer's own data.
+    jobqueue.connection().flushdb()
     assert not jobqueue.live_job_ids(o.job_id for o in orders)
     guard.poll()
     assert guard._rebuild_thread is not None
@@ -137,7 +139,7 @@ def test_orders_due_when_redis_lost_its_data_are_queued_at_once_and_run() -> Non
     ]
     guard = SchedulerGuard(rebuilds=True)
     guard.poll()
-    jobqueue.connection().flushall()
+    jobqueue.connection().flushdb()
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.05)
     guard.poll()
     assert guard._rebuild_thread is not None
