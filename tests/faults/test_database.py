@@ -178,9 +178,10 @@ def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_onc
     owner: Any, stacks: Callable[..., Stack], sampler: LimitSampler
 ) -> None:
     """Scenario 7b: the database commits a create and the connection breaks before the answer gets
-    back (what made 31 orders for 30 answers of 201 once in scenario 7). The client sees a 503; its
-    retry with the same Idempotency-Key finds the order and places the job that the commit's failure
-    kept the web process from placing; the order runs once, at its time."""
+    back (what made 31 orders for 30 answers of 201 once in scenario 7). A create is one INSERT that
+    commits by itself (no transaction of its own), so the lost answer is the INSERT's. The client sees
+    a 503; its retry with the same Idempotency-Key finds the order and places the job that the lost
+    answer kept the web process from placing; the order runs once, at its time."""
     db_port = int(connection.settings_dict.get("PORT") or 3306)
     proxy = TcpProxy(db_port)
     proxy.start()
@@ -198,13 +199,13 @@ def test_a_create_whose_commit_answer_is_lost_is_found_by_its_retry_and_runs_onc
         body = {"order_name": "lost answer", "schedule_time": due.isoformat()}
         key = uuid.uuid4().hex
 
-        tripped = proxy.lose_reply_to(b"\x03COMMIT")
+        tripped = proxy.lose_reply_to(b"\x03INSERT INTO `orders_order`")
         first, _, _ = api.exchange("POST", "/api/orders/", body, {"Idempotency-Key": key})
         assert tripped.wait(5), "the create never committed through the proxy"
         assert first == 503
         committed = Order.objects.get(user=owner)
         assert committed.idempotency_key == idempotency_key_digest(key), "the trap went off on another commit"
-        assert not jobqueue.live_job_ids([committed.job_id]), "a failed commit placed its job"
+        assert not jobqueue.live_job_ids([committed.job_id]), "an INSERT whose answer was lost placed its job"
 
         proxy.restore()
         again, answer, headers = api.exchange("POST", "/api/orders/", body, {"Idempotency-Key": key})
