@@ -43,6 +43,7 @@ def _active_list() -> str:
 TRIGGER_NAMES = (
     "orders_order_counters_insert",
     "orders_order_cap_insert",
+    "orders_order_cap_clear",
     "orders_order_active_update",
     "orders_order_total_delete",
 )
@@ -62,13 +63,16 @@ def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
         if with_cap:
             # ROW_COUNT() is the rows the UPDATE matched (Django connects with CLIENT.FOUND_ROWS; it
             # changes every row it matches anyway). None matched with a cap: at the cap, or no such user
-            # (the foreign key then answers when the service inserts again).
+            # (the service then inserts without a cap, and the foreign key answers).
             insert_trigger = (
                 "CREATE TRIGGER IF NOT EXISTS orders_order_counters_insert BEFORE INSERT ON orders_order "
                 f"FOR EACH ROW BEGIN {counters} AND (NEW.active_cap IS NULL OR NEW.status NOT IN {active} "
                 "OR active_orders < NEW.active_cap); "
                 "IF NEW.active_cap IS NOT NULL AND ROW_COUNT() = 0 THEN "
-                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{CAP_REACHED}'; END IF; END"
+                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{CAP_REACHED}'; END IF; "
+                # A request to this trigger, not a fact about the order: never stored, so a row dumped
+                # and loaded again (loaddata) is not held to the cap of the day it was created.
+                "SET NEW.active_cap = NULL; END"
             )
         else:
             insert_trigger = (
@@ -94,7 +98,11 @@ def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
                 "CREATE TRIGGER IF NOT EXISTS orders_order_cap_insert BEFORE INSERT ON orders_order "  # noqa: S608
                 f"WHEN NEW.active_cap IS NOT NULL AND NEW.status IN {active} AND "
                 "(SELECT active_orders FROM accounts_user WHERE id = NEW.user_id) >= NEW.active_cap "
-                f"BEGIN SELECT RAISE(ABORT, '{CAP_REACHED}'); END"
+                f"BEGIN SELECT RAISE(ABORT, '{CAP_REACHED}'); END",
+                # Not stored, as on MariaDB (whose BEFORE trigger can clear NEW; SQLite's cannot).
+                "CREATE TRIGGER IF NOT EXISTS orders_order_cap_clear AFTER INSERT ON orders_order "
+                "WHEN NEW.active_cap IS NOT NULL "
+                "BEGIN UPDATE orders_order SET active_cap = NULL WHERE id = NEW.id; END",
             ]
             if with_cap
             else []
@@ -116,22 +124,39 @@ def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
 
 
 def install(using: str = "default", *, with_cap: bool = True, replace: bool = False) -> None:
-    """Create the triggers where they are missing (idempotent); replace: drop them first, for a
-    migration that changes one."""
+    """Create the triggers where they are missing (idempotent). replace, for a migration that changes
+    one: MariaDB replaces each in one statement (CREATE OR REPLACE), so the table is never without
+    them; SQLite drops and creates them in one transaction (one writer at a time)."""
+    connection = connections[using]
+    statements = trigger_statements(connection.vendor, with_cap=with_cap)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for statement in statements:
+            if replace and connection.vendor == "mysql":
+                statement = statement.replace("CREATE TRIGGER IF NOT EXISTS", "CREATE OR REPLACE TRIGGER", 1)
+            elif replace:
+                name = statement.split("IF NOT EXISTS ", 1)[1].split(" ", 1)[0]
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+            cursor.execute(statement)
+        if replace and not with_cap:
+            for name in ("orders_order_cap_insert", "orders_order_cap_clear"):
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def has_cap_column(using: str = "default") -> bool:
+    """Whether orders_order has active_cap yet (migration 0010): the cap's triggers name it, and a
+    trigger naming a missing column fails, at CREATE on MariaDB and at every INSERT on SQLite."""
     connection = connections[using]
     with connection.cursor() as cursor:
-        if replace:
-            for name in TRIGGER_NAMES:
-                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
-        for statement in trigger_statements(connection.vendor, with_cap=with_cap):
-            cursor.execute(statement)
+        columns = connection.introspection.get_table_description(cursor, Order._meta.db_table)
+    return any(column.name == "active_cap" for column in columns)
 
 
 def install_after_migrate(using: str = "default", **kwargs: Any) -> None:
-    """post_migrate receiver: the tables exist once orders' migrations ran."""
+    """post_migrate receiver: the tables exist once orders' migrations ran (with the cap only once
+    its column does: a database migrated back to 0009 keeps 0009's triggers)."""
     connection = connections[using]
     if {"orders_order", "accounts_user"} <= set(connection.introspection.table_names()):
-        install(using)
+        install(using, with_cap=has_cap_column(using))
 
 
 def repair_all(using: str = "default") -> int:

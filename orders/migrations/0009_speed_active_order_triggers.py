@@ -26,6 +26,7 @@ def drop_triggers(apps: Any, schema_editor: Any) -> None:
         for name in (
             "orders_order_counters_insert",
             "orders_order_cap_insert",
+            "orders_order_cap_clear",
             "orders_order_active_update",
             "orders_order_total_delete",
         ):

@@ -359,20 +359,22 @@ def _insert_under_cap(order: Order) -> None:
         _insert_after_recount(order)
 
 
-@atomic_with_retry
+@transaction.atomic  # retried, when it must be, by _insert_under_cap's with_retry
 def _insert_after_recount(order: Order) -> None:
     """The trigger found the user's counter at the cap. The counter may be above the true number
     (finishing an order does not lower it): recount under the user's row lock and insert after all
     when there is room, so a refusal is always decided on the exact number."""
     assert order.active_cap is not None
-    count = sql.recount_active_orders_locked(order.user_id)[0]
+    if sql.recount_active_orders_locked(order.user_id)[0] >= order.active_cap:
+        raise active_cap_error(order.active_cap)
     try:
-        if count >= order.active_cap:
-            raise sql.ActiveCapReached
         # Under the lock just taken, on the corrected counter: the trigger lets it in.
         sql.insert_order(order)
     except sql.ActiveCapReached:
-        raise active_cap_error(order.active_cap) from None
+        # Room under the lock, and still refused: the trigger found no user row. Without a cap the
+        # INSERT answers as any insert for a missing user does, with the foreign key's IntegrityError.
+        order.active_cap = None
+        sql.insert_order(order)
 
 
 def order_definition_errors(*, changes: dict[str, Any], order: Order | None = None) -> dict[str, list[str]]:
