@@ -105,9 +105,10 @@ class Order(models.Model):
     # db_default too: raw INSERTs that name their columns (bench/floor.py) need not know this one.
     trace_context = models.CharField(max_length=128, blank=True, default="", db_default="", editable=False)
 
-    # The active-order cap the create that inserted this row asked for (ORDER_MAX_ACTIVE_PER_USER then).
-    # The insert trigger refuses the row when the user's counter is at it, in the INSERT itself, so a
-    # create is one statement (orders/active_counts.py). NULL: no cap asked for (the admin, data loads).
+    # Not data: the active-order cap a create asks its INSERT to hold (ORDER_MAX_ACTIVE_PER_USER). The
+    # insert trigger refuses the row when the user's counter is at it, so a create is one statement
+    # (orders/active_counts.py), and then clears it: every stored row has NULL. NULL on an INSERT: no
+    # cap asked for (the admin, data loads, a reloaded dump).
     active_cap = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
