@@ -14,7 +14,7 @@ the counter is below it and recounts exactly before it refuses, and `manage.py
 repair_active_order_counts` sets every counter exactly.
 
 The insert trigger is also the create's cap check: a row that carries active_cap (the create service
-sets it to ORDER_MAX_ACTIVE_PER_USER) is refused with CAP_REACHED when its user's counter is already
+sets it to ORDER_MAX_ACTIVE_PER_USER) is refused with sql.CAP_REACHED when its user's counter is already
 at the cap, so a create is one INSERT with no transaction of its own. On MariaDB the check is the
 counter's UPDATE itself (`... WHERE active_orders < cap`): an UPDATE waits for the user's row lock
 and decides on the newest committed counter, so concurrent creates take turns and the cap is exact.
@@ -47,7 +47,6 @@ TRIGGER_NAMES = (
     "orders_order_active_update",
     "orders_order_total_delete",
 )
-CAP_REACHED = sql.CAP_REACHED  # the trigger's refusal, which sql.insert_order turns into ActiveCapReached
 
 
 def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
@@ -69,7 +68,7 @@ def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
                 f"FOR EACH ROW BEGIN {counters} AND (NEW.active_cap IS NULL OR NEW.status NOT IN {active} "
                 "OR active_orders < NEW.active_cap); "
                 "IF NEW.active_cap IS NOT NULL AND ROW_COUNT() = 0 THEN "
-                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{CAP_REACHED}'; END IF; "
+                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{sql.CAP_REACHED}'; END IF; "
                 # A request to this trigger, not a fact about the order: never stored, so a row dumped
                 # and loaded again (loaddata) is not held to the cap of the day it was created.
                 "SET NEW.active_cap = NULL; END"
@@ -98,7 +97,7 @@ def trigger_statements(vendor: str, *, with_cap: bool = True) -> list[str]:
                 "CREATE TRIGGER IF NOT EXISTS orders_order_cap_insert BEFORE INSERT ON orders_order "  # noqa: S608
                 f"WHEN NEW.active_cap IS NOT NULL AND NEW.status IN {active} AND "
                 "(SELECT active_orders FROM accounts_user WHERE id = NEW.user_id) >= NEW.active_cap "
-                f"BEGIN SELECT RAISE(ABORT, '{CAP_REACHED}'); END",
+                f"BEGIN SELECT RAISE(ABORT, '{sql.CAP_REACHED}'); END",
                 # Not stored, as on MariaDB (whose BEFORE trigger can clear NEW; SQLite's cannot).
                 "CREATE TRIGGER IF NOT EXISTS orders_order_cap_clear AFTER INSERT ON orders_order "
                 "WHEN NEW.active_cap IS NOT NULL "
@@ -157,6 +156,19 @@ def install_after_migrate(using: str = "default", **kwargs: Any) -> None:
     connection = connections[using]
     if {"orders_order", "accounts_user"} <= set(connection.introspection.table_names()):
         install(using, with_cap=has_cap_column(using))
+
+
+def recount_every_user(using: str, active_statuses: tuple[str, ...]) -> None:
+    """Set every user's counters from their orders in one statement, for a migration that has just
+    (re)installed the triggers (no row locks: migrations run before the traffic). active_statuses is
+    the migration's own, frozen, list."""
+    statuses = ", ".join(f"'{status}'" for status in active_statuses)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_user SET active_orders = (SELECT COUNT(*) FROM orders_order WHERE "  # noqa: S608 - constants
+            f"orders_order.user_id = accounts_user.id AND orders_order.status IN ({statuses})), "
+            "orders_total = (SELECT COUNT(*) FROM orders_order WHERE orders_order.user_id = accounts_user.id)"
+        )
 
 
 def repair_all(using: str = "default") -> int:

@@ -209,6 +209,27 @@ def test_a_create_sends_mariadb_one_statement_and_no_transaction() -> None:
     assert sent == 1
 
 
+def test_a_refused_create_inside_a_callers_transaction_keeps_the_callers_work(settings: Any) -> None:
+    """The INSERT runs in a savepoint there: the cap's refusal undoes the INSERT, not the caller's
+    earlier writes, and the caller's transaction goes on."""
+    from django.core.exceptions import ValidationError
+    from django.db import transaction
+
+    from orders import services
+
+    settings.ORDER_MAX_ACTIVE_PER_USER = 1
+    user = make_user()
+    due = timezone.now() + timedelta(hours=1)
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(time_zone="Europe/Berlin")
+        services.order_create(user=user, definition=services.OrderDefinition(order_name="a", schedule_time=due))
+        with pytest.raises(ValidationError):
+            services.order_create(user=user, definition=services.OrderDefinition(order_name="b", schedule_time=due))
+        services.order_update(order=Order.objects.get(user=user), changes={"order_name": "a, renamed"})
+    assert User.objects.get(pk=user.pk).time_zone == "Europe/Berlin"
+    assert list(Order.objects.filter(user=user).values_list("order_name", flat=True)) == ["a, renamed"]
+
+
 def test_a_create_for_a_user_that_is_gone_is_the_foreign_keys_error_not_the_caps() -> None:
     from django.db import IntegrityError
 

@@ -12,24 +12,14 @@ def create_triggers(apps: Any, schema_editor: Any) -> None:
 
     # As they were then: the cap check (migration 0010) names a column this migration predates.
     active_counts.install(schema_editor.connection.alias, with_cap=False)
-    statuses = ", ".join(f"'{s}'" for s in ("scheduled", "running"))  # ACTIVE_ORDER_STATUSES at this migration
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE accounts_user SET active_orders = (SELECT COUNT(*) FROM orders_order WHERE "
-            f"orders_order.user_id = accounts_user.id AND orders_order.status IN ({statuses})), "
-            "orders_total = (SELECT COUNT(*) FROM orders_order WHERE orders_order.user_id = accounts_user.id)"
-        )
+    active_counts.recount_every_user(schema_editor.connection.alias, ("scheduled", "running"))  # active then
 
 
 def drop_triggers(apps: Any, schema_editor: Any) -> None:
+    from orders import active_counts
+
     with schema_editor.connection.cursor() as cursor:
-        for name in (
-            "orders_order_counters_insert",
-            "orders_order_cap_insert",
-            "orders_order_cap_clear",
-            "orders_order_active_update",
-            "orders_order_total_delete",
-        ):
+        for name in active_counts.TRIGGER_NAMES:
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 

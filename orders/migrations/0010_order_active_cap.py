@@ -11,13 +11,7 @@ def cap_triggers(apps: Any, schema_editor: Any) -> None:
 
     active_counts.install(schema_editor.connection.alias, replace=True)
     # Recounted once the new triggers are in, as 0009 did: nothing may leave a counter below the truth.
-    statuses = ", ".join(f"'{s}'" for s in ("scheduled", "running"))  # ACTIVE_ORDER_STATUSES at this migration
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE accounts_user SET active_orders = (SELECT COUNT(*) FROM orders_order WHERE "
-            f"orders_order.user_id = accounts_user.id AND orders_order.status IN ({statuses})), "
-            "orders_total = (SELECT COUNT(*) FROM orders_order WHERE orders_order.user_id = accounts_user.id)"
-        )
+    active_counts.recount_every_user(schema_editor.connection.alias, ("scheduled", "running"))  # active now
 
 
 def triggers_without_cap(apps: Any, schema_editor: Any) -> None:

@@ -348,13 +348,10 @@ def order_create(
 def _insert_under_cap(order: Order) -> None:
     """The create's one statement: the INSERT, refused by its trigger at the cap. Outside a
     transaction it commits by itself (no BEGIN, no COMMIT: three round trips fewer than a
-    transaction); inside a caller's, a savepoint keeps a refusal from spoiling the caller's work."""
+    transaction). Inside a caller's it needs no savepoint: MariaDB's SIGNAL and SQLite's
+    RAISE(ABORT) undo the refused statement only, and the caller's work stands (a test holds it)."""
     try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():
-                sql.insert_order(order)
-        else:
-            sql.insert_order(order)
+        sql.insert_order(order)
     except sql.ActiveCapReached:
         _insert_after_recount(order)
 
