@@ -221,8 +221,10 @@ def _lua(ctx: Context, name: str, replacements: dict[str, str], out_name: str | 
     return script
 
 
-def _token_script(ctx: Context, name: str, tokens: list[str], path: str = "/api/orders") -> Path:
-    return _lua(ctx, name, {"TOKENS": ",\n".join(f'  "{t}"' for t in tokens), "PATH": path})
+def _token_script(
+    ctx: Context, name: str, tokens: list[str], path: str = "/api/orders", out_name: str | None = None
+) -> Path:
+    return _lua(ctx, name, {"TOKENS": ",\n".join(f'  "{t}"' for t in tokens), "PATH": path}, out_name)
 
 
 def scenario_api(ctx: Context) -> dict[str, Any]:

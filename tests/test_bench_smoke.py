@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from accounts.services import user_logout_all
 from bench import harness, report
 from orders.models import Order
 from orders.selectors import ORDER_ROW_COLUMNS
@@ -115,6 +116,25 @@ def test_the_api_floor_writes_and_reads_real_order_rows(settings: Any) -> None:
     listed = Client().get(f"/floor/list?user={user.pk}").json()
     assert listed["count"] == 1
     assert tuple(listed["results"][0]) == ORDER_ROW_COLUMNS
+
+
+def test_the_authenticated_floor_serves_only_the_tokens_user(settings: Any) -> None:
+    """The floor behind the product's authentication refuses a request without a valid, unrevoked
+    token, and writes and reads the token's user's rows."""
+    # As bench/floor_settings.py serves it: no middleware.
+    settings.ROOT_URLCONF, settings.MIDDLEWARE = "bench.floor", []
+    user, other = make_user(), make_user()
+    assert Client().post("/floor/auth/create").status_code == 401
+    auth = {"Authorization": f"Bearer {harness.token_for(user)}"}
+    created = Client().post("/floor/auth/create", headers=auth)
+    assert created.status_code == 201
+    assert Order.objects.get(pk=created.json()["id"]).user == user
+    Client().post(f"/floor/create?user={other.pk}")
+    listed = Client().get("/floor/auth/list", headers=auth).json()
+    assert [row["id"] for row in listed["results"]] == [created.json()["id"]]
+    assert tuple(listed["results"][0]) == ORDER_ROW_COLUMNS
+    user_logout_all(user=user)
+    assert Client().get("/floor/auth/list", headers=auth).status_code == 401
 
 
 def test_the_metrics_cost_is_the_median_on_side_against_the_median_off_side() -> None:

@@ -8,7 +8,7 @@ request = function()
   counter = counter + 1
   local token = tokens[(counter % #tokens) + 1]
   local body = string.format('{"order_name":"wrk %d","schedule_time":"2031-01-01T00:00:00Z"}', counter)
-  return wrk.format("POST", "/api/orders", {
+  return wrk.format("POST", "--PATH--", {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. token,
   }, body)
