@@ -1,16 +1,18 @@
 """The API's floor: what Django itself costs on this machine for the work each endpoint cannot avoid.
 
 Served by the same web server command as the product (scripts/web), against the same MariaDB and Redis,
-with the project's settings but no middleware, no DRF, no authentication and no validation:
+with the project's settings. These three have no middleware, no DRF, no authentication and no
+validation:
 - GET /floor/hello: an empty JSON response (Django's request cycle alone);
 - GET /floor/list?user=N: the 50 newest orders of user N, one raw SELECT dumped as JSON;
 - POST /floor/create?user=N: one order row inserted by a raw INSERT in a transaction, one Redis ZADD.
 And the same list and create behind what no API request may skip, the fixed stack's authentication:
 - GET /floor/auth/list, POST /floor/auth/create: a DRF APIView with the product's authentication
   (the JWT's signature and claims, then its revocation and the user read in one Redis round trip:
-  accounts/authentication.py), permission, parser and renderer (settings.REST_FRAMEWORK), for the
-  token's user; no validation, no service, no middleware, and the create writes no job at all (one
-  INSERT): no design of the product can do less per request and keep its authentication.
+  accounts/authentication.py), permission, parser (the create's JSON body is parsed) and renderer
+  (settings.REST_FRAMEWORK), for the token's user; no validation, no service, no middleware, and the
+  create writes no job at all (one INSERT): no design of the product can do less per request and
+  keep its authentication.
 The product can at best approach these rates; a target above the floor cannot be met by tuning the
 application (bench/harness.py, scenario_api, reports product / floor in the same run).
 """
@@ -104,7 +106,9 @@ def _authenticated_views() -> dict[str, Callable[..., HttpResponse]]:
 
     class AuthenticatedCreate(APIView):
         def post(self, request: Request) -> Response:
-            # The INSERT alone, no job written: the least any create can do, however its job is placed.
+            # The body parsed (any create must) and the INSERT alone, no job written: the least any
+            # create can do, however its job is placed.
+            request.data  # noqa: B018 - parsing is the point
             return Response({"id": _insert(request_user(request).pk, job=False)}, status=201)
 
     return {"list": AuthenticatedList.as_view(), "create": AuthenticatedCreate.as_view()}

@@ -221,7 +221,7 @@ def _lua(ctx: Context, name: str, replacements: dict[str, str], out_name: str | 
     return script
 
 
-def _token_script(
+def token_script(
     ctx: Context, name: str, tokens: list[str], path: str = "/api/orders", out_name: str | None = None
 ) -> Path:
     return _lua(ctx, name, {"TOKENS": ",\n".join(f'  "{t}"' for t in tokens), "PATH": path}, out_name)
@@ -233,8 +233,8 @@ def scenario_api(ctx: Context) -> dict[str, Any]:
     tokens = [token_for(u) for u in users]
     list_user = bench_users(ctx.profile.api_users + 1)[-1]
     seed_orders(list_user, ctx.profile.list_seed_orders)
-    create_script = _token_script(ctx, "create_order", tokens)
-    list_script = _token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
+    create_script = token_script(ctx, "create_order", tokens)
+    list_script = token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
     stack = ctx.stack()
     runs: list[dict[str, Any]] = []
     memory: dict[str, float] = {}
@@ -730,12 +730,12 @@ def scenario_scale(ctx: Context) -> dict[str, Any]:
         }
         stack.stop("scheduler")
         stack.start_web()
-        list_script = _token_script(ctx, "list_orders", [token_for(heavy_user)], path="/api/orders?page=1")
+        list_script = token_script(ctx, "list_orders", [token_for(heavy_user)], path="/api/orders?page=1")
         result["list_heavy_user"] = [
             _wrk(ctx, stack.base_url, list_script, conns, ctx.profile.api_seconds) for conns in (1, 16)
         ]
         last = max(1, heavy // 50)
-        deep = _token_script(ctx, "list_orders", [token_for(heavy_user)], path=f"/api/orders?page={last}")
+        deep = token_script(ctx, "list_orders", [token_for(heavy_user)], path=f"/api/orders?page={last}")
         last_page = _wrk(ctx, stack.base_url, deep, 1, ctx.profile.api_seconds)
         last_page["page"] = last
         result["list_heavy_user_last_page"] = last_page
@@ -789,8 +789,8 @@ def scenario_metrics(ctx: Context) -> dict[str, Any]:
     tokens = [token_for(u) for u in users]
     list_user = bench_users(ctx.profile.api_users + 1)[-1]
     seed_orders(list_user, ctx.profile.list_seed_orders)
-    create_script = _token_script(ctx, "create_order", tokens)
-    list_script = _token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
+    create_script = token_script(ctx, "create_order", tokens)
+    list_script = token_script(ctx, "list_orders", [token_for(list_user)], path="/api/orders?page=1")
     n = ctx.profile.metrics_batch_orders
     runs: list[dict[str, Any]] = []
     scrape: list[float] = []

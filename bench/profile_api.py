@@ -53,7 +53,12 @@ def _environ(method: str, path: str, body: bytes = b"", token: str | None = None
 
 def _call(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], expect: int) -> None:
     status: list[str] = []
-    body = b"".join(app(environ, lambda s, h, exc_info=None: status.append(s)))
+    response = app(environ, lambda s, h, exc_info=None: status.append(s))
+    try:
+        body = b"".join(response)
+    finally:
+        # As a server does: Django's request_finished (connections and caches closed or kept).
+        getattr(response, "close", lambda: None)()
     if not status or int(status[0].split()[0]) != expect:
         raise SystemExit(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}: {status} {body[:300]!r}")
 
@@ -77,7 +82,7 @@ def main(n: int) -> dict[str, Any]:
     env["CONN_HEALTH_CHECKS"] = "false"
     setup(env)
     from bench import data
-    from bench.ratio import _reset_product_orders
+    from bench.ratio import reset_product_orders
 
     data.reset_orders()
     users = data.bench_users(17)
@@ -131,11 +136,11 @@ def main(n: int) -> dict[str, Any]:
             _requests(app, make, 50, code)  # warm-up: imports, connections, caches
         product_ms, floor_ms = [], []
         for _ in range(ROUNDS):
-            _reset_product_orders(list_user.pk)
+            reset_product_orders(list_user.pk)
             product_ms.append(cpu_ms_per_request(p_app, p_make, n, p_code))
-            _reset_product_orders(list_user.pk)
+            reset_product_orders(list_user.pk)
             floor_ms.append(cpu_ms_per_request(f_app, f_make, n, f_code))
-        _reset_product_orders(list_user.pk)
+        reset_product_orders(list_user.pk)
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         _requests(p_app, p_make, n, p_code)
@@ -153,7 +158,7 @@ def main(n: int) -> dict[str, Any]:
             "floor_cpu_ms_all": floor_ms,
             "profile": text.getvalue(),
         }
-    _reset_product_orders(list_user.pk)
+    reset_product_orders(list_user.pk)
     return result
 
 

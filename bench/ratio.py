@@ -98,7 +98,7 @@ def _argv(name: str, port: int) -> list[str]:
     return [sys.executable, "-m", argv[0], *argv[1:]]
 
 
-def _reset_product_orders(keep_user_id: int) -> None:
+def reset_product_orders(keep_user_id: int) -> None:
     from django.db import connection
 
     from bench.harness import clear_queue_state
@@ -212,18 +212,18 @@ def run(servers: list[str], reps: int, seconds: float, profile: bool) -> dict[st
     users = harness.bench_users(CREATE_USERS + 1)
     create_users, list_user = users[:CREATE_USERS], users[CREATE_USERS]
     harness.seed_orders(list_user, LIST_ORDERS)
-    create_script = harness._token_script(ctx, "create_order", [harness.token_for(u) for u in create_users])
-    list_script = harness._token_script(ctx, "list_orders", [harness.token_for(list_user)], path="/api/orders?page=1")
+    create_script = harness.token_script(ctx, "create_order", [harness.token_for(u) for u in create_users])
+    list_script = harness.token_script(ctx, "list_orders", [harness.token_for(list_user)], path="/api/orders?page=1")
     floor_scripts = {
         "create": harness._lua(
             ctx, "floor", {"METHOD": "POST", "PATH": f"/floor/create?user={create_users[0].pk}"}, "floor-create"
         ),
         "list": harness._lua(ctx, "floor", {"METHOD": "GET", "PATH": f"/floor/list?user={list_user.pk}"}, "floor-list"),
         # Behind the product's authentication, the create without its job (bench/floor.py): the bound.
-        "auth-create": harness._token_script(
+        "auth-create": harness.token_script(
             ctx, "create_order", [harness.token_for(u) for u in create_users], "/floor/auth/create", "floor-auth-create"
         ),
-        "auth-list": harness._token_script(
+        "auth-list": harness.token_script(
             ctx, "list_orders", [harness.token_for(list_user)], "/floor/auth/list", "floor-auth-list"
         ),
     }
@@ -244,18 +244,21 @@ def run(servers: list[str], reps: int, seconds: float, profile: bool) -> dict[st
                 ("product", None, None, product_scripts),
                 ("floor", "bench.floor:application", "bench.floor_settings", floor_scripts),
             ):
-                _reset_product_orders(list_user.pk)
+                reset_product_orders(list_user.pk)
                 stack = BenchStack(env=env, work_dir=WORK_DIR)
                 try:
                     stack.start_web_command(_argv(name, stack.port), app=app, settings_module=settings_module)
                     for script in scripts.values():
                         harness._wrk(ctx, stack.base_url, script, 4, 1)  # warm-up: imports, connections
                     for endpoint, script in scripts.items():
+                        if endpoint.endswith("create"):
+                            # Every create run starts on the same table (the floor's two included).
+                            reset_product_orders(list_user.pk)
                         result = _measure(ctx, stack, script, seconds)
                         result.update(server=name, side=side, endpoint=endpoint, rep=rep)
                         runs.append(result)
                         print(
-                            f"{name} rep {rep} {side:7} {endpoint:6}: {result['rps']:.0f}/s "
+                            f"{name} rep {rep} {side:7} {endpoint:11}: {result['rps']:.0f}/s "
                             f"p99 {result['p99_ms']:.1f} ms cpu {result['web_cpu_ms_per_request']:.2f} ms "
                             f"non-2xx {result['non_2xx']}",
                             flush=True,
@@ -273,12 +276,17 @@ def run(servers: list[str], reps: int, seconds: float, profile: bool) -> dict[st
                     f" product / it {row['ratio_to_auth_floor']:.2f}"
                     if "auth_floor_rps" in row
                     else ""
+                )
+                + "".join(
+                    f"; {side} non-2xx answers: {row[f'{side}_non_2xx']}, not a measurement"
+                    for side in ("product", "floor")
+                    if row[f"{side}_non_2xx"]
                 ),
                 flush=True,
             )
     if profile:
         name = servers[0]
-        _reset_product_orders(list_user.pk)
+        reset_product_orders(list_user.pk)
         stack = BenchStack(env=env, work_dir=WORK_DIR)
         try:
             stack.start_web_command(_argv(name, stack.port))
@@ -312,6 +320,10 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "ratio": product / floor if floor else float("nan"),
             **_auth_floor(runs, endpoint, product, floor),
             "product_non_2xx": sum(r["non_2xx"] for r in runs if r["side"] == "product" and r["endpoint"] == endpoint),
+            # A floor that answered errors would look fast: counted, and printed with the run.
+            "floor_non_2xx": sum(
+                r["non_2xx"] for r in runs if r["side"] == "floor" and r["endpoint"].endswith(endpoint)
+            ),
         }
     return summary
 
@@ -354,10 +366,11 @@ _AUTH_HEADER = " authenticated floor req/s | p99 ms | web CPU ms/req | of the fl
 def markdown(results: dict[str, Any], source: str = "") -> str:
     """The run as docs/BENCHMARKS.md shows it (bench/report.py includes the newest ratio results)."""
     load = ", ".join(f"{x:.1f}" for x in results["load_average_at_start"])
+    reps = len({r["rep"] for r in next(iter(results["servers"].values()))["runs"]})
     auth = all("auth_floor_rps" in row for server in results["servers"].values() for row in server["summary"].values())
     lines = [
         f"Run of {results['started_at']}{f' ({source})' if source else ''}: each server command served the "
-        f"product and then bench/floor.py, {len(next(iter(results['servers'].values()))['runs']) // 4} times "
+        f"product and then bench/floor.py, {reps} times "
         f"each, wrk -t2 -c{results['connections']} for {results['seconds']:.0f} s per endpoint; create spread over "
         f"{results['create_users']} users, list = page 1 of a user with {results['list_user_orders']:,} orders. "
         f"Medians; ratio = product / floor. {_load_note(results, load)}"

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.test import Client
 
 from accounts.services import user_logout_all
-from bench import harness, report
+from bench import harness, ratio, report
 from orders.models import Order
 from orders.selectors import ORDER_ROW_COLUMNS
 from tests import processes
@@ -126,10 +126,12 @@ def test_the_authenticated_floor_serves_only_the_tokens_user(settings: Any) -> N
     user, other = make_user(), make_user()
     assert Client().post("/floor/auth/create").status_code == 401
     auth = {"Authorization": f"Bearer {harness.token_for(user)}"}
-    created = Client().post("/floor/auth/create", headers=auth)
+    created = Client().post(
+        "/floor/auth/create", {"order_name": "floor"}, content_type="application/json", headers=auth
+    )
     assert created.status_code == 201
     assert Order.objects.get(pk=created.json()["id"]).user == user
-    Client().post(f"/floor/create?user={other.pk}")
+    assert Client().post(f"/floor/create?user={other.pk}").status_code == 201
     listed = Client().get("/floor/auth/list", headers=auth).json()
     assert [row["id"] for row in listed["results"]] == [created.json()["id"]]
     assert tuple(listed["results"][0]) == ORDER_ROW_COLUMNS
@@ -224,3 +226,45 @@ def test_the_instruction_probes_run_each_counted_operation(tmp_path: Path) -> No
     subprocess.run([*procfile_commands(env)["worker"], "--burst"], env=env, timeout=120, check=True)
     instructions._settled(3)
     assert Execution.objects.filter(status="succeeded").count() == 3
+
+
+def test_the_ratio_report_divides_the_product_by_each_floor_of_the_same_run() -> None:
+    def run(side: str, endpoint: str, rep: int, rps: float) -> dict[str, Any]:
+        return {"side": side, "endpoint": endpoint, "rep": rep, "rps": rps, "p99_ms": 10.0}
+
+    runs = []
+    for rep in (1, 2, 3):
+        runs += [
+            run("product", "create", rep, 300.0 + rep),
+            run("product", "list", rep, 600.0),
+            run("floor", "create", rep, 1000.0),
+            run("floor", "list", rep, 1200.0),
+            run("floor", "auth-create", rep, 800.0 - rep),
+            run("floor", "auth-list", rep, 960.0),
+        ]
+    for r in runs:
+        r.update(web_cpu_ms_per_request=1.0, non_2xx=0)
+    summary = ratio.summarize_runs(runs)
+    assert summary["create"]["product_rps"] == 302.0
+    assert summary["create"]["auth_floor_rps"] == 798.0
+    assert summary["create"]["auth_floor_ratio"] == pytest.approx(0.798)
+    assert summary["create"]["ratio_to_auth_floor"] == pytest.approx(302 / 798)
+    assert summary["list"]["ratio_to_auth_floor"] == pytest.approx(0.625)
+    results = {
+        "started_at": "2026-12-03T07:00:00Z",
+        "load_average_at_start": [0.5, 0.5, 0.5],
+        "connections": 16,
+        "seconds": 8,
+        "create_users": 16,
+        "list_user_orders": 10_000,
+        "servers": {"granian-2x2": {"runs": runs, "summary": summary}},
+    }
+    text = ratio.markdown(results)
+    assert "3 times each" in text
+    product_and_floor = "| granian-2x2 | list | 600 | 10 | 1.00 | 1,200 | 10 | 1.00 | **0.50** |"
+    assert f"{product_and_floor} 960 | 10 | 1.00 | 0.80 | **0.62** |" in text
+    # A run from before the authenticated floor renders without its columns.
+    for row in summary.values():
+        for key in [k for k in row if k.startswith(("auth_", "ratio_to_"))]:
+            del row[key]
+    assert "authenticated floor" not in ratio.markdown(results)

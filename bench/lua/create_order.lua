@@ -1,4 +1,4 @@
--- POST /api/orders with a JWT, one of several users per request (each user has a cap on active orders).
+-- POST --PATH-- (an order's JSON body) with a JWT, one of several users per request (each user has a cap on active orders).
 local tokens = {
 --TOKENS--
 }
