@@ -375,7 +375,7 @@ def markdown(results: dict[str, Any], source: str = "") -> str:
         f"{results['create_users']} users, list = page 1 of a user with {results['list_user_orders']:,} orders. "
         f"Medians; ratio = product / floor. {_load_note(results, load)}"
         + (
-            " The authenticated floor is the floor's SELECT, or its INSERT with no job written, behind the "
+            " The authenticated floor is the floor's SELECT, or its INSERT alone (autocommit, no job), behind the "
             "product's JWT authentication in a DRF view (bench/floor.py): less than any design of the product "
             "can do per request."
             if auth
