@@ -126,7 +126,7 @@ def main(n: int) -> dict[str, Any]:
             (floor, lambda i: _environ("POST", f"/floor/create?user={create_users[i % 16].pk}"), 201),
         ],
         "list": [
-            (product, lambda i: _environ("GET", "/api/orders", token=list_token) | {"QUERY_STRING": "page=1"}, 200),
+            (product, lambda i: _environ("GET", "/api/orders?page=1", token=list_token), 200),
             (floor, lambda i: _environ("GET", f"/floor/list?user={list_user.pk}"), 200),
         ],
     }

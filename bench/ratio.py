@@ -212,8 +212,9 @@ def run(servers: list[str], reps: int, seconds: float, profile: bool) -> dict[st
     users = harness.bench_users(CREATE_USERS + 1)
     create_users, list_user = users[:CREATE_USERS], users[CREATE_USERS]
     harness.seed_orders(list_user, LIST_ORDERS)
-    create_script = harness.token_script(ctx, "create_order", [harness.token_for(u) for u in create_users])
-    list_script = harness.token_script(ctx, "list_orders", [harness.token_for(list_user)], path="/api/orders?page=1")
+    create_tokens, list_tokens = [harness.token_for(u) for u in create_users], [harness.token_for(list_user)]
+    create_script = harness.token_script(ctx, "create_order", create_tokens)
+    list_script = harness.token_script(ctx, "list_orders", list_tokens, path="/api/orders?page=1")
     floor_scripts = {
         "create": harness._lua(
             ctx, "floor", {"METHOD": "POST", "PATH": f"/floor/create?user={create_users[0].pk}"}, "floor-create"
@@ -221,11 +222,9 @@ def run(servers: list[str], reps: int, seconds: float, profile: bool) -> dict[st
         "list": harness._lua(ctx, "floor", {"METHOD": "GET", "PATH": f"/floor/list?user={list_user.pk}"}, "floor-list"),
         # Behind the product's authentication, the create without its job (bench/floor.py): the bound.
         "auth-create": harness.token_script(
-            ctx, "create_order", [harness.token_for(u) for u in create_users], "/floor/auth/create", "floor-auth-create"
+            ctx, "create_order", create_tokens, "/floor/auth/create", "floor-auth-create"
         ),
-        "auth-list": harness.token_script(
-            ctx, "list_orders", [harness.token_for(list_user)], "/floor/auth/list", "floor-auth-list"
-        ),
+        "auth-list": harness.token_script(ctx, "list_orders", list_tokens, "/floor/auth/list", "floor-auth-list"),
     }
     product_scripts = {"create": create_script, "list": list_script}
     results: dict[str, Any] = {
@@ -244,7 +243,6 @@ def run(servers: list[str], reps: int, seconds: float, profile: bool) -> dict[st
                 ("product", None, None, product_scripts),
                 ("floor", "bench.floor:application", "bench.floor_settings", floor_scripts),
             ):
-                reset_product_orders(list_user.pk)
                 stack = BenchStack(env=env, work_dir=WORK_DIR)
                 try:
                     stack.start_web_command(_argv(name, stack.port), app=app, settings_module=settings_module)
@@ -318,29 +316,24 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "floor_p99_ms": median("floor", endpoint, "p99_ms"),
             "floor_cpu_ms": median("floor", endpoint, "web_cpu_ms_per_request"),
             "ratio": product / floor if floor else float("nan"),
-            **_auth_floor(runs, endpoint, product, floor),
             "product_non_2xx": sum(r["non_2xx"] for r in runs if r["side"] == "product" and r["endpoint"] == endpoint),
             # A floor that answered errors would look fast: counted, and printed with the run.
             "floor_non_2xx": sum(
                 r["non_2xx"] for r in runs if r["side"] == "floor" and r["endpoint"].endswith(endpoint)
             ),
         }
+        # The floor behind the product's authentication (absent from runs made before it existed).
+        auth = f"auth-{endpoint}"
+        if any(r["endpoint"] == auth for r in runs):
+            auth_rps = median("floor", auth, "rps")
+            summary[endpoint].update(
+                auth_floor_rps=auth_rps,
+                auth_floor_p99_ms=median("floor", auth, "p99_ms"),
+                auth_floor_cpu_ms=median("floor", auth, "web_cpu_ms_per_request"),
+                auth_floor_ratio=auth_rps / floor if floor else float("nan"),
+                ratio_to_auth_floor=product / auth_rps if auth_rps else float("nan"),
+            )
     return summary
-
-
-def _auth_floor(runs: list[dict[str, Any]], endpoint: str, product: float, floor: float) -> dict[str, float]:
-    """The floor behind the product's authentication (absent from runs made before it existed)."""
-    auth = [r for r in runs if r["side"] == "floor" and r["endpoint"] == f"auth-{endpoint}"]
-    if not auth:
-        return {}
-    rps = statistics.median(r["rps"] for r in auth)
-    return {
-        "auth_floor_rps": rps,
-        "auth_floor_p99_ms": statistics.median(r["p99_ms"] for r in auth),
-        "auth_floor_cpu_ms": statistics.median(r["web_cpu_ms_per_request"] for r in auth),
-        "auth_floor_ratio": rps / floor if floor else float("nan"),
-        "ratio_to_auth_floor": product / rps if rps else float("nan"),
-    }
 
 
 def _load_note(results: dict[str, Any], load: str) -> str:
